@@ -1,0 +1,5 @@
+import sys
+
+from restorekit.cli import main
+
+sys.exit(main())

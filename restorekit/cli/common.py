@@ -1,0 +1,39 @@
+"""Helpers shared by subcommands: JSON output written atomically, rich tables."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+console = Console(stderr=True)
+
+
+def write_json(path: str | Path, payload: object) -> Path:
+    """Write JSON atomically (temp file + rename) so a crash never leaves half a report."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(payload, handle, indent=2)
+            handle.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def results_table(title: str, columns: list[str], rows: list[list[object]]) -> Table:
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, justify="right" if column not in ("image", "model", "dataset") else "left")
+    for row in rows:
+        table.add_row(*(f"{v:.4f}" if isinstance(v, float) and abs(v) < 1.5 else
+                        f"{v:.2f}" if isinstance(v, float) else str(v) for v in row))
+    return table

@@ -1,0 +1,30 @@
+"""Errors that reach users as one clear line (the CLI prints `str(err)` and exits non-zero)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class RestorekitError(Exception):
+    """Base class: every error we raise on purpose, worded for the person at the terminal."""
+
+
+class ImageError(RestorekitError):
+    """An image file that cannot be read or written; the message names the file and the reason."""
+
+    def __init__(self, path: str | Path, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+class SpecError(RestorekitError):
+    """A degradation spec string that does not parse or has an out-of-range level."""
+
+
+class ConfigError(RestorekitError):
+    """A training/eval configuration problem, named by file and key."""
+
+
+class ModelError(RestorekitError):
+    """An unknown model name, a bad weights file or a hash mismatch."""

@@ -1,0 +1,43 @@
+"""Shared fixtures. Dataset tests skip with a reason when RESTOREKIT_DATA (or ../shared/data) is absent."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from restorekit.paths import data_root, reference_weights_root
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    root = data_root()
+    if root is None:
+        pytest.skip("benchmark data not found: set RESTOREKIT_DATA to the shared data folder")
+    return root
+
+
+@pytest.fixture(scope="session")
+def reference_weights() -> Path:
+    root = reference_weights_root()
+    if root is None:
+        pytest.skip("reference weights not found: expected beside RESTOREKIT_DATA as ../reference-weights")
+    return root
+
+
+@pytest.fixture
+def astronaut() -> torch.Tensor:
+    """scikit-image's bundled astronaut, 512x512 RGB, as a CHW float tensor in [0, 1]."""
+    from skimage import data
+
+    return torch.from_numpy(data.astronaut().astype(np.float32) / 255).permute(2, 0, 1).contiguous()
+
+
+@pytest.fixture
+def camera() -> torch.Tensor:
+    """scikit-image's bundled cameraman, 512x512 grey, as a 1xHxW float tensor in [0, 1]."""
+    from skimage import data
+
+    return torch.from_numpy(data.camera().astype(np.float32) / 255)[None]

@@ -1,0 +1,132 @@
+"""`restorekit eval`: the SR benchmark protocol reproduces the field's bicubic table (issue 2 acceptance)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from restorekit import evaluation
+from restorekit.cli import main
+from restorekit.zoo import load_model
+
+# The field's standard bicubic table (Y channel, border = scale, MATLAB bicubic, rounded output).
+BICUBIC_TABLE = {
+    ("Set5", 2): (33.66, 0.9299), ("Set5", 3): (30.39, 0.8682), ("Set5", 4): (28.42, 0.8104),
+    ("Set14", 2): (30.24, 0.8688), ("Set14", 3): (27.55, 0.7742), ("Set14", 4): (26.00, 0.7027),
+    ("BSD100", 2): (29.56, 0.8431), ("BSD100", 3): (27.21, 0.7385), ("BSD100", 4): (25.96, 0.6675),
+}
+
+
+@pytest.mark.data
+@pytest.mark.parametrize("dataset,scale", sorted(BICUBIC_TABLE))
+def test_bicubic_reproduces_the_standard_table(data_dir, dataset, scale, tmp_path):
+    out = tmp_path / "result.json"
+    args = ["eval", "--model", "bicubic", "--dataset", str(data_dir / "test" / dataset),
+            "--task", "sr", "--scale", str(scale), "--json", str(out)]
+    if dataset == "BSD100":
+        args += ["--crop-to", "480x320"]  # the SR benchmark's top-left crop of the BSDS images
+    assert main(args) == 0
+    result = json.loads(out.read_text())
+    paper_psnr, paper_ssim = BICUBIC_TABLE[(dataset, scale)]
+    assert result["psnr"] == pytest.approx(paper_psnr, abs=0.03)
+    assert result["ssim"] == pytest.approx(paper_ssim, abs=0.003)
+    assert result["protocol"]["y_channel"] and result["protocol"]["crop_border"] == scale
+    assert len(result["images"]) == {"Set5": 5, "Set14": 14, "BSD100": 100}[dataset]
+
+
+def _write_folder(folder, images):
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, array in images.items():
+        Image.fromarray(array).save(folder / name)
+    return folder
+
+
+def test_eval_json_has_the_documented_fields(tmp_path, astronaut):
+    array = (astronaut.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)[:96, :120]
+    folder = _write_folder(tmp_path / "imgs", {"a.png": array, "b.png": array[:90, :99]})
+    out = tmp_path / "r.json"
+    assert main(["eval", "--model", "bicubic", "--dataset", str(folder), "--task", "sr", "--scale", "3",
+                 "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    for key in ("model", "dataset", "task", "scale", "level", "psnr", "ssim", "protocol", "images"):
+        assert key in result
+    assert set(result["protocol"]) >= {"y_channel", "crop_border", "quantize", "y_formula", "crop_to"}
+    assert [r["name"] for r in result["images"]] == ["a.png", "b.png"]
+    assert result["psnr"] == pytest.approx(np.mean([r["psnr"] for r in result["images"]]))
+    assert 15 < result["psnr"] < 40
+
+
+def test_protocol_switches_change_the_number_and_are_recorded(tmp_path, astronaut):
+    array = (astronaut.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)[:128, :128]
+    folder = _write_folder(tmp_path / "imgs", {"a.png": array})
+    results = {}
+    for name, extra in {"y": [], "rgb": ["--rgb"], "opencv": ["--y-formula", "opencv"], "trunc": ["--quantize", "trunc"]}.items():
+        out = tmp_path / f"{name}.json"
+        assert main(["eval", "--model", "bicubic", "--dataset", str(folder), "--task", "sr", "--scale", "2",
+                     "--json", str(out), *extra]) == 0
+        results[name] = json.loads(out.read_text())
+    assert results["rgb"]["protocol"]["y_channel"] is False
+    assert results["opencv"]["psnr"] < results["y"]["psnr"] - 1.0  # full-range luma: about 1.32 dB lower
+    assert results["trunc"]["psnr"] < results["y"]["psnr"]
+    assert len({round(r["psnr"], 6) for r in results.values()}) == 4
+
+
+def test_identity_model_and_crop_to(tmp_path):
+    rng = np.random.default_rng(0)
+    folder = _write_folder(tmp_path / "imgs", {"tall.png": rng.integers(0, 255, (481, 321, 3), dtype=np.uint8)})
+    model = load_model("identity")
+    setup = evaluation.default_setup("restore", degrade=None, crop_to=evaluation.parse_crop("480x320"))
+    assert evaluation.crop_to(torch.zeros(3, 481, 321), setup.crop_to).shape == (3, 480, 320)
+    assert evaluation.crop_to(torch.zeros(3, 321, 481), setup.crop_to).shape == (3, 320, 480)
+    with pytest.raises(Exception, match="needs --degrade"):
+        evaluation.evaluate(model, folder, setup)
+
+
+def test_paired_folders_are_scored_without_degrading(tmp_path):
+    rng = np.random.default_rng(0)
+    clean = rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)
+    _write_folder(tmp_path / "pairs" / "clean", {"1.png": clean})
+    _write_folder(tmp_path / "pairs" / "degraded", {"1.png": clean})
+    out = tmp_path / "r.json"
+    assert main(["eval", "--model", "identity", "--dataset", str(tmp_path / "pairs"), "--task", "restore",
+                 "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["images"][0]["psnr"] == float("inf")
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "restorekit", *args], capture_output=True, text=True)
+
+
+def test_version_and_help():
+    done = run_cli("--version")
+    assert done.returncode == 0 and done.stdout.startswith("restorekit ")
+    assert "eval" in run_cli("--help").stdout
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["--model", "nonsense", "--dataset", ".", "--task", "sr", "--scale", "2"], "unknown model 'nonsense'"),
+    (["--model", "bicubic", "--dataset", "/no/such/folder", "--task", "sr", "--scale", "2"], "no such dataset"),
+    (["--model", "bicubic", "--dataset", ".", "--task", "sr"], "needs --scale"),
+    (["--model", "bicubic", "--dataset", ".", "--task", "sr", "--scale", "2", "--crop-to", "abc"], "--crop-to"),
+])
+def test_bad_arguments_give_one_clear_line(args, expected):
+    done = run_cli("eval", *args)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0], done.stderr
+
+
+def test_a_corrupt_image_in_the_dataset_is_named(tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
+    done = run_cli("eval", "--model", "bicubic", "--dataset", str(folder), "--task", "sr", "--scale", "2")
+    assert done.returncode == 2
+    assert "broken.png" in done.stderr and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
