@@ -16,7 +16,7 @@ from torch import nn
 from restorekit.errors import ModelError
 
 # Family modules imported on first use of the registry, so `import restorekit` stays light.
-FAMILIES = ("baselines", "dncnn")
+FAMILIES = ("baselines", "dncnn", "adafm")
 
 _BUILDERS: dict[str, Callable[..., nn.Module]] = {}
 

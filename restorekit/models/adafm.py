@@ -1,0 +1,229 @@
+"""AdaFM (He et al., CVPR 2019): continuous modulation between a start and an end degradation level.
+
+The basic network N_bas (spec 4.3) is trained at the start level. Identity-initialised depthwise
+"AdaFM" layers are inserted after each residual-block conv (before the ReLU) and trained alone at the
+end level. At test time a single coefficient lambda in [0, 1] interpolates every layer,
+g* = I + lambda (g - I), b* = lambda b: lambda = 0 is the basic model, 1 the adapted one, and values in
+between restore intermediate levels. This is the toolkit's "strength slider".
+
+Implemented in the residual form out = x + lambda * (dg * x + b) with dg, b zero-initialised, which
+equals the paper's identity-initialised g (AdaFM issue #6) and needs no copy of the base weights.
+
+Baselines of the paper's Table 3 share the same body: `norm="bn"` (AdaBN: BN statistics recomputed
+on the target level, see `recompute_bn_statistics`) and `norm="cin"` (conditional instance norm: one
+affine pair per level, interpolated by the same lambda).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+from restorekit import ops
+from restorekit.models import ModelInfo, register_model
+
+NORMS = ("none", "bn", "cin")
+PLACEMENTS = ("resblocks", "all")
+
+
+class AdaFM(nn.Module):
+    """Depthwise k x k filter + bias per channel, identity at initialisation and at strength 0."""
+
+    def __init__(self, channels: int, kernel_size: int = 1):
+        super().__init__()
+        if kernel_size % 2 != 1:
+            raise ValueError(f"AdaFM kernel size must be odd, got {kernel_size}")
+        self.delta = nn.Conv2d(channels, channels, kernel_size, padding=kernel_size // 2, groups=channels)
+        nn.init.zeros_(self.delta.weight)
+        nn.init.zeros_(self.delta.bias)
+        self.strength = 1.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.strength == 0:
+            return x
+        return x + self.strength * self.delta(x)
+
+    def filters(self) -> torch.Tensor:
+        """The paper's g (identity + learned delta) at strength 1, shape (C, 1, k, k)."""
+        g = self.delta.weight.detach().clone()
+        g[:, :, g.shape[2] // 2, g.shape[3] // 2] += 1.0
+        return g
+
+
+class ConditionalInstanceNorm(nn.Module):
+    """Instance norm with one (gamma, beta) per level; lambda blends level 0 (start) and level 1 (end)."""
+
+    def __init__(self, channels: int, n_levels: int = 2):
+        super().__init__()
+        self.norm = nn.InstanceNorm2d(channels, affine=False)
+        self.gamma = nn.Parameter(torch.ones(n_levels, channels))
+        self.beta = nn.Parameter(torch.zeros(n_levels, channels))
+        self.strength = 0.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lam = self.strength
+        gamma = (1 - lam) * self.gamma[0] + lam * self.gamma[-1]
+        beta = (1 - lam) * self.beta[0] + lam * self.beta[-1]
+        return self.norm(x) * gamma[None, :, None, None] + beta[None, :, None, None]
+
+
+def _norm(kind: str, channels: int, n_levels: int) -> nn.Module:
+    if kind == "bn":
+        return nn.BatchNorm2d(channels)
+    if kind == "cin":
+        return ConditionalInstanceNorm(channels, n_levels)
+    return nn.Identity()
+
+
+def _modulation(enabled: bool, channels: int, kernel_size: int) -> nn.Module:
+    return AdaFM(channels, kernel_size) if enabled else nn.Identity()
+
+
+class ResidualBlock(nn.Module):
+    """conv -> norm -> AdaFM -> ReLU -> conv -> norm -> AdaFM, plus the identity (spec 4.4)."""
+
+    def __init__(self, channels: int, adafm: bool, kernel_size: int, norm: str, n_levels: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.norm1 = _norm(norm, channels, n_levels)
+        self.adafm1 = _modulation(adafm, channels, kernel_size)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.norm2 = _norm(norm, channels, n_levels)
+        self.adafm2 = _modulation(adafm, channels, kernel_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.adafm1(self.norm1(self.conv1(x))))
+        return x + self.adafm2(self.norm2(self.conv2(out)))
+
+
+class AdaFMNet(nn.Module):
+    """N_bas with optional AdaFM layers. Output size equals input size; SR models upsample their input
+    with MATLAB bicubic first (the paper follows SRCNN), so they take the LR image like any SR model."""
+
+    def __init__(
+        self,
+        channels: int = 3,
+        features: int = 64,
+        blocks: int = 16,
+        adafm: bool = True,
+        kernel_size: int = 1,
+        placement: str = "resblocks",
+        norm: str = "none",
+        n_levels: int = 2,
+        scale: int = 1,
+    ):
+        super().__init__()
+        if norm not in NORMS:
+            raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+        if placement not in PLACEMENTS:
+            raise ValueError(f"placement must be one of {PLACEMENTS}, got {placement!r}")
+        self.scale = scale
+        self.conv_first = nn.Conv2d(channels, features, 3, stride=2, padding=1)
+        self.body = nn.Sequential(
+            *(ResidualBlock(features, adafm, kernel_size, norm, n_levels) for _ in range(blocks))
+        )
+        self.lr_conv = nn.Conv2d(features, features, 3, padding=1)
+        self.lr_norm = _norm(norm, features, n_levels)
+        self.lr_adafm = _modulation(adafm and placement == "all", features, kernel_size)
+        self.upsample = nn.Sequential(nn.Conv2d(features, features * 4, 3, padding=1), nn.PixelShuffle(2),
+                                      nn.ReLU(inplace=True))
+        self.hr_conv0 = nn.Sequential(nn.Conv2d(features, features, 3, padding=1), nn.ReLU(inplace=True))
+        self.hr_conv1 = nn.Conv2d(features, channels, 3, padding=1)
+        self._init_weights()
+        n_adafm = (2 * blocks + (placement == "all")) if adafm else 0
+        radius = receptive_radius(blocks, kernel_size, n_adafm, scale)
+        self.info = ModelInfo(
+            family="adafm", task="sr" if scale > 1 else "restore", scale=scale, in_channels=channels,
+            size_multiple=2, receptive_field=radius, supports_half=True,
+            arguments={"channels": channels, "features": features, "blocks": blocks, "adafm": adafm,
+                       "kernel_size": kernel_size, "placement": placement, "norm": norm,
+                       "n_levels": n_levels, "scale": scale},
+        )
+
+    def _init_weights(self) -> None:
+        """Kaiming-normal (fan_in) x 0.1 with zero biases, as the reference code ([C] in spec 4.3)."""
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d) and not (module.groups > 1 and module.groups == module.in_channels):
+                nn.init.kaiming_normal_(module.weight, a=0, mode="fan_in")
+                module.weight.data *= 0.1
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.scale > 1:
+            x = ops.imresize(x, self.scale)
+        features = self.conv_first(x)
+        body = self.lr_adafm(self.lr_norm(self.lr_conv(self.body(features))))
+        return self.hr_conv1(self.hr_conv0(self.upsample(features + body)))
+
+    # -- modulation ---------------------------------------------------------------------------------
+
+    def modulated_layers(self) -> list[nn.Module]:
+        return [m for m in self.modules() if isinstance(m, (AdaFM, ConditionalInstanceNorm))]
+
+    def set_strength(self, strength: float) -> AdaFMNet:
+        """lambda in [0, 1] for every AdaFM (or conditional-IN) layer at once; returns self."""
+        if not 0.0 <= float(strength) <= 1.0:
+            raise ValueError(f"strength must be in [0, 1], got {strength}")
+        for layer in self.modulated_layers():
+            layer.strength = float(strength)
+        return self
+
+    def adafm_parameters(self) -> Iterable[nn.Parameter]:
+        """The only parameters trained in the adaptation stage (the base stays frozen)."""
+        for module in self.modules():
+            if isinstance(module, AdaFM):
+                yield from module.parameters()
+
+
+def receptive_radius(blocks: int, kernel_size: int, n_adafm: int, scale: int) -> int:
+    """Pixels of input context each output pixel sees on one side (tiling overlap must cover it).
+
+    Full resolution: stride-2 entry conv 1 px; every 3x3 conv at half resolution 2 px (2 per block, the
+    closing conv, the upsampling conv); each AdaFM filter (k // 2) * 2 px; two 3x3 convs after the
+    pixel shuffle 1 px each. SR models see through the bicubic upsampling: radius / scale + 2 taps.
+    """
+    half_res_convs = 2 * blocks + 2
+    radius = 1 + 2 * half_res_convs + 2 * (kernel_size // 2) * n_adafm + 2
+    return radius if scale <= 1 else -(-radius // scale) + 2
+
+
+def count_weights(module: nn.Module, *, include_bias: bool = False) -> int:
+    """Weights as the paper counts them: conv/linear kernels, biases excluded by default."""
+    return sum(p.numel() for name, p in module.named_parameters() if include_bias or not name.endswith("bias"))
+
+
+@torch.no_grad()
+def recompute_bn_statistics(model: nn.Module, batches: Iterable[torch.Tensor]) -> nn.Module:
+    """AdaBN: replace every BatchNorm's running statistics by those of `batches` (the target level)."""
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    saved = [(m.momentum, m.training) for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over all batches
+        m.train()
+    for batch in batches:
+        model(batch)
+    for m, (momentum, training) in zip(norms, saved):
+        m.momentum = momentum
+        m.train(training)
+    return model
+
+
+@register_model("adafm_net")
+def adafm_net(
+    channels: int = 3,
+    features: int = 64,
+    blocks: int = 16,
+    adafm: bool = True,
+    kernel_size: int = 1,
+    placement: str = "resblocks",
+    norm: str = "none",
+    n_levels: int = 2,
+    scale: int = 1,
+) -> AdaFMNet:
+    """AdaFM-Net; `adafm=False` is the basic model N_bas."""
+    return AdaFMNet(channels, features, blocks, adafm, kernel_size, placement, norm, n_levels, scale)

@@ -1,0 +1,106 @@
+"""AdaFM (spec section 4): parameter counts, identity initialisation, strength interpolation, baselines."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from restorekit.models import create_model
+from restorekit.models.adafm import AdaFM, AdaFMNet, count_weights, recompute_bn_statistics
+
+
+def _with_random_adafm(model: AdaFMNet, seed: int = 0) -> AdaFMNet:
+    generator = torch.Generator().manual_seed(seed)
+    for p in model.adafm_parameters():
+        p.data = torch.randn(p.shape, generator=generator) * 0.05
+    return model
+
+
+def test_basic_model_has_1404288_weights_excluding_biases():
+    # Spec 4.3: "weights excluding biases total 1,404,288".
+    assert count_weights(create_model("adafm_net", adafm=False)) == 1_404_288
+
+
+@pytest.mark.parametrize("kernel_size,extra,share", [(1, 2_048, 0.15), (3, 18_432, 1.31), (5, 51_200, 3.65)])
+def test_adafm_overhead_matches_the_paper(kernel_size, extra, share):
+    # Spec 4.3: 2,048 / 18,432 / 51,200 filter weights, i.e. 0.15% / 1.31% / 3.65% of the basic model.
+    model = create_model("adafm_net", kernel_size=kernel_size)
+    adafm_weights = sum(p.numel() for n, p in model.named_parameters() if "adafm" in n and n.endswith("weight"))
+    assert adafm_weights == extra
+    assert round(100 * extra / 1_404_288, 2) == share
+    assert count_weights(model) == 1_404_288 + extra
+
+
+def test_adafm_layers_sit_after_each_residual_conv_before_the_relu():
+    model = create_model("adafm_net", blocks=2, features=8)
+    block = model.body[0]
+    assert [name for name, _ in block.named_children()] == [
+        "conv1", "norm1", "adafm1", "relu", "conv2", "norm2", "adafm2"]
+    assert sum(isinstance(m, AdaFM) for m in model.modules()) == 4
+    assert sum(isinstance(m, AdaFM) for m in create_model("adafm_net", blocks=2, placement="all").modules()) == 5
+
+
+def test_identity_initialisation_equals_the_basic_model():
+    torch.manual_seed(0)
+    basic = create_model("adafm_net", adafm=False, blocks=4, features=16).eval()
+    adapted = create_model("adafm_net", adafm=True, blocks=4, features=16, kernel_size=3).eval()
+    adapted.load_state_dict(basic.state_dict(), strict=False)
+    x = torch.rand(1, 3, 24, 32)
+    assert torch.equal(basic(x), adapted(x))
+
+
+def test_strength_zero_reproduces_basic_and_one_the_adapted_model():
+    torch.manual_seed(0)
+    basic = create_model("adafm_net", adafm=False, blocks=3, features=16).eval()
+    model = _with_random_adafm(create_model("adafm_net", blocks=3, features=16, kernel_size=5)).eval()
+    model.load_state_dict(basic.state_dict(), strict=False)
+    x = torch.rand(2, 3, 20, 20)
+    with torch.no_grad():
+        assert torch.equal(model.set_strength(0.0)(x), basic(x))
+        full = model.set_strength(1.0)(x)
+        assert not torch.allclose(full, basic(x))
+        # The paper's explicit form g* = I + lambda (g - I), b* = lambda b, applied to a single layer:
+        layer = next(m for m in model.modules() if isinstance(m, AdaFM))
+        feats = torch.rand(1, 16, 9, 9)
+        layer.strength = 0.3
+        g, b = layer.filters(), layer.delta.bias
+        identity = torch.zeros_like(g)
+        identity[:, :, 2, 2] = 1
+        g_star = identity + 0.3 * (g - identity)
+        explicit = torch.nn.functional.conv2d(feats, g_star, 0.3 * b, padding=2, groups=16)
+        torch.testing.assert_close(layer(feats), explicit)
+
+
+def test_set_strength_does_not_copy_or_change_base_weights():
+    model = _with_random_adafm(create_model("adafm_net", blocks=2, features=8))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    model.set_strength(0.4)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    with pytest.raises(ValueError):
+        model.set_strength(1.5)
+
+
+def test_sr_model_takes_the_lr_image_and_upsamples_it_first():
+    model = create_model("adafm_net", blocks=1, features=8, scale=4, kernel_size=5).eval()
+    assert model.info.scale == 4
+    assert model(torch.rand(1, 3, 10, 12)).shape == (1, 3, 40, 48)
+
+
+def test_adabn_recomputes_statistics_on_target_data():
+    torch.manual_seed(0)
+    model = create_model("adafm_net", adafm=False, norm="bn", blocks=1, features=8)
+    recompute_bn_statistics(model, [torch.rand(2, 3, 16, 16) * 0.2 for _ in range(3)])
+    low = model.body[0].norm1.running_mean.clone()
+    recompute_bn_statistics(model, [torch.rand(2, 3, 16, 16) for _ in range(3)])
+    assert not torch.allclose(low, model.body[0].norm1.running_mean)
+    assert not model.training or model.body[0].norm1.momentum is not None
+
+
+def test_conditional_instance_norm_interpolates_level_affines():
+    model = create_model("adafm_net", adafm=False, norm="cin", blocks=1, features=8).eval()
+    cin = model.body[0].norm1
+    cin.gamma.data[1] = 3.0
+    x = torch.rand(1, 8, 6, 6)
+    cin.strength = 0.5
+    normalised = torch.nn.functional.instance_norm(x)
+    torch.testing.assert_close(cin(x), normalised * 2.0)
