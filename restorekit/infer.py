@@ -53,3 +53,98 @@ def run_model(model: nn.Module, image: torch.Tensor, device: torch.device | str 
     if replicated:
         out = out.mean(dim=-3, keepdim=True)
     return out[0] if image.ndim == 3 else out
+
+
+# ---------------------------------------------------------------------------------------------------
+# Tiling: the image stays in host memory; one tile (plus its context) visits the device at a time.
+# ---------------------------------------------------------------------------------------------------
+
+
+def _tile_starts(length: int, tile: int, step: int) -> list[int]:
+    """Start offsets covering [0, length) with windows of `tile`; the last window is flush with the end."""
+    if length <= tile:
+        return [0]
+    starts = list(range(0, length - tile, step))
+    starts.append(length - tile)
+    return starts
+
+
+def _feather(length: int, before: int, after: int) -> torch.Tensor:
+    """1-D blending weights: linear ramps over the overlaps with the previous/next tile, 1 elsewhere."""
+    weights = torch.ones(length)
+    if before:
+        weights[:before] = torch.arange(1, before + 1, dtype=torch.float32) / (before + 1)
+    if after:
+        weights[length - after:] = torch.flip(torch.arange(1, after + 1, dtype=torch.float32), (0,)) / (after + 1)
+    return weights
+
+
+def run_tiled(
+    model: nn.Module,
+    image: torch.Tensor,
+    tile: int,
+    overlap: int = 32,
+    device: torch.device | str = "cpu",
+    context: int | None = None,
+) -> torch.Tensor:
+    """Restore a CHW image tile by tile; equals `run_model` on the whole image up to float rounding.
+
+    Each tile's core (tile x tile input pixels, neighbours overlapping by `overlap`) is run with
+    `context` extra pixels on every side (default: the model's receptive field) that are discarded
+    afterwards, so every kept pixel saw all the input it depends on; overlapping cores are blended
+    with linear feathering, which hides any residual difference. Output is accumulated on the host.
+    """
+    info = model_info(model)
+    context = info.receptive_field if context is None else context
+    channels, height, width = image.shape
+    if tile <= 0 or (height <= tile and width <= tile):
+        return run_model(model, image, device)
+    overlap = min(overlap, tile // 2)
+    step = tile - overlap
+    scale, multiple = info.scale, max(1, info.size_multiple)
+    out = None
+    weight_sum = torch.zeros(1, height * scale, width * scale)
+    ys, xs = _tile_starts(height, tile, step), _tile_starts(width, tile, step)
+    for iy, y0 in enumerate(ys):
+        for ix, x0 in enumerate(xs):
+            y1, x1 = min(y0 + tile, height), min(x0 + tile, width)
+            # Window starts aligned to the size multiple keep strided models on the same sampling grid.
+            cy0, cx0 = (max(0, (v - context) // multiple * multiple) for v in (y0, x0))
+            cy1, cx1 = min(height, y1 + context), min(width, x1 + context)
+            restored = run_model(model, image[:, cy0:cy1, cx0:cx1], device)
+            core = restored[:, (y0 - cy0) * scale:(y1 - cy0) * scale, (x0 - cx0) * scale:(x1 - cx0) * scale]
+            if out is None:
+                out = torch.zeros(core.shape[0], height * scale, width * scale)
+            before_y = (ys[iy - 1] + tile - y0) * scale if iy else 0
+            before_x = (xs[ix - 1] + tile - x0) * scale if ix else 0
+            after_y = (y1 - ys[iy + 1]) * scale if iy + 1 < len(ys) else 0
+            after_x = (x1 - xs[ix + 1]) * scale if ix + 1 < len(xs) else 0
+            weights = (_feather(core.shape[1], max(before_y, 0), max(after_y, 0))[:, None]
+                       * _feather(core.shape[2], max(before_x, 0), max(after_x, 0))[None, :])[None]
+            out[:, y0 * scale:y1 * scale, x0 * scale:x1 * scale] += core * weights
+            weight_sum[:, y0 * scale:y1 * scale, x0 * scale:x1 * scale] += weights
+    return out / weight_sum
+
+
+# ---------------------------------------------------------------------------------------------------
+# Self-ensemble (RED-Net Sec. 3.5, the thesis's "+"): 8 flips/rotations, inverted and averaged.
+# ---------------------------------------------------------------------------------------------------
+
+
+def dihedral(image: torch.Tensor, k: int, inverse: bool = False) -> torch.Tensor:
+    """The k-th of the 8 flip/rotation transforms of the last two axes (or its inverse)."""
+    rotations, flip = k % 4, k >= 4
+    if not inverse:
+        image = torch.flip(image, (-1,)) if flip else image
+        return torch.rot90(image, rotations, (-2, -1))
+    image = torch.rot90(image, -rotations, (-2, -1))
+    return torch.flip(image, (-1,)) if flip else image
+
+
+def run_ensemble(restore, image: torch.Tensor) -> torch.Tensor:
+    """Average `restore` over the 8 dihedral transforms of `image` (each result transformed back)."""
+    total = None
+    for k in range(8):
+        result = dihedral(restore(dihedral(image, k)), k, inverse=True)
+        total = result if total is None else total + result
+    return total / 8

@@ -1,0 +1,48 @@
+"""Tiled and self-ensembled inference (product issue: tiled equals untiled within 1/255)."""
+
+from __future__ import annotations
+
+import torch
+
+from restorekit.infer import dihedral, run_ensemble, run_model, run_tiled
+from restorekit.models import create_model
+
+
+def test_tiled_equals_untiled_for_a_deep_model_on_700x500():
+    torch.manual_seed(0)
+    model = create_model("adafm_net", blocks=4, features=16, kernel_size=3).eval()
+    image = torch.rand(3, 500, 700)
+    whole = run_model(model, image)
+    tiled = run_tiled(model, image, tile=128, overlap=32)
+    assert tiled.shape == whole.shape
+    assert (tiled - whole).abs().max() < 1 / 255
+
+
+def test_tiled_sr_output_has_the_scaled_size_and_matches():
+    model = create_model("bicubic", scale=3)
+    image = torch.rand(3, 150, 170)
+    tiled = run_tiled(model, image, tile=64, overlap=16)
+    assert tiled.shape == (3, 450, 510)
+    assert (tiled - run_model(model, image)).abs().max() < 1e-5
+
+
+def test_too_little_context_shows_seams_so_the_receptive_field_matters():
+    torch.manual_seed(0)
+    model = create_model("adafm_net", blocks=4, features=16).eval()
+    for p in model.parameters():  # make the model far from the identity so context matters
+        p.data *= 10
+    image = torch.rand(3, 200, 260)
+    whole = run_model(model, image)
+    blind = run_tiled(model, image, tile=64, overlap=0, context=0)
+    assert (blind - whole).abs().max() > 1 / 255
+
+
+def test_dihedral_inverse_and_ensemble_of_an_equivariant_op():
+    x = torch.rand(1, 3, 5, 7)
+    for k in range(8):
+        assert torch.equal(dihedral(dihedral(x, k), k, inverse=True), x)
+    assert len({tuple(dihedral(x, k).flatten()[:6].tolist()) for k in range(8)}) == 8
+    # Bicubic upscaling is (up to float rounding) flip/rotation equivariant, so the ensemble changes nothing.
+    model = create_model("bicubic", scale=2)
+    ensembled = run_ensemble(lambda im: run_model(model, im), x[0])
+    assert (ensembled - run_model(model, x[0])).abs().max() < 1e-5
