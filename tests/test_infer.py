@@ -46,3 +46,25 @@ def test_dihedral_inverse_and_ensemble_of_an_equivariant_op():
     model = create_model("bicubic", scale=2)
     ensembled = run_ensemble(lambda im: run_model(model, im), x[0])
     assert (ensembled - run_model(model, x[0])).abs().max() < 1e-5
+
+
+def test_restorer_strength_and_half_precision_guard():
+    import pytest
+
+    from restorekit.errors import ModelError
+    from restorekit.infer import Restorer
+
+    restorer = Restorer(create_model("adafm_net", blocks=2, features=8), device="cpu", tile=32, tile_overlap=8)
+    image = torch.rand(3, 50, 70)
+    assert restorer.strength_for(None, 0.3) == 0.3
+    with pytest.raises(ModelError, match="no strength curve"):
+        restorer.strength_for(45, None)
+    out = restorer.restore(image, strength=0.5)
+    assert out.shape == image.shape and 0 <= out.min() and out.max() <= 1
+    plain = Restorer(create_model("dncnn", depth=3, features=8), device="cpu")
+    with pytest.raises(ModelError, match="no strength control"):
+        plain.restore(image[:1], strength=0.5)
+    unsafe = create_model("dncnn", depth=3, features=8)
+    unsafe.info.supports_half = False
+    with pytest.raises(ModelError, match="not verified for fp16"):
+        Restorer(unsafe, precision="fp16")
