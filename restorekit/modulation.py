@@ -93,3 +93,26 @@ def fit_curve(
         raise RestorekitError(f"an order-{order} polynomial needs {int(order) + 1} points, got {len(points)}")
     coefficients = np.polyfit(levels, strengths, int(order)).tolist()
     return StrengthCurve(start, end, "polynomial", coefficients, points)
+
+
+def strength_sweep(
+    model,
+    pairs: Sequence[tuple[object, object]],
+    protocol,
+    grid: Sequence[float] = STRENGTH_GRID,
+    device: str = "cpu",
+) -> list[float]:
+    """Mean PSNR of a modulated model over (degraded, clean) pairs for each strength in `grid`.
+
+    The inputs are degraded once and reused for every strength, so the sweep costs len(grid) forward
+    passes per image and nothing else.
+    """
+    from restorekit.infer import run_model
+    from restorekit.metrics import psnr_batch
+
+    means = []
+    for lam in grid:
+        model.set_strength(float(lam))
+        scores = [float(psnr_batch(run_model(model, degraded, device), clean, protocol)) for degraded, clean in pairs]
+        means.append(sum(scores) / len(scores))
+    return means

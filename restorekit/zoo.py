@@ -95,7 +95,7 @@ def load_carded(weights: Path, card: dict) -> nn.Module:
         model.load_state_dict(state)
     except RuntimeError as err:
         raise ModelError(f"{weights}: weights do not fit {card['architecture']} {card.get('arguments', {})}") from err
-    model.card = card
+    model.card = {**card, "_weights_path": str(weights)}
     return model.eval()
 
 
@@ -121,3 +121,27 @@ def load_model(name_or_path: str, **kwargs) -> nn.Module:
             model.load_state_dict(state)
             return model.eval()
     raise ModelError(f"{path}: could not recognise the architecture from its {len(state)} tensors")
+
+
+def publish(source: Path, name: str, card_updates: dict | None = None, folder: Path | None = None) -> Path:
+    """Copy a trained carded model into the zoo as NAME: fp16 safetensors, card with file and sha256.
+
+    `source` is a safetensors file with its card beside it (the trainer's OUT/final.safetensors).
+    Writes are atomic; an existing zoo entry of the same name is replaced.
+    """
+    from safetensors.torch import save_file
+
+    from restorekit.cli.common import write_json
+
+    card = {k: v for k, v in read_card(card_path(source)).items() if not k.startswith("_")}
+    card.update(card_updates or {})
+    folder = folder or weights_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in load_state_dict(source).items()}
+    target = folder / f"{name}.safetensors"
+    tmp = target.with_name(f".{target.name}.tmp")
+    save_file(state, str(tmp), metadata={"architecture": card["architecture"], "name": name})
+    tmp.replace(target)
+    card.update({"name": name, "file": target.name, "sha256": sha256(target), "dtype": "float16"})
+    write_json(card_path(target), card)
+    return target

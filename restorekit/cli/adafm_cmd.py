@@ -1,0 +1,118 @@
+"""`restorekit adafm`: tools for modulated (AdaFM) models.
+
+    restorekit adafm sweep --model M --dataset D --task denoise --level 45      # PSNR versus lambda
+    restorekit adafm fit-lambda --model M --dataset D --task denoise --levels 25,35,45,50,60 [--write-card]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rich.console import Console
+
+from restorekit import evaluation, io, modulation, paths
+from restorekit.cli.common import results_table, write_json
+from restorekit.errors import RestorekitError
+from restorekit.zoo import card_path, load_model
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("adafm", help="strength sweeps and lambda(level) fitting for AdaFM models")
+    sub = p.add_subparsers(dest="adafm_command", metavar="ACTION", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--model", required=True, help="zoo name or carded safetensors file of an AdaFM model")
+    common.add_argument("--dataset", required=True, help="validation images (folder or benchmark name)")
+    common.add_argument("--task", required=True, choices=sorted(evaluation.TASK_PROTOCOLS))
+    common.add_argument("--grid-step", type=float, default=0.01, help="lambda grid step (paper: 0.01)")
+    common.add_argument("--limit", type=int, help="only the first N images")
+    common.add_argument("--seed", type=int, default=0)
+    common.add_argument("--device", default="cpu")
+    common.add_argument("--json", help="write the sweep(s) here")
+
+    sweep = sub.add_parser("sweep", parents=[common], help="mean PSNR for each lambda at one level")
+    sweep.add_argument("--level", type=float, required=True)
+    sweep.set_defaults(run=run_sweep)
+
+    fit = sub.add_parser("fit-lambda", parents=[common], help="best lambda per middle level, then fit lambda(level)")
+    fit.add_argument("--levels", required=True, help="comma-separated middle levels, e.g. 25,35,45,50,60")
+    fit.add_argument("--order", default="auto", help="polynomial order: 1, 3 or auto (default)")
+    fit.add_argument("--kind", choices=["polynomial", "piecewise"], default="polynomial")
+    fit.add_argument("--write-card", action="store_true", help="store the fitted curve in the model's card")
+    fit.set_defaults(run=run_fit)
+
+
+def _grid(step: float) -> list[float]:
+    if not 0 < step <= 1:
+        raise RestorekitError(f"--grid-step must be in (0, 1], got {step}")
+    n = round(1 / step)
+    return [round(i / n, 6) for i in range(n + 1)]
+
+
+def _pairs(args: argparse.Namespace, level: float) -> tuple[list, evaluation.EvalSetup]:
+    setup = evaluation.default_setup(args.task, level=level, seed=args.seed)
+    folder = paths.resolve_dataset(args.dataset)
+    pairs = []
+    for name, path, _ in evaluation.dataset_items(folder)[: args.limit]:
+        pairs.append(evaluation.make_input(io.read_image(path)[0], name, setup))
+    if not pairs:
+        raise RestorekitError(f"{folder}: no images found")
+    return pairs, setup
+
+
+def _modulated(name: str):
+    model = load_model(name)
+    if not hasattr(model, "set_strength"):
+        raise RestorekitError(f"{name}: not a modulated model (no strength control)")
+    return model
+
+
+def sweep_level(model, args: argparse.Namespace, level: float) -> dict:
+    pairs, setup = _pairs(args, level)
+    grid = _grid(args.grid_step)
+    psnrs = modulation.strength_sweep(model, pairs, setup.protocol, grid, args.device)
+    best = grid[max(range(len(grid)), key=psnrs.__getitem__)]
+    return {"level": level, "strengths": grid, "psnr": psnrs, "best_strength": best,
+            "protocol": setup.describe(), "n_images": len(pairs)}
+
+
+def run_sweep(args: argparse.Namespace) -> int:
+    model = _modulated(args.model)
+    result = sweep_level(model, args, args.level)
+    rows = [[f"{lam:.2f}", p] for lam, p in zip(result["strengths"], result["psnr"])]
+    Console().print(results_table(f"{args.model}: PSNR vs lambda at level {args.level:g}", ["lambda", "PSNR"], rows))
+    Console().print(f"best lambda: {result['best_strength']:.2f}")
+    if args.json:
+        write_json(args.json, {"model": args.model, **result})
+    return 0
+
+
+def run_fit(args: argparse.Namespace) -> int:
+    model = _modulated(args.model)
+    card = getattr(model, "card", None)
+    if not card or "levels" not in card:
+        raise RestorekitError(f"{args.model}: needs a model card with 'levels': [start, end]")
+    start, end = card["levels"][0], card["levels"][-1]
+    try:
+        levels = [float(v) for v in args.levels.split(",")]
+    except ValueError as err:
+        raise RestorekitError(f"--levels {args.levels!r}: expected numbers separated by commas") from err
+    sweeps = [sweep_level(model, args, level) for level in levels]
+    order = args.order if args.order == "auto" else int(args.order)
+    curve = modulation.fit_curve(start, end, {s["level"]: s["best_strength"] for s in sweeps},
+                                 order=order, kind=args.kind)
+    rows = [[f"{s['level']:g}", f"{s['best_strength']:.2f}", f"{curve(s['level']):.3f}"] for s in sweeps]
+    Console().print(results_table(f"{args.model}: lambda(level)", ["level", "best lambda", "fitted"], rows))
+    Console().print(f"curve: {curve.to_dict()}")
+    if args.json:
+        write_json(args.json, {"model": args.model, "curve": curve.to_dict(), "sweeps": sweeps})
+    if args.write_card:
+        weights = Path(card.get("_weights_path", ""))
+        target = card_path(weights) if weights.name else None
+        if target is None or not target.is_file():
+            raise RestorekitError(f"{args.model}: cannot locate its model card file to update")
+        updated = {k: v for k, v in card.items() if not k.startswith("_")}
+        updated["strength_curve"] = curve.to_dict()
+        write_json(target, updated)
+        Console().print(f"wrote the curve into {target}")
+    return 0
