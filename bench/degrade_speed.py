@@ -1,0 +1,199 @@
+"""Throughput of the degradation engine on the training path: 96x96 RGB patches per second.
+
+Every operator runs through `parse_spec(spec)(batch, generator)` on a batch of natural-image patches,
+in one process with torch using all cores; where an OpenCV or Pillow call does the same job (Gaussian
+blur, JPEG, resize) it is timed in the same run on the same patches, one patch per call as a data
+loader would. OpenCV is optional: its columns say 'n/a' when cv2 is not installed.
+
+    .venv/bin/python bench/degrade_speed.py            # markdown table on stdout
+    .venv/bin/python bench/degrade_speed.py --quick    # fewer repeats
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import math
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageFilter
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from restorekit.degrade import parse_spec  # noqa: E402
+
+try:
+    import cv2  # type: ignore[import-not-found]
+except ImportError:  # the comparison columns are optional
+    cv2 = None
+
+PATCH = 96
+BATCH = 64
+TARGET_OPERATOR = 2000
+TARGET_MIX = 500
+MAX_SLOWDOWN = 1.5
+
+# (row label, spec, equivalent-call key or None). Fixed levels where an equivalent call is compared.
+CASES: list[tuple[str, str, str | None]] = [
+    ("Gaussian noise σ=25", "noise:sigma=25", None),
+    ("Gaussian noise σ∈[0,75]", "noise:sigma=0..75", None),
+    ("Gaussian noise, clipped+quantised", "noise:sigma=25,clip=true,quantize=true", None),
+    ("pink noise", "pink:scale=6..10", None),
+    ("quantisation noise", "quantize:levels=16", None),
+    ("salt & pepper", "saltpepper:amount=0.025", None),
+    ("Gaussian blur u=1.3", "blur:kind=gaussian,width=1.3", "gaussian_blur"),
+    ("Gaussian blur u∈[0,3]", "blur:kind=gaussian,width=0..3", None),
+    ("disk blur r=3", "blur:kind=disk,radius=3", None),
+    ("motion blur (MBN presets)", "blur:kind=motion", None),
+    ("trajectory blur", "blur:kind=trajectory,length=5..25", None),
+    ("down x4 bicubic (uint8)", "down:scale=4", "resize"),
+    ("down x2 decimate", "down:scale=2,method=decimate", None),
+    ("up x2 bicubic", "up:scale=2", None),
+    ("low-pass noise", "lowpass:ratio=0.3|0.1|0.03", None),
+    ("JPEG q=30 (Pillow)", "jpeg:quality=30", "jpeg"),
+    ("JPEG q=30 (OpenCV encoder)", "jpeg:quality=30,encoder=opencv", "jpeg_cv2"),
+    ("square hole", "inpaint:kind=square,size=1..30", None),
+    ("text overlay", "inpaint:kind=text", None),
+    ("scratches", "inpaint:kind=scratch", None),
+    ("free-form mask", "inpaint:kind=freeform", None),
+    ("Bernoulli r∈[0,75%]", "bernoulli:ratio=0..0.75", None),
+    ("rain streaks", "rain", None),
+    ("haze", "haze", None),
+    ("contrast change", "contrast:level=25..40", None),
+    ("NLM artefacts", "nlm:strength=0.04|0.06|0.08", None),
+    ("SHDD moderate", "shdd:level=moderate", None),
+    ("3-factor mix", "blur:kind=gaussian,width=0..3+noise:sigma=0..50+jpeg:quality=15..50", None),
+    ("MBN mixed (1..4 factors)", "mbn:factors=1..4", None),
+]
+MIX_ROWS = {"3-factor mix", "MBN mixed (1..4 factors)", "SHDD moderate"}
+NO_TARGET = {"JPEG q=30 (Pillow)", "JPEG q=30 (OpenCV encoder)"}
+NEEDS_CV2 = {"JPEG q=30 (OpenCV encoder)"}
+
+
+def natural_patches(count: int, seed: int = 0) -> torch.Tensor:
+    """Random 96x96 crops of scikit-image's sample photos (JPEG speed depends on content)."""
+    from skimage import data
+
+    photos = [data.astronaut(), data.coffee(), data.chelsea(), data.rocket()]
+    rng = np.random.default_rng(seed)
+    crops = []
+    for i in range(count):
+        photo = photos[i % len(photos)]
+        top = int(rng.integers(0, photo.shape[0] - PATCH))
+        left = int(rng.integers(0, photo.shape[1] - PATCH))
+        crops.append(photo[top : top + PATCH, left : left + PATCH])
+    return torch.from_numpy(np.stack(crops).astype(np.float32) / 255).permute(0, 3, 1, 2).contiguous()
+
+
+def rate(fn: Callable[[], object], patches: int, repeats: int, min_seconds: float) -> float:
+    """Median patches/s over `repeats` timed rounds, each at least `min_seconds` long."""
+    fn()  # warm-up: caches, lazy imports
+    rates = []
+    for _ in range(repeats):
+        calls, start = 0, time.perf_counter()
+        while True:
+            fn()
+            calls += 1
+            elapsed = time.perf_counter() - start
+            if elapsed >= min_seconds:
+                break
+        rates.append(calls * patches / elapsed)
+    return statistics.median(rates)
+
+
+def equivalents(batch: torch.Tensor, threads: int) -> dict[str, list[tuple[str, Callable[[], object]]]]:
+    """OpenCV / Pillow calls doing the same job as our operator, one patch per call."""
+    hwc = [np.ascontiguousarray(p.permute(1, 2, 0).numpy()) for p in batch]
+    hwc8 = [(p * 255).round().astype(np.uint8) for p in hwc]
+    pil8 = [Image.fromarray(p) for p in hwc8]
+    width = 1.3
+    ksize = 2 * math.ceil(4 * width) + 1
+    small = PATCH // 4
+
+    def pil_jpeg() -> None:
+        for image in pil8:
+            buffer = io.BytesIO()
+            image.save(buffer, format="JPEG", quality=30)
+            np.asarray(Image.open(io.BytesIO(buffer.getvalue())))
+
+    out: dict[str, list[tuple[str, Callable[[], object]]]] = {
+        "gaussian_blur": [("Pillow GaussianBlur (uint8)", lambda: [p.filter(ImageFilter.GaussianBlur(width)) for p in pil8])],
+        "jpeg": [("Pillow save+open", pil_jpeg)],
+        "resize": [("Pillow resize BICUBIC (uint8)", lambda: [p.resize((small, small), Image.BICUBIC) for p in pil8])],
+    }
+    if cv2 is not None:
+        cv2.setNumThreads(threads)
+
+        def cv_jpeg() -> None:
+            for image in hwc8:
+                ok, encoded = cv2.imencode(".jpg", image, [int(cv2.IMWRITE_JPEG_QUALITY), 30])
+                cv2.imdecode(encoded, cv2.IMREAD_UNCHANGED)
+
+        out["gaussian_blur"].insert(0, (
+            "cv2.GaussianBlur (float32, replicate)",
+            lambda: [cv2.GaussianBlur(p, (ksize, ksize), width, borderType=cv2.BORDER_REPLICATE) for p in hwc],
+        ))
+        out["jpeg_cv2"] = [("cv2.imencode+imdecode", cv_jpeg)]
+        out["resize"].insert(0, ("cv2.resize INTER_AREA (float32)", lambda: [cv2.resize(p, (small, small), interpolation=cv2.INTER_AREA) for p in hwc]))
+        out["resize"].insert(0, ("cv2.resize INTER_CUBIC (float32)", lambda: [cv2.resize(p, (small, small), interpolation=cv2.INTER_CUBIC) for p in hwc]))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="1 repeat of 0.2 s per row")
+    parser.add_argument("--only", help="run only rows whose label contains this text")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch/OpenCV threads (default: all cores)")
+    args = parser.parse_args(argv)
+    repeats, seconds = (1, 0.2) if args.quick else (5, 0.5)
+    torch.set_num_threads(args.threads)
+    batch = natural_patches(BATCH)
+    generator = torch.Generator().manual_seed(0)
+    compare = equivalents(batch, args.threads)
+    load = " ".join(Path("/proc/loadavg").read_text().split()[:3]) if Path("/proc/loadavg").exists() else "n/a"
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {BATCH} x 3 x {PATCH} x {PATCH}, "
+          f"OpenCV {cv2.__version__ if cv2 is not None else 'not installed'}, {os.cpu_count()} cores, "
+          f"load average at start {load}\n")
+    print("| operator | spec | patches/s | target | equivalent call | its patches/s | slowdown vs it |")
+    print("|---|---|---:|---|---|---:|---:|")
+    failures = []
+    for label, spec, key in CASES:
+        if args.only and args.only.lower() not in label.lower():
+            continue
+        if label in NEEDS_CV2 and cv2 is None:
+            print(f"| {label} | `{spec}` | n/a (OpenCV not installed) | — | — | — | — |")
+            continue
+        pipe = parse_spec(spec)
+        ours = rate(lambda: pipe(batch, generator), BATCH, repeats, seconds)
+        target = None if label in NO_TARGET else (TARGET_MIX if label in MIX_ROWS else TARGET_OPERATOR)
+        met = "—" if target is None else (f"≥{target} ✓" if ours >= target else f"≥{target} ✗")
+        if target is not None and ours < target:
+            failures.append(label)
+        rows = compare.get(key, []) if key else []
+        if not rows:
+            print(f"| {label} | `{spec}` | {ours:,.0f} | {met} | — | — | — |")
+        for i, (name, call) in enumerate(rows):
+            theirs = rate(call, BATCH, repeats, seconds)
+            slowdown = theirs / ours
+            mark = "✓" if slowdown <= MAX_SLOWDOWN else "✗"
+            if slowdown > MAX_SLOWDOWN:
+                failures.append(f"{label} vs {name}")
+            head = f"| {label} | `{spec}` | {ours:,.0f} | {met} " if i == 0 else "| | | | "
+            print(f"{head}| {name} | {theirs:,.0f} | {slowdown:.2f}x {mark} |")
+        if key and not rows:
+            print("| | | | | (no equivalent installed) | n/a | n/a |")
+        sys.stdout.flush()
+    print()
+    print("targets missed: " + (", ".join(failures) if failures else "none"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

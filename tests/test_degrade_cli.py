@@ -1,0 +1,72 @@
+"""`restorekit degrade`: images plus JSON sidecars that regenerate them exactly."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from restorekit.cli import main
+from restorekit.degrade import Degradation, image_seed
+from restorekit.io import read_image, write_image
+
+
+@pytest.fixture
+def clean_folder(tmp_path, astronaut, camera):
+    folder = tmp_path / "clean"
+    folder.mkdir()
+    write_image(folder / "colour.png", astronaut[:, :64, :64])
+    write_image(folder / "grey.png", camera[:, :48, :40])
+    return folder
+
+
+def test_writes_images_and_sidecars_that_replay_bit_exactly(clean_folder, tmp_path):
+    out = tmp_path / "out"
+    assert main(["degrade", str(clean_folder), "-o", str(out), "--spec", "jpeg:quality=20", "--seed", "0"]) == 0
+    for name in ("colour", "grey"):
+        sidecar = json.loads((out / f"{name}.json").read_text())
+        assert sidecar["image_seed"] == image_seed(0, f"{name}.png")
+        record = Degradation.from_json((out / f"{name}.json").read_text())
+        clean, _ = read_image(clean_folder / f"{name}.png")
+        written, _ = read_image(out / f"{name}.png")
+        assert torch.equal(written, record.replay(clean))  # 8-bit spec: PNG holds it exactly
+    grey, _ = read_image(out / "grey.png")
+    assert grey.shape == (1, 48, 40)
+
+
+def test_npy_format_keeps_unclipped_float_noise_and_fixed_seed_mode_is_kair(clean_folder, tmp_path, capsys):
+    out = tmp_path / "npy"
+    args = ["degrade", str(clean_folder / "colour.png"), "-o", str(out), "--spec", "noise:sigma=25"]
+    assert main([*args, "--seed", "0", "--seed-mode", "fixed", "--format", "npy"]) == 0
+    noisy = np.load(out / "colour.npy")
+    clean, _ = read_image(clean_folder / "colour.png")
+    hwc = clean.permute(1, 2, 0).numpy().copy()
+    np.random.seed(0)
+    hwc += np.random.normal(0, 25 / 255.0, hwc.shape)
+    assert np.array_equal(noisy, hwc.transpose(2, 0, 1))
+    assert main([*args, "-o", str(tmp_path / "png")]) == 0
+    assert "not on uint8 levels" in capsys.readouterr().err  # PNG of float noise is flagged
+
+
+def test_versions_and_overwrite(clean_folder, tmp_path):
+    out = tmp_path / "shdd"
+    args = ["degrade", str(clean_folder / "colour.png"), "-o", str(out), "--spec", "shdd:level=easy", "--versions", "3"]
+    assert main(args) == 0
+    assert sorted(p.name for p in out.iterdir()) == [f"colour_{v}.{ext}" for v in range(3) for ext in ("json", "png")]
+    images = [read_image(out / f"colour_{v}.png")[0] for v in range(3)]
+    assert not torch.equal(images[0], images[1])
+    assert main(args) == 2  # exists: refuses without --overwrite
+    assert main([*args, "--overwrite"]) == 0
+
+
+def test_bad_spec_and_missing_input_exit_with_one_line(clean_folder, tmp_path, capsys):
+    assert main(["degrade", str(clean_folder), "-o", str(tmp_path / "x"), "--spec", "jpeg:quality=0"]) == 2
+    assert "quality=0 is out of range" in capsys.readouterr().err
+    assert main(["degrade", str(tmp_path / "nowhere"), "-o", str(tmp_path / "y"), "--spec", "noise:sigma=5"]) == 2
+    assert "no such dataset folder" in capsys.readouterr().err
+    assert main(["degrade", str(clean_folder), "-o", str(tmp_path / "z"), "--spec", "down:scale=3"]) == 2
+    assert "modcrop first" in capsys.readouterr().err
+    assert main(["degrade", str(clean_folder), "-o", str(tmp_path / "z"), "--spec", "down:scale=3", "--modcrop", "3"]) == 0
+    assert read_image(tmp_path / "z" / "grey.png")[0].shape == (1, 16, 13)  # 48x40 -> 48x39 -> /3
