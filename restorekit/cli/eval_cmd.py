@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import replace
+from pathlib import Path
 
 from rich.console import Console
 
@@ -19,13 +20,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Evaluate a model on a folder of clean images (or degraded/ + clean/ pairs). "
         "SR: modcrop(HR, S), MATLAB bicubic downscale by S, rounded to uint8; PSNR/SSIM on Y with border S.",
     )
-    p.add_argument("--model", required=True, help="registered model name (bicubic, identity, ...) or weights file")
+    p.add_argument("--model", required=True, action="append",
+                   help="registered model name (bicubic, identity, ...) or weights file; repeat to compare models "
+                   "(one line each on the --levels plot)")
     p.add_argument("--dataset", required=True, help="folder of images, or a benchmark name under RESTOREKIT_DATA")
     p.add_argument("--task", required=True, choices=sorted(evaluation.TASK_PROTOCOLS))
     p.add_argument("--scale", type=int, help="SR scale factor")
     p.add_argument("--level", type=float, help="degradation level of the task's canonical degradation")
-    p.add_argument("--degrade", help="degradation spec instead of the task's canonical one, e.g. 'noise:sigma=25'")
+    p.add_argument("--degrade", action="append",
+                   help="degradation spec instead of the task's canonical one, e.g. 'noise:sigma=25'; repeat for a "
+                   "grid over specs")
+    p.add_argument("--levels", help="level grid of the task's canonical degradation, e.g. 10,30,50,70 (SR: scales); "
+                   "writes one JSON, a markdown table and a PNG plot of PSNR vs level")
     p.add_argument("--json", help="write the full result (means, per-image values, protocol) here")
+    p.add_argument("--markdown", help="grid mode: markdown table path (default: beside --json, .md)")
+    p.add_argument("--plot", help="grid mode: PNG plot path (default: beside --json, .png)")
     proto = p.add_argument_group("protocol (defaults: the task's convention; every value is recorded in the JSON)")
     proto.add_argument("--crop-to", help="top-left crop of each image, e.g. 480x320 for the BSD100 SR benchmark")
     colour = proto.add_mutually_exclusive_group()
@@ -43,11 +52,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
+def _single(values: list[str] | str | None) -> str | None:
+    """--model/--degrade are repeatable; the single-run path takes the one value."""
+    if isinstance(values, list):
+        return values[0] if values else None
+    return values
+
+
 def setup_from_args(args: argparse.Namespace) -> evaluation.EvalSetup:
+    degrade = _single(args.degrade)
     setup = evaluation.default_setup(
-        args.task, scale=args.scale, level=args.level, degrade=args.degrade,
+        args.task, scale=args.scale, level=args.level, degrade=degrade,
         crop_to=evaluation.parse_crop(args.crop_to), seed=args.seed,
-        seed_mode=args.seed_mode or ("name" if args.degrade else "fixed"),
+        seed_mode=args.seed_mode or ("name" if degrade else "fixed"),
     )
     changes = {}
     if args.y_channel is not None:
@@ -61,7 +78,74 @@ def setup_from_args(args: argparse.Namespace) -> evaluation.EvalSetup:
     return replace(setup, protocol=replace(setup.protocol, **changes))
 
 
+def is_grid(args: argparse.Namespace) -> bool:
+    return bool(getattr(args, "levels", None)) or len(args.model) > 1 or len(args.degrade or []) > 1
+
+
+def model_label(name: str) -> str:
+    """Legend label: a registry name as is; a weights file by its stem (its folder's name for final.*)."""
+    path = Path(name)
+    if path.suffix in (".safetensors", ".pth", ".pt") and len(path.parts) > 1:
+        return path.parent.name if path.stem == "final" else path.stem
+    return name
+
+
+def run_grid(args: argparse.Namespace) -> int:
+    from restorekit.errors import RestorekitError
+
+    if args.level is not None:
+        raise RestorekitError("--level and a grid (--levels, several --model or --degrade) do not mix; use --levels")
+    levels = evaluation.parse_levels(args.levels) if args.levels else None
+    if not levels and not args.degrade:
+        raise RestorekitError("several --model need --levels or --degrade to evaluate at")
+    if args.task == "sr" and not args.scale and levels:
+        args.scale = int(levels[0])
+    single = argparse.Namespace(**{**vars(args), "degrade": None, "level": None})
+    base = setup_from_args(single)
+    if args.seed_mode is None:
+        base = replace(base, seed_mode="fixed" if levels else "name")
+    points = evaluation.grid_points(base, levels, args.degrade if levels is None else None)
+    if levels and args.degrade:
+        points += evaluation.grid_points(replace(base, seed_mode=args.seed_mode or "name"), None, args.degrade)
+    dataset = paths.resolve_dataset(args.dataset)
+    models = {}
+    for name in args.model:
+        label = model_label(name)
+        if label in models:
+            label = name
+        if args.task == "sr" and levels:
+            models[label] = (lambda scale, n=name: load_model(n, scale=scale))
+        else:
+            models[label] = load_model(name)
+    console = Console(stderr=True)
+    grid = evaluation.evaluate_grid(
+        models, dataset, points, device=args.device, limit=args.limit,
+        progress=lambda m, x: console.print(f"  {m} @ {x}", highlight=False))
+    rows = [[m] + [row["psnr"] for row in grid["results"][m]] for m in grid["models"]]
+    Console().print(results_table(f"PSNR on {dataset.name}: {args.task}", ["model", *grid["x"]], rows))
+    markdown = evaluation.grid_markdown(grid)
+    json_path = Path(args.json) if args.json else None
+    md_path = Path(args.markdown) if args.markdown else (json_path.with_suffix(".md") if json_path else None)
+    png_path = Path(args.plot) if args.plot else (json_path.with_suffix(".png") if json_path else None)
+    if json_path:
+        write_json(json_path, grid)
+    if md_path:
+        md_path.parent.mkdir(parents=True, exist_ok=True)
+        md_path.write_text(markdown + "\n")
+    if png_path:
+        from restorekit.plots import plot_levels
+
+        plot_levels(grid, png_path)
+    written = [str(p) for p in (json_path, md_path, png_path) if p]
+    if written:
+        Console(stderr=True).print("wrote " + ", ".join(written), highlight=False)
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if is_grid(args):
+        return run_grid(args)
+    args.model = _single(args.model)
     setup = setup_from_args(args)
     dataset = paths.resolve_dataset(args.dataset)
     model = load_model(args.model, **({"scale": setup.scale} if args.task == "sr" else {}))

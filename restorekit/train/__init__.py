@@ -1,0 +1,25 @@
+"""Training engine: YAML configs, losses, the resumable (and torchrun-distributable) loop. See docs/training.md.
+
+    from restorekit.train import load_config, run
+    run(load_config("configs/tiny/denoise.yaml", ["train.steps=50"]), "outputs/tiny")
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from restorekit.train.config import Node, load_config, validate_config
+
+
+def run(cfg: Node, out: str | Path, resume: str | None = None, progress: str | None = None) -> dict:
+    """Train `cfg` into `out` in this process (or this torchrun rank); see trainer.train."""
+    from restorekit.train import distributed, trainer
+
+    dist = distributed.setup(cfg.device)
+    try:
+        return trainer.train(cfg, Path(out), dist, resume=resume, progress_mode=progress)
+    finally:
+        distributed.teardown(dist)
+
+
+__all__ = ["Node", "load_config", "run", "validate_config"]

@@ -1,0 +1,106 @@
+"""`restorekit eval --levels`: one JSON, a markdown table and a PNG plot of PSNR vs level for several models."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from restorekit import evaluation
+from restorekit.cli import main
+from restorekit.models import create_model
+from restorekit.train.trainer import save_final
+
+
+@pytest.fixture
+def folder(tmp_path, camera):
+    out = tmp_path / "imgs"
+    out.mkdir()
+    array = (camera[0].numpy() * 255).round().astype(np.uint8)
+    for i, (y, x) in enumerate([(100, 120), (250, 200), (300, 40)]):
+        Image.fromarray(array[y:y + 64, x:x + 72]).save(out / f"{i}.png")
+    return out
+
+
+@pytest.fixture
+def trained(tmp_path):
+    """A carded weights file as `restorekit train` writes it (random weights: the numbers are not the point)."""
+    torch.manual_seed(0)
+    model = create_model("dncnn", in_channels=1, depth=3, features=8)
+    card = {"architecture": "dncnn", "arguments": {"in_channels": 1, "depth": 3, "features": 8}, "task": "denoise"}
+    save_final(tmp_path / "mine", model, card)
+    return tmp_path / "mine" / "final.safetensors"
+
+
+def test_level_grid_writes_json_markdown_and_png_for_several_models(tmp_path, folder, trained):
+    out = tmp_path / "report" / "grid.json"
+    assert main(["eval", "--model", "identity", "--model", str(trained), "--dataset", str(folder),
+                 "--task", "denoise", "--levels", "10,30,50,70", "--json", str(out)]) == 0
+    grid = json.loads(out.read_text())
+    assert grid["x_axis"] == "level" and grid["x"] == ["10", "30", "50", "70"]
+    assert grid["models"] == ["identity", "mine"]
+    identity = [row["psnr"] for row in grid["results"]["identity"]]
+    assert identity == sorted(identity, reverse=True)  # more noise, lower PSNR
+    assert 27.5 < identity[0] < 30  # sigma 10: 28.1 dB, a little more where quantising clips dark pixels
+    assert all(len(row["images"]) == 3 for rows in grid["results"].values() for row in rows)
+    assert grid["protocol"]["seed_mode"] == "fixed" and grid["protocol"]["y_channel"] is False
+
+    markdown = (tmp_path / "report" / "grid.md").read_text()
+    assert "| model \\ level | 10 | 30 | 50 | 70 |" in markdown
+    assert f"| identity | {identity[0]:.2f} | {identity[1]:.2f} |" in markdown and "| mine |" in markdown
+    png = tmp_path / "report" / "grid.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with Image.open(png) as image:
+        assert image.size[0] > 400 and image.size[1] > 300
+
+
+def test_grid_numbers_equal_single_level_runs(tmp_path, folder, trained):
+    grid_json, single_json = tmp_path / "g.json", tmp_path / "s.json"
+    assert main(["eval", "--model", str(trained), "--model", "identity", "--dataset", str(folder), "--task", "denoise",
+                 "--levels", "25", "--json", str(grid_json), "--plot", str(tmp_path / "p.png")]) == 0
+    assert main(["eval", "--model", str(trained), "--dataset", str(folder), "--task", "denoise", "--level", "25",
+                 "--json", str(single_json)]) == 0
+    grid, single = json.loads(grid_json.read_text()), json.loads(single_json.read_text())
+    assert grid["results"]["mine"][0]["psnr"] == pytest.approx(single["psnr"], abs=1e-9)
+    assert (tmp_path / "p.png").is_file()
+
+
+def test_grid_over_degradation_specs_and_over_sr_scales(tmp_path, folder):
+    out = tmp_path / "specs.json"
+    assert main(["eval", "--model", "identity", "--dataset", str(folder), "--task", "restore",
+                 "--degrade", "noise:sigma=5", "--degrade", "blur:width=2", "--json", str(out)]) == 0
+    grid = json.loads(out.read_text())
+    assert grid["x_axis"] == "degradation" and grid["x"] == ["noise:sigma=5", "blur:width=2"]
+    assert grid["protocol"]["seed_mode"] == "name"
+    assert (tmp_path / "specs.png").is_file() and (tmp_path / "specs.md").is_file()
+
+    sr = tmp_path / "sr.json"
+    assert main(["eval", "--model", "bicubic", "--dataset", str(folder), "--task", "sr", "--levels", "2,3,4",
+                 "--json", str(sr)]) == 0
+    grid = json.loads(sr.read_text())
+    psnr = [row["psnr"] for row in grid["results"]["bicubic"]]
+    assert grid["x_axis"] == "scale" and grid["x"] == ["x2", "x3", "x4"] and psnr == sorted(psnr, reverse=True)
+
+
+def test_grid_points_keep_the_protocol_and_seed():
+    base = evaluation.default_setup("denoise", seed=7, seed_mode="fixed")
+    points = evaluation.grid_points(base, [15, 25])
+    assert [p.setup.degradation_spec() for p in points] == ["noise:sigma=15", "noise:sigma=25"]
+    assert all(p.setup.seed == 7 and p.setup.protocol == base.protocol for p in points)
+    sr = evaluation.grid_points(evaluation.default_setup("sr", scale=2), [3])
+    assert sr[0].setup.scale == 3 and sr[0].setup.protocol.crop_border == 3
+    assert evaluation.parse_levels("10, 30 50") == [10, 30, 50]
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["--levels", "ten"], "--levels 'ten'"),
+    (["--levels", "10,20", "--level", "10"], "--level and a grid"),
+    (["--model", "bicubic"], "need --levels or --degrade"),
+])
+def test_grid_argument_errors_are_one_line(folder, args, expected, capsys):
+    assert main(["eval", "--model", "identity", "--dataset", str(folder), "--task", "denoise", *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and expected in err[0], err

@@ -1,0 +1,126 @@
+"""Trainer features: schedules, clipping, EMA, AdamW, MoA and device-side degradation in a run, TensorBoard,
+progress bar, resume without a checkpoint, and every committed config validating."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from restorekit.cli import main
+from restorekit.train import load_config, run
+from restorekit.train.checkpoint import latest_checkpoint, load_checkpoint
+from restorekit.train.config import Node, iter_keys, reference_markdown
+from restorekit.train.trainer import EMA, build_optimizer, clip_gradients, lr_factor
+
+from test_train import REPO, read_log, tiny_config, write_config
+
+
+def sched(**kw) -> Node:
+    base = {"type": "constant", "milestones": [], "gamma": 0.5, "eta_min": 0.0, "warmup_steps": 0}
+    return Node({**base, **kw})
+
+
+def test_learning_rate_schedules():
+    assert [lr_factor(s, sched(), 100, 1e-3) for s in (0, 50, 99)] == [1.0, 1.0, 1.0]
+    multistep = sched(type="multistep", milestones=[10, 20], gamma=0.1)
+    assert [lr_factor(s, multistep, 100, 1e-3) for s in (9, 10, 19, 20)] == pytest.approx([1, 0.1, 0.1, 0.01])
+    cosine = sched(type="cosine", eta_min=1e-5)
+    assert lr_factor(0, cosine, 100, 1e-3) == pytest.approx(1.0)
+    assert lr_factor(50, cosine, 100, 1e-3) == pytest.approx(0.01 + 0.99 * 0.5)
+    assert lr_factor(100, cosine, 100, 1e-3) == pytest.approx(0.01)
+    warm = sched(type="cosine", warmup_steps=10)
+    assert [lr_factor(s, warm, 110, 1.0) for s in (0, 4, 9)] == pytest.approx([0.1, 0.5, 1.0])
+    assert lr_factor(60, warm, 110, 1.0) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.5)))
+
+
+def test_gradient_clipping_by_norm_and_value():
+    params = [torch.nn.Parameter(torch.zeros(4)), torch.nn.Parameter(torch.zeros(3))]
+    params[0].grad, params[1].grad = torch.tensor([3.0, 0, 0, 0]), torch.tensor([0.0, 4.0, 0])
+    clip_gradients(params, norm=1.0)
+    assert float(torch.cat([p.grad for p in params]).norm()) == pytest.approx(1.0, rel=1e-4)
+    params[0].grad = torch.tensor([2.0, -3.0, 0.1, 0.0])
+    clip_gradients(params, value=0.5)
+    assert params[0].grad.tolist() == pytest.approx([0.5, -0.5, 0.1, 0.0])
+
+
+def test_ema_tracks_the_weights_and_adamw_is_selectable(tmp_path):
+    model = torch.nn.Linear(2, 1)
+    ema = EMA(model, decay=0.9)
+    before = ema.model.weight.detach().clone()
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    ema.update(model)
+    assert torch.allclose(ema.model.weight, before + 0.1)
+    cfg = load_config(write_config(tmp_path, tiny_config(
+        **{"train.optimizer": {"type": "adamw", "lr": 1e-3, "weight_decay": 0.01}})))
+    optimizer = build_optimizer(cfg, list(model.parameters()))
+    assert isinstance(optimizer, torch.optim.AdamW) and optimizer.defaults["weight_decay"] == 0.01
+
+
+def test_final_weights_are_the_ema_weights(tmp_path):
+    out = tmp_path / "run"
+    run(load_config(write_config(tmp_path, tiny_config(**{"train.steps": 6, "train.ema_decay": 0.5}))), out)
+    state = load_checkpoint(latest_checkpoint(out))
+    final = load_file(out / "final.safetensors")
+    assert all(torch.equal(final[k], state["ema"][k]) for k in final)
+    assert any(not torch.equal(state["ema"][k], state["model"][k]) for k in final)
+
+
+def test_moa_with_masked_cutout_and_device_side_degradation_train(tmp_path):
+    cfg = tiny_config(**{"train.steps": 6, "augment": {"moa": True, "p": 1.0, "augs": ["cutout", "blend", "mixup"],
+                                                       "alpha": {"cutout": 0.2}},
+                         "data.train.degrade_on": "device"})
+    out = tmp_path / "run"
+    run(load_config(write_config(tmp_path, cfg)), out)
+    log = read_log(out)
+    assert len(log) == 6 and all(math.isfinite(r["loss"]) for r in log)
+    again = tmp_path / "again"
+    run(load_config(write_config(tmp_path, cfg)), again)
+    assert [r["loss"] for r in read_log(again)] == [r["loss"] for r in log]  # still reproducible
+
+
+def test_tensorboard_events_and_progress_bar(tmp_path, capsys):
+    cfg = tiny_config(**{"train.steps": 4, "logging": {"tensorboard": True, "progress": "on"}})
+    out = tmp_path / "run"
+    run(load_config(write_config(tmp_path, cfg)), out)
+    events = list((out / "tensorboard").glob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 0
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(out / "tensorboard"))
+    acc.Reload()
+    assert "train/loss" in acc.Tags()["scalars"] and len(acc.Scalars("train/loss")) == 4
+    assert "val/psnr/noise:sigma=25" in acc.Tags()["scalars"]
+    err = capsys.readouterr().err
+    assert "4/4" in err and "loss" in err and "it/s" in err
+
+
+def test_resume_without_a_checkpoint_starts_fresh(tmp_path, capsys):
+    path = write_config(tmp_path, tiny_config(**{"train.steps": 3}))
+    assert main(["train", str(path), "--out", str(tmp_path / "new"), "--resume"]) == 0
+    assert "starting from step 0" in capsys.readouterr().out
+    assert [r["step"] for r in read_log(tmp_path / "new")] == [1, 2, 3]
+
+
+def test_every_committed_config_validates(data_dir):
+    configs = sorted((REPO / "configs").rglob("*.yaml"))
+    assert len(configs) >= 5
+    for path in configs:
+        cfg = load_config(path)
+        assert cfg.train.steps > 0, path
+    from restorekit.train.distributed import Dist
+    from restorekit.train.trainer import prepare
+
+    for path in configs:  # builds models, loads images, parses every spec: everything but the steps
+        prepared = prepare(load_config(path, ["data.train.limit=8", "data.val.limit=1"]), Dist())
+        assert prepared.levels and prepared.validation, path
+
+
+def test_docs_list_every_config_key():
+    text = (REPO / "docs" / "training.md").read_text()
+    missing = [k for k, _ in iter_keys() if f"`{k}`" not in text]
+    assert not missing, f"docs/training.md does not document {missing}"
+    assert reference_markdown().splitlines()[0] in text
