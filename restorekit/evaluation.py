@@ -16,7 +16,7 @@ from torch import nn
 
 from restorekit import __version__, io, metrics, ops
 from restorekit.errors import RestorekitError
-from restorekit.infer import run_model
+from restorekit.infer import resolve_strength, run_model
 
 # Metric convention per task (field-conventions 4.4): SR on Y with border = scale, JPEG and deraining
 # on Y, everything else on RGB without a border crop.
@@ -139,11 +139,18 @@ def evaluate(
     device: str | torch.device = "cpu",
     limit: int | None = None,
     progress=None,
+    strength: float | None = None,
 ) -> dict:
-    """Score `model` on every image of `dataset`; returns the JSON-ready result (means and per image)."""
+    """Score `model` on every image of `dataset`; returns the JSON-ready result (means and per image).
+
+    A modulated model (AdaFM) runs at `strength`, else at its card's lambda(level) for this level.
+    """
     items = dataset_items(dataset)[:limit]
     if not items:
         raise RestorekitError(f"{dataset}: no images found")
+    lam = resolve_strength(model, setup.level, strength)
+    if lam is not None:
+        model.set_strength(lam)
     rows = []
     started = time.perf_counter()
     for name, clean_path, degraded_path in items:
@@ -173,6 +180,7 @@ def evaluate(
         "task": setup.task,
         "scale": setup.scale,
         "level": setup.level,
+        "strength": lam,
         "n_images": len(rows),
         "psnr": sum(r["psnr"] for r in rows) / len(rows),
         "ssim": sum(r["ssim"] for r in rows) / len(rows),
@@ -232,6 +240,7 @@ def evaluate_grid(
     device: str | torch.device = "cpu",
     limit: int | None = None,
     progress=None,
+    strength: float | None = None,
 ) -> dict:
     """Score every model at every grid point; `models` maps a label to a module, or to a callable
     `scale -> module` for SR grids over scales. Returns the JSON-ready grid with every run inside."""
@@ -240,8 +249,9 @@ def evaluate_grid(
         rows = []
         for point in points:
             module = model(point.setup.scale) if callable(model) and not isinstance(model, nn.Module) else model
-            result = evaluate(module, dataset, point.setup, device=device, limit=limit)
+            result = evaluate(module, dataset, point.setup, device=device, limit=limit, strength=strength)
             row = {"x": point.label, "level": point.level, "spec": point.setup.degradation_spec(),
+                   "strength": result["strength"],
                    "psnr": result["psnr"], "ssim": result["ssim"], "n_images": result["n_images"],
                    "images": result["images"]}
             if "psnr_b" in result:

@@ -154,6 +154,27 @@ def run_ensemble(restore, image: torch.Tensor) -> torch.Tensor:
 # The Python API: Restorer
 # ---------------------------------------------------------------------------------------------------
 
+def resolve_strength(model: nn.Module, level: float | None, strength: float | None) -> float | None:
+    """The modulation strength to use: an explicit strength wins; else the model card's lambda(level)
+    curve; else 1 (the adapted end). None for models without strength control."""
+    card = getattr(model, "card", None) or {}
+    if not hasattr(model, "set_strength"):
+        if strength is not None:
+            raise ModelError("this model has no strength control")
+        return None
+    if strength is not None:
+        if not 0.0 <= strength <= 1.0:
+            raise ModelError(f"strength must be in [0, 1], got {strength}")
+        return float(strength)
+    if level is not None:
+        if "strength_curve" not in card:
+            raise ModelError("this model's card has no strength curve; pass a strength instead of a level")
+        from restorekit.modulation import StrengthCurve
+
+        return StrengthCurve.from_dict(card["strength_curve"])(level)
+    return 1.0
+
+
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
@@ -193,22 +214,7 @@ class Restorer:
         return getattr(self.model, "card", {}) or {}
 
     def strength_for(self, level: float | None, strength: float | None) -> float | None:
-        """Explicit strength wins; else the card's lambda(level) curve; None when the model isn't modulated."""
-        if not hasattr(self.model, "set_strength"):
-            if strength is not None or (level is not None and "strength_curve" in self.card):
-                raise ModelError("this model has no strength control")
-            return None
-        if strength is not None:
-            if not 0.0 <= strength <= 1.0:
-                raise ModelError(f"strength must be in [0, 1], got {strength}")
-            return float(strength)
-        if level is not None:
-            if "strength_curve" not in self.card:
-                raise ModelError("this model's card has no strength curve; pass a strength instead of a level")
-            from restorekit.modulation import StrengthCurve
-
-            return StrengthCurve.from_dict(self.card["strength_curve"])(level)
-        return 1.0
+        return resolve_strength(self.model, level, strength)
 
     def restore(self, image: torch.Tensor, *, level: float | None = None, strength: float | None = None) -> torch.Tensor:
         """Restore one CHW float image in [0, 1] (host memory); returns CHW float in [0, 1] on the CPU."""

@@ -68,3 +68,20 @@ def test_a_non_modulated_model_is_refused(tiny_zoo):
     _, images = tiny_zoo
     assert main(["adafm", "sweep", "--model", "identity", "--dataset", str(images), "--task", "denoise",
                  "--level", "25"]) == 2
+
+
+def test_eval_sets_the_strength_from_the_cards_curve(tiny_zoo, tmp_path):
+    zoo, images = tiny_zoo
+    card_file = zoo / "tiny_adafm.json"
+    card = json.loads(card_file.read_text())
+    card["strength_curve"] = {"start": 15, "end": 75, "kind": "polynomial", "coefficients": [1 / 60, -0.25],
+                              "points": []}
+    card_file.write_text(json.dumps(card))
+    out = tmp_path / "r.json"
+    assert main(["eval", "--model", "tiny_adafm", "--dataset", str(images), "--task", "denoise", "--level", "45",
+                 "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["strength"] == pytest.approx(0.5)
+    assert main(["eval", "--model", "tiny_adafm", "--dataset", str(images), "--task", "denoise", "--level", "45",
+                 "--strength", "0.2", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["strength"] == pytest.approx(0.2)
+    assert main(["eval", "--model", "tiny_adafm", "--dataset", str(images), "--task", "denoise", "--level", "90"]) == 2

@@ -49,6 +49,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        "'name': derived from --seed and the file name (default with --degrade)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 or auto")
     p.add_argument("--limit", type=int, help="only the first N images (quick checks)")
+    p.add_argument("--strength", type=float,
+                   help="modulation strength (AdaFM lambda) in [0, 1]; default: the model card's lambda(level)")
     p.set_defaults(run=run)
 
 
@@ -119,7 +121,7 @@ def run_grid(args: argparse.Namespace) -> int:
             models[label] = load_model(name)
     console = Console(stderr=True)
     grid = evaluation.evaluate_grid(
-        models, dataset, points, device=args.device, limit=args.limit,
+        models, dataset, points, device=args.device, limit=args.limit, strength=args.strength,
         progress=lambda m, x: console.print(f"  {m} @ {x}", highlight=False))
     rows = [[m] + [row["psnr"] for row in grid["results"][m]] for m in grid["models"]]
     Console().print(results_table(f"PSNR on {dataset.name}: {args.task}", ["model", *grid["x"]], rows))
@@ -150,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
     dataset = paths.resolve_dataset(args.dataset)
     model = load_model(args.model, **({"scale": setup.scale} if args.task == "sr" else {}))
     model.name = args.model
-    result = evaluation.evaluate(model, dataset, setup, device=args.device, limit=args.limit)
+    result = evaluation.evaluate(model, dataset, setup, device=args.device, limit=args.limit, strength=args.strength)
     rows = [[r["name"], r["psnr"], r["ssim"]] for r in result["images"]]
     rows.append(["mean", result["psnr"], result["ssim"]])
     level = f" level {setup.level:g}" if setup.level is not None else ""
