@@ -17,11 +17,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from restorekit.demo import _summary, run_demo
+    from restorekit.demo import summary, run_demo
 
     out = Path(args.out)
     report = run_demo(out)
-    rows = [[c, m, p, s, proto] for c, m, p, s, proto in _summary(report["results"])]
+    rows = [[c, m, p, s, proto] for c, m, p, s, proto in summary(report["results"])]
     console = Console()
     console.print(results_table("restorekit demo (mean over samples)", ["case", "model", "PSNR", "SSIM", "protocol"], rows))
     console.print(f"report: {out / 'report.html'}  (also report.md, results.json)")

@@ -1,0 +1,28 @@
+"""`make demo` on embedded images: baselines plus every zoo model, report, plots."""
+
+from __future__ import annotations
+
+import json
+
+from restorekit.demo import BASELINE_CASES, DemoCase, run_demo, zoo_cases
+
+
+def test_zoo_models_are_run_at_levels_inside_their_range():
+    cards = [{"name": "dn", "task": "denoise", "levels": [15, 75]}, {"name": "up", "task": "sr", "scales": [3, 4]}]
+    cases = zoo_cases(cards)
+    assert [c.level for c in cases if c.model == "dn"] == [15, 25, 50, 75]
+    assert [c.scale for c in cases if c.model == "up"] == [3, 4]
+
+
+def test_demo_writes_images_report_and_plots(tmp_path):
+    cases = (DemoCase("sr", None, 2, "bicubic"), *[c for c in BASELINE_CASES if c.task == "denoise"])
+    report = run_demo(tmp_path, cases=cases, names=("camera",))
+    assert {r["case"] for r in report["results"]} == {"sr_x2", "denoise_15", "denoise_25", "denoise_50"}
+    sr = next(r for r in report["results"] if r["case"] == "sr_x2")
+    assert 25 < sr["psnr"] < 40 and sr["protocol"]["y_channel"]
+    noisy = {r["level"]: r["psnr"] for r in report["results"] if r["task"] == "denoise"}
+    assert noisy[15] > noisy[25] > noisy[50]  # identity on noisier inputs scores lower
+    assert (tmp_path / "sr_x2" / "camera_bicubic.png").is_file()
+    assert (tmp_path / "denoise_levels.png").stat().st_size > 1000
+    assert "denoise_levels.png" in (tmp_path / "report.html").read_text()
+    assert json.loads((tmp_path / "results.json").read_text())["samples"] == ["camera"]
