@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from restorekit.errors import ModelError
+from restorekit.errors import ModelError, RestorekitError
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -23,6 +23,56 @@ def model_info(model: nn.Module):
     from restorekit.models import ModelInfo
 
     return getattr(model, "info", None) or ModelInfo(family="unknown", task="any")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Which requests a model can serve (shared by Restorer, the CLI and the web page)
+# ---------------------------------------------------------------------------------------------------
+
+# What `task=` / `--task` accepts; `auto` means the zoo's blind / multi-factor model.
+TASKS = ("denoise", "sr", "jpeg", "deblur", "inpaint", "interpolate", "derain", "dehaze", "auto")
+GENERIC_TASKS = ("any", "restore")  # architectures that serve every task (identity, a bare adafm_net)
+
+
+def check_task(task: str | None) -> None:
+    """Unknown tasks are one clear line (argparse `choices` would print the usage block too)."""
+    if task is not None and task not in TASKS:
+        raise RestorekitError(f"unknown task {task!r}; choose one of: {', '.join(TASKS)}")
+
+
+def level_range(card: dict) -> tuple[float, float] | None:
+    """The levels a zoo model was trained for: its card's `levels`, else its strength curve's span."""
+    levels = card.get("levels")
+    if isinstance(levels, (list, tuple)) and levels:
+        values = [float(v) for v in levels]
+        return min(values), max(values)
+    curve = card.get("strength_curve")
+    if isinstance(curve, dict) and "start" in curve and "end" in curve:
+        low, high = sorted((float(curve["start"]), float(curve["end"])))
+        return low, high
+    return None
+
+
+def card_scales(card: dict) -> list[int]:
+    """SR factors a card declares (`scales`, else the architecture's `scale` argument)."""
+    if card.get("scales"):
+        return [int(s) for s in card["scales"]]
+    scale = card.get("arguments", {}).get("scale")
+    return [int(scale)] if scale else []
+
+
+def check_fit(model: torch.nn.Module, name: str, task: str | None, level: float | None, scale: int | None) -> None:
+    """Refuse a model that cannot do what was asked: other task, other scale, level outside its range."""
+    card = getattr(model, "card", None) or {}
+    info = model_info(model)
+    model_task = card.get("task") or info.task
+    if task not in (None, "auto") and model_task not in (*GENERIC_TASKS, task):
+        raise ModelError(f"model {name!r} is a {model_task!r} model, not {task!r}")
+    if scale is not None and info.scale != scale:
+        raise ModelError(f"model {name!r} upscales by x{info.scale}, not x{scale}")
+    span = level_range(card)
+    if level is not None and span is not None and not span[0] - 1e-9 <= level <= span[1] + 1e-9:
+        raise ModelError(f"level {level:g} is outside the range {span[0]:g}..{span[1]:g} of model {name!r}")
 
 
 def _adapt_channels(image: torch.Tensor, wanted: int | None) -> tuple[torch.Tensor, bool]:
@@ -202,6 +252,7 @@ class Restorer:
         if precision not in PRECISIONS:
             raise ModelError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
         self.model = load_model(model, **model_kwargs) if isinstance(model, str) else model.eval()
+        self.name = model if isinstance(model, str) else type(model).__name__
         self.info = model_info(self.model)
         if precision != "fp32" and not self.info.supports_half:
             raise ModelError(f"model {model!r} is not verified for {precision}; use precision='fp32'")
@@ -216,8 +267,23 @@ class Restorer:
     def strength_for(self, level: float | None, strength: float | None) -> float | None:
         return resolve_strength(self.model, level, strength)
 
-    def restore(self, image: torch.Tensor, *, level: float | None = None, strength: float | None = None) -> torch.Tensor:
-        """Restore one CHW float image in [0, 1] (host memory); returns CHW float in [0, 1] on the CPU."""
+    def restore(
+        self,
+        image: torch.Tensor,
+        *,
+        task: str | None = None,
+        level: float | None = None,
+        strength: float | None = None,
+    ) -> torch.Tensor:
+        """Restore one CHW float image in [0, 1] (host memory); returns CHW float in [0, 1] on the CPU.
+
+        task: what the caller expects the model to do ('denoise', 'sr', ...); a model made for another
+        task, or a level outside the model's trained range, is refused (ModelError) instead of silently
+        producing a wrong image. level: the degradation level (sets a modulated model's strength from its
+        card's lambda(level)); strength: the raw lambda in [0, 1], which wins over level.
+        """
+        check_task(task)
+        check_fit(self.model, self.name, task, level, None)
         lam = self.strength_for(level, strength)
         if lam is not None:
             self.model.set_strength(lam)

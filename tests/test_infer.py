@@ -68,3 +68,24 @@ def test_restorer_strength_and_half_precision_guard():
     unsafe.info.supports_half = False
     with pytest.raises(ModelError, match="not verified for fp16"):
         Restorer(unsafe, precision="fp16")
+
+
+def test_restore_checks_the_task_and_the_level_range_before_running():
+    """Issue 6: `.restore(image, task=..., level=...)` refuses a model made for another task or a level
+    outside the card's range, instead of returning a silently wrong image."""
+    import pytest
+
+    from restorekit.errors import ModelError, RestorekitError
+    from restorekit.infer import Restorer
+
+    model = create_model("dncnn", depth=3, features=8)
+    model.card = {"task": "denoise", "levels": [15, 75]}
+    restorer = Restorer(model, device="cpu")
+    image = torch.rand(1, 24, 30)
+    assert restorer.restore(image, task="denoise", level=25).shape == image.shape
+    with pytest.raises(ModelError, match="'denoise' model, not 'sr'"):
+        restorer.restore(image, task="sr")
+    with pytest.raises(ModelError, match="outside the range 15..75"):
+        restorer.restore(image, task="denoise", level=90)
+    with pytest.raises(RestorekitError, match="unknown task 'denoize'"):
+        restorer.restore(image, task="denoize")

@@ -137,7 +137,10 @@ class AdaFMNet(nn.Module):
         radius = receptive_radius(blocks, kernel_size, n_adafm, scale)
         self.info = ModelInfo(
             family="adafm", task="sr" if scale > 1 else "restore", scale=scale, in_channels=channels,
-            size_multiple=2, receptive_field=radius, supports_half=True,
+            size_multiple=2, receptive_field=radius,
+            # Conditional-IN fails bf16 in tests/test_half.py (6.7/255 max abs, 45.5 dB vs fp32: instance
+            # norm keeps every layer at unit scale, so rounding errors grow); the others pass fp16 and bf16.
+            supports_half=norm != "cin",
             arguments={"channels": channels, "features": features, "blocks": blocks, "adafm": adafm,
                        "kernel_size": kernel_size, "placement": placement, "norm": norm,
                        "n_levels": n_levels, "scale": scale},

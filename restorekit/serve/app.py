@@ -1,0 +1,232 @@
+"""The web page behind `restorekit serve`: one HTML/JS page and a small JSON/PNG API (Starlette).
+
+    GET  /                 the page (static/index.html; no CDN, works offline)
+    GET  /api/models       {"models": [...], "tasks": [...], "max_upload_bytes": N}
+    POST /api/restore?model=ID[&strength=S][&level=L][&filename=NAME]   body: the image bytes -> PNG
+    POST /api/preview?filename=NAME                                      body: the image bytes -> PNG
+
+Stateless on purpose: the browser keeps the file and sends it with every request (loopback is fast), so
+uploads never accumulate. Each request's bytes go to a fresh temporary folder that is deleted before
+the response leaves; the client's file name is only echoed in messages, never used as a path. Bodies
+are size-limited (413 with the limit in the message) and images pixel-limited before decoding.
+Errors are JSON {"error": one line}.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from restorekit.errors import ImageError, RestorekitError
+
+STATIC = Path(__file__).resolve().parent / "static"
+DEFAULT_MAX_UPLOAD_MB = 20.0
+DEFAULT_MAX_PIXELS = 40_000_000  # ~6300x6300; a web page should not decode a 179 MP bomb
+MODULATED_FAMILIES = ("adafm",)
+# Built-ins that work without trained weights: the "no change" reference and MATLAB bicubic SR.
+BUILTINS = {
+    "identity": ("identity", {}, "any", "identity (no change)"),
+    "bicubic-x2": ("bicubic", {"scale": 2}, "sr", "bicubic x2 (built-in)"),
+    "bicubic-x3": ("bicubic", {"scale": 3}, "sr", "bicubic x3 (built-in)"),
+    "bicubic-x4": ("bicubic", {"scale": 4}, "sr", "bicubic x4 (built-in)"),
+}
+CSP = ("default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; "
+       "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'")
+
+
+class Problem(Exception):
+    """An error the user caused (or can fix): HTTP status plus one line."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+@dataclass
+class ServeConfig:
+    max_upload_bytes: int = int(DEFAULT_MAX_UPLOAD_MB * 1024 * 1024)
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    device: str = "auto"
+    tile: int = 512
+    tile_overlap: int = 32
+
+
+def model_entries() -> list[dict]:
+    """Zoo models first (what users trained for the purpose), then the built-ins."""
+    from restorekit.cli.restore_cmd import describe_card
+    from restorekit.infer import level_range
+    from restorekit.zoo import zoo_cards
+
+    entries = []
+    for card in zoo_cards():
+        span = level_range(card)
+        entries.append({
+            "id": card["name"], "label": describe_card(card), "task": card.get("task", "any"), "source": "zoo",
+            "modulated": bool(card.get("strength_curve")) or card.get("family") in MODULATED_FAMILIES,
+            "levels": None if span is None else list(span), "family": card.get("family"),
+        })
+    for model_id, (_, _, task, label) in BUILTINS.items():
+        entries.append({"id": model_id, "label": label, "task": task, "source": "built-in",
+                        "modulated": False, "levels": None, "family": "baseline"})
+    return entries
+
+
+class Models:
+    """Loaded restorers, a few at a time (LRU), and one lock around loading and inference: inference is
+    CPU/GPU bound anyway, and modulated models carry their strength as state, so requests take turns."""
+
+    def __init__(self, config: ServeConfig, keep: int = 3):
+        self.config, self.keep = config, keep
+        self.loaded: OrderedDict[str, object] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, model_id: str):
+        from restorekit.infer import Restorer
+
+        if model_id in self.loaded:
+            self.loaded.move_to_end(model_id)
+            return self.loaded[model_id]
+        known = {e["id"] for e in model_entries()}
+        if model_id not in known:
+            raise Problem(400, f"unknown model {model_id!r}; available: {', '.join(sorted(known))}")
+        name, kwargs = (BUILTINS[model_id][:2] if model_id in BUILTINS else (model_id, {}))
+        restorer = Restorer(name, device=self.config.device, tile=self.config.tile,
+                            tile_overlap=self.config.tile_overlap, **kwargs)
+        self.loaded[model_id] = restorer
+        while len(self.loaded) > self.keep:
+            self.loaded.popitem(last=False)
+        return restorer
+
+
+def _megabytes(count: int) -> str:
+    return f"{count / (1024 * 1024):.1f} MB"
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it is known to be over the limit."""
+    too_large = f"over the {_megabytes(limit)} upload limit (start the server with --max-upload-mb to change it)"
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise Problem(413, f"upload is {_megabytes(int(declared))}, {too_large}")
+    chunks, total = [], 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > limit:
+            raise Problem(413, f"upload is {too_large}")
+        chunks.append(chunk)
+    if not total:
+        raise Problem(400, "no image in the request body (send the file's bytes as the POST body)")
+    return b"".join(chunks)
+
+
+def _number(request: Request, key: str) -> float | None:
+    raw = request.query_params.get(key)
+    if raw in (None, ""):
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise Problem(400, f"{key} must be a number, got {raw!r}") from None
+    if not math.isfinite(value):
+        raise Problem(400, f"{key} must be a finite number, got {raw!r}")
+    return value
+
+
+def _display_name(request: Request) -> str:
+    """The client's file name for messages only (never a path on this machine)."""
+    name = Path(request.query_params.get("filename") or "upload").name
+    return "".join(ch for ch in name if ch.isprintable())[:120] or "upload"
+
+
+def _suffix(name: str) -> str:
+    from restorekit.io import IMAGE_SUFFIXES
+
+    suffix = Path(name).suffix.lower()
+    return suffix if suffix in IMAGE_SUFFIXES else ".img"
+
+
+def decode_and_encode(payload: bytes, name: str, config: ServeConfig, transform=None) -> bytes:
+    """Bytes -> image (in a private temp folder, removed on return) -> optional transform -> 8-bit PNG bytes."""
+    from restorekit import io
+
+    with tempfile.TemporaryDirectory(prefix="restorekit-serve-") as folder:
+        source = Path(folder) / f"upload{_suffix(name)}"
+        source.write_bytes(payload)
+        try:
+            image, meta = io.read_image(source, max_pixels=config.max_pixels)
+        except ImageError as err:
+            raise Problem(400, f"{name}: {err.reason}") from None
+        out = image if transform is None else transform(image)
+        target = Path(folder) / "result.png"
+        io.write_image(target, out, meta, bit_depth=8)
+        return target.read_bytes()
+
+
+def create_app(config: ServeConfig | None = None) -> Starlette:
+    """The ASGI app (uvicorn serves it; tests use Starlette's TestClient or a real browser)."""
+    config = config or ServeConfig()
+    models = Models(config)
+
+    async def index(request: Request) -> Response:
+        return FileResponse(STATIC / "index.html", headers={"Content-Security-Policy": CSP, "Cache-Control": "no-store"})
+
+    async def list_models(request: Request) -> Response:
+        entries = model_entries()
+        tasks = list(dict.fromkeys(e["task"] for e in entries))
+        return JSONResponse({"models": entries, "tasks": tasks, "max_upload_bytes": config.max_upload_bytes,
+                             "max_pixels": config.max_pixels})
+
+    async def restore(request: Request) -> Response:
+        model_id = request.query_params.get("model")
+        if not model_id:
+            raise Problem(400, "say which model: ?model=ID (see /api/models)")
+        strength, level = _number(request, "strength"), _number(request, "level")
+        if strength is not None and not 0.0 <= strength <= 1.0:
+            raise Problem(400, f"strength must be in [0, 1], got {strength:g}")
+        name = _display_name(request)
+        payload = await read_body(request, config.max_upload_bytes)
+
+        def work() -> tuple[bytes, float | None]:
+            with models.lock:
+                restorer = models.get(model_id)
+                lam = restorer.strength_for(level, strength)
+                png = decode_and_encode(payload, name, config,
+                                        lambda image: restorer.restore(image, level=level, strength=strength))
+            return png, lam
+
+        png, lam = await run_in_threadpool(work)
+        headers = {"X-Restorekit-Model": model_id, "Cache-Control": "no-store"}
+        if lam is not None:
+            headers["X-Restorekit-Strength"] = f"{lam:.4f}"
+        return Response(png, media_type="image/png", headers=headers)
+
+    async def preview(request: Request) -> Response:
+        name = _display_name(request)
+        payload = await read_body(request, config.max_upload_bytes)
+        png = await run_in_threadpool(decode_and_encode, payload, name, config)
+        return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
+
+    async def problem(request: Request, err: Exception) -> Response:
+        if isinstance(err, Problem):
+            return JSONResponse({"error": err.message}, status_code=err.status)
+        return JSONResponse({"error": str(err)}, status_code=400)  # RestorekitError: the user's to fix
+
+    routes = [
+        Route("/", index),
+        Route("/api/models", list_models),
+        Route("/api/restore", restore, methods=["POST"]),
+        Route("/api/preview", preview, methods=["POST"]),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+    ]
+    return Starlette(routes=routes, exception_handlers={Problem: problem, RestorekitError: problem})

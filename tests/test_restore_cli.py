@@ -1,0 +1,190 @@
+"""`restorekit restore` and `restorekit.restore(...)`: batches, names/formats/bit depth, skipping, bad inputs.
+
+Bad inputs run through the real entry point (`python -m restorekit`, in parallel to keep the suite fast)
+because "one clear line on stderr and a non-zero exit" is a promise about the process, not a function.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import restorekit
+from restorekit import io
+from restorekit.cli import main
+from restorekit.cli.restore_cmd import choose_zoo_model
+from restorekit.infer import Restorer
+from test_zoo_cli import save_zoo_model, tiny_zoo  # noqa: F401  (fixture)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread (and do not fight a busy CI machine for cores)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def photos(tmp_path: Path, astronaut: torch.Tensor) -> Path:
+    """A folder tree of small images in several formats and bit depths, plus one broken file."""
+    folder = tmp_path / "in"
+    (folder / "sub").mkdir(parents=True)
+    rgb = (astronaut[:, :60, :80].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    Image.fromarray(rgb).save(folder / "a.png")
+    Image.fromarray(rgb).save(folder / "sub" / "b.jpg", quality=90)
+    Image.fromarray(rgb[:, :, 0]).save(folder / "sub" / "grey.png")
+    Image.fromarray(np.dstack([rgb, np.full(rgb.shape[:2], 200, np.uint8)])).save(folder / "sub" / "alpha.png")
+    io.write_image(folder / "sub" / "deep.png", rgb.astype(np.uint16) * 257)
+    (folder / "sub" / "broken.png").write_bytes(b"this is not a png")
+    return folder
+
+
+def _files(folder: Path) -> list[str]:
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
+
+
+def test_folder_restore_keeps_names_formats_and_bit_depth(tiny_zoo, photos, tmp_path, capsys):
+    out, report = tmp_path / "out", tmp_path / "report.json"
+    args = ["restore", str(photos), "-o", str(out), "--task", "denoise", "--level", "30", "--device", "cpu",
+            "--json", str(report)]
+    assert main(args) == 1  # the broken file fails, the rest are restored
+    err = capsys.readouterr().err
+    assert sum("broken.png" in line for line in err.splitlines()) == 1
+    assert _files(out) == ["a.png", "sub/alpha.png", "sub/b.jpg", "sub/deep.png", "sub/grey.png"]
+    formats = {name: Image.open(out / name) for name in _files(out)}
+    assert formats["sub/b.jpg"].format == "JPEG" and formats["sub/grey.png"].mode == "L"
+    assert formats["sub/alpha.png"].mode == "RGBA" and np.asarray(formats["sub/alpha.png"])[..., 3].min() == 200
+    assert io.read_image(out / "sub" / "deep.png")[1].bit_depth == 16
+    assert formats["a.png"].size == (80, 60)
+    payload = json.loads(report.read_text())
+    assert payload["model"] == "tiny-adafm" and payload["strength"] == pytest.approx(0.25)  # (30-15)/(75-15)
+    assert payload["summary"] == {"restored": 5, "skipped": 0, "failed": 1}
+
+    before = {name: (out / name).stat().st_mtime_ns for name in _files(out)}
+    assert main(args[:-2]) == 1  # again: existing outputs are skipped, untouched
+    assert {name: (out / name).stat().st_mtime_ns for name in _files(out)} == before
+    assert "5 skipped" in capsys.readouterr().err
+    (photos / "sub" / "broken.png").unlink()
+    assert main(args[:-2] + ["--overwrite", "--strength", "0"]) == 0
+    assert (out / "a.png").stat().st_mtime_ns != before["a.png"]
+
+
+def test_tiling_and_the_onnxruntime_backend_match_plain_inference(tiny_zoo, photos, tmp_path):
+    image = io.read_image(photos / "a.png")[0]
+    common = dict(model="tiny-adafm", device="cpu", level=45)
+    whole = restorekit.restore(image, tile=0, **common)
+    tiled = restorekit.restore(image, tile=40, tile_overlap=8, **common)
+    onnx = restorekit.restore(image, tile=40, tile_overlap=8, backend="onnxruntime", **common)
+    assert (tiled - whole).abs().max() < 1 / 255
+    assert (onnx - whole).abs().max() < 1 / 255
+    assert (restorekit.restore(image, strength=0.0, **{**common, "level": None}) - whole).abs().max() > 1 / 255
+
+
+def test_sr_with_the_builtin_bicubic_scales_and_keeps_the_alpha(photos, tmp_path):
+    out = tmp_path / "sr.png"
+    assert main(["restore", str(photos / "sub" / "alpha.png"), "-o", str(out), "--task", "sr", "--model", "bicubic",
+                 "--scale", "3", "--device", "cpu"]) == 0
+    result = Image.open(out)
+    assert result.size == (240, 180) and result.mode == "RGBA"
+
+
+def test_mask_keeps_the_input_where_black(tiny_zoo, photos, tmp_path):
+    mask = np.zeros((60, 80), np.uint8)
+    mask[:, 40:] = 255  # right half: take the model's output
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    image = io.read_image(photos / "a.png")[0]
+    plain = restorekit.restore(image, model="tiny-adafm", device="cpu")
+    masked = restorekit.restore(image, model="tiny-adafm", device="cpu", mask=tmp_path / "mask.png")
+    assert torch.equal(masked[:, :, :40], image[:, :, :40])
+    assert torch.allclose(masked[:, :, 40:], plain[:, :, 40:])
+
+
+def test_one_liner_returns_the_input_type(tiny_zoo, photos, tmp_path):
+    rgb8 = np.asarray(Image.open(photos / "a.png"))
+    out8 = restorekit.restore(rgb8, model="tiny-adafm", device="cpu", strength=0.5)
+    assert out8.dtype == np.uint8 and out8.shape == rgb8.shape
+    grey16 = (rgb8[:, :, 0].astype(np.uint16) * 257)
+    assert restorekit.restore(grey16, model="identity").dtype == np.uint16
+    assert np.array_equal(restorekit.restore(grey16, model="identity"), grey16)
+    from_file = restorekit.restore(photos / "sub" / "deep.png", tmp_path / "o.png", model="tiny-adafm", device="cpu")
+    assert from_file.dtype == np.uint16 and io.read_image(tmp_path / "o.png")[1].bit_depth == 16
+    expected = Restorer("tiny-adafm", device="cpu").restore(io.to_tensor(rgb8), strength=0.5)
+    assert np.array_equal(out8, io.to_uint8(expected))
+
+
+def test_task_auto_picks_the_blind_model(tiny_zoo):
+    with pytest.raises(restorekit.errors.ModelError, match="family mbn or mepsnet"):
+        choose_zoo_model("auto")
+    save_zoo_model(tiny_zoo, "tiny-mbn", "dncnn", {"in_channels": 3, "depth": 3, "features": 8},
+                   task="restore", family="mbn", levels=None)
+    assert choose_zoo_model("auto") == "tiny-mbn"
+
+
+def test_bad_inputs_give_one_line_and_no_output(tiny_zoo, photos, tmp_path):
+    small = tmp_path / "small_mask.png"
+    Image.fromarray(np.zeros((10, 10), np.uint8)).save(small)
+    image = str(photos / "a.png")
+    cases = {
+        "unknown model": ([image, "--model", "no-such-model"], "unknown model 'no-such-model'"),
+        "unknown task": ([image, "--task", "colorize"], "unknown task 'colorize'"),
+        "level out of range": ([image, "--model", "tiny-adafm", "--level", "90"], "outside the range 15..75"),
+        "mask size mismatch": ([image, "--model", "tiny-adafm", "--mask", str(small)], "mask is 10x10 but"),
+        "unreadable file": ([str(photos / "sub" / "broken.png"), "--model", "tiny-adafm"], "broken.png: not a recognised"),
+    }
+    env = {**os.environ, "RESTOREKIT_WEIGHTS": str(tiny_zoo), "OMP_NUM_THREADS": "1"}
+    running = {}
+    for name, (args, _) in cases.items():
+        out = tmp_path / "out" / name.replace(" ", "_")
+        command = [sys.executable, "-m", "restorekit", "restore", *args, "-o", str(out), "--device", "cpu"]
+        running[name] = (subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env), out)
+    for name, (process, out) in running.items():
+        stdout, stderr = process.communicate(timeout=120)
+        lines = [line for line in stderr.splitlines() if line.strip()]
+        assert process.returncode != 0, name
+        assert len(lines) == 1 and lines[0].startswith("restorekit: error:"), (name, stderr)
+        assert cases[name][1] in lines[0], (name, lines[0])
+        assert _files(out) == [], name
+
+
+def test_more_bad_inputs_in_process(tiny_zoo, photos, tmp_path, capsys):
+    """The same one-line contract for the rarer mistakes (in-process: no extra interpreter start-up)."""
+    image = str(photos / "a.png")
+    cases = {
+        "no model covers the level": ([image, "--task", "denoise", "--level", "90"], "covers level 90"),
+        "missing file": ([str(tmp_path / "nope.png"), "--model", "tiny-adafm"], "nope.png: no such file"),
+        "auto without a blind model": ([image, "--task", "auto"], "--task auto needs a blind"),
+        "neither task nor model": ([image], "say what to do"),
+        "strength out of range": ([image, "--model", "tiny-adafm", "--strength", "1.5"], "strength must be in [0, 1]"),
+        "model for another task": ([image, "--task", "sr", "--model", "tiny-adafm", "--scale", "2"], "is a 'denoise' model"),
+    }
+    for name, (args, expected) in cases.items():
+        out = tmp_path / "out" / name.replace(" ", "_")
+        assert main(["restore", *args, "-o", str(out), "--device", "cpu"]) != 0, name
+        lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+        assert len(lines) == 1 and expected in lines[0], (name, lines)
+        assert _files(out) == [], name
+
+
+@pytest.mark.slow
+def test_every_installed_zoo_model_tiles_like_untiled():
+    """Acceptance: tiled == untiled within 1/255 at the default overlap, 700x500 with tile 128 (real zoo)."""
+    from restorekit.zoo import weights_dir, zoo_cards
+
+    cards = [c for c in zoo_cards() if (weights_dir() / c.get("file", "")).is_file()]
+    if not cards:
+        pytest.skip(f"no trained models installed in {weights_dir()} yet")
+    image = torch.rand(3, 500, 700, generator=torch.Generator().manual_seed(0))
+    for card in cards:
+        restorer = Restorer(card["name"], device="cpu", tile=128)
+        whole = Restorer(restorer.model, device="cpu", tile=0).restore(image)
+        assert (restorer.restore(image) - whole).abs().max() < 1 / 255, card["name"]
