@@ -101,13 +101,13 @@ def run_child(case: dict) -> dict:
 
 def processed_fraction(size: int, tile: int, overlap: int, context: int, multiple: int = 2) -> float:
     """Input pixels the model runs on (each tile plus its receptive-field context) per image pixel."""
-    from restorekit.infer import _tile_starts
+    from restorekit.infer import tile_spans
 
     if tile <= 0 or size <= tile:
         return 1.0
     overlap = min(overlap, tile // 2)
-    starts = _tile_starts(size, tile, tile - overlap)
-    spans = [min(size, s + tile + context) - max(0, (s - context) // multiple * multiple) for s in starts]
+    spans = [min(size, end + context) - max(0, (start - context) // multiple * multiple)
+             for start, end in tile_spans(size, tile, overlap)]
     return (sum(spans) / size) ** 2
 
 

@@ -47,6 +47,7 @@ class EvalSetup:
     crop_to: tuple[int, int] | None = None  # (long side, short side) top-left crop, e.g. BSD100's 480x320
     seed: int = 0
     seed_mode: str = "fixed"  # 'fixed': every image uses `seed` (KAIR's np.random.seed(0) per image)
+    grey: str | None = None  # 'y' | 'luma': RGB test images become 1 channel before degradation (JPEG on Y)
 
     def describe(self) -> dict:
         return {
@@ -54,6 +55,7 @@ class EvalSetup:
             "crop_to": None if self.crop_to is None else f"{self.crop_to[0]}x{self.crop_to[1]}",
             "seed": self.seed,
             "seed_mode": self.seed_mode,
+            "grey": self.grey,
             "degradation": self.degradation_spec(),
         }
 
@@ -101,8 +103,35 @@ def crop_to(image: torch.Tensor, long_short: tuple[int, int] | None) -> torch.Te
     return ops.crop_top_left(image, *((long_side, short_side) if height > width else (short_side, long_side)))
 
 
+GREY_CONVERSIONS = ("y", "luma")
+
+
+def to_grey(image: torch.Tensor, how: str) -> torch.Tensor:
+    """1xHxW from an RGB CHW image in [0, 1], rounded to 1/255 like an 8-bit file: 'y' is MATLAB
+    rgb2ycbcr's Y (studio swing; the JPEG benchmarks compress this plane), 'luma' full-range BT.601."""
+    if how not in GREY_CONVERSIONS:
+        raise RestorekitError(f"unknown grey conversion {how!r}; choose one of {', '.join(GREY_CONVERSIONS)}")
+    if image.shape[-3] != 3:
+        return image
+    luma = ops.rgb2y(image.double(), "matlab" if how == "y" else "opencv", rounding=True)
+    return luma.clamp(0, 1).float().unsqueeze(-3)
+
+
+def setup_for_model(setup: EvalSetup, model: nn.Module) -> EvalSetup:
+    """A grey model (1 input channel) on RGB images gets the conversion it was trained with (its card's
+    `grey`, default 'y', the benchmarks' Y channel) unless the setup names one."""
+    from restorekit.infer import model_info
+
+    if setup.grey is not None or getattr(model_info(model), "in_channels", None) != 1:
+        return setup
+    card = getattr(model, "card", None) or {}
+    return replace(setup, grey=card.get("grey", "y"))
+
+
 def make_input(clean: torch.Tensor, name: str, setup: EvalSetup) -> tuple[torch.Tensor, torch.Tensor]:
     """(degraded input, ground truth) for one clean CHW image under `setup`."""
+    if setup.grey:
+        clean = to_grey(clean, setup.grey)
     if setup.task == "sr" and not setup.degrade:
         target = ops.modcrop(clean, setup.scale)
         low = ops.quantize(ops.downscale(target.double(), setup.scale)).float()
@@ -148,6 +177,7 @@ def evaluate(
     items = dataset_items(dataset)[:limit]
     if not items:
         raise RestorekitError(f"{dataset}: no images found")
+    setup = setup_for_model(setup, model)
     lam = resolve_strength(model, setup.level, strength)
     if lam is not None:
         model.set_strength(lam)
@@ -157,6 +187,8 @@ def evaluate(
         clean = crop_to(io.read_image(clean_path)[0], setup.crop_to)
         if degraded_path is not None:
             degraded = crop_to(io.read_image(degraded_path)[0], setup.crop_to)
+            if setup.grey:
+                clean, degraded = to_grey(clean, setup.grey), to_grey(degraded, setup.grey)
         else:
             degraded, clean = make_input(clean, name, setup)
         output = run_model(model, degraded, device)

@@ -43,8 +43,8 @@ def check_task(task: str | None) -> None:
 def level_range(card: dict) -> tuple[float, float] | None:
     """The levels a zoo model was trained for: its card's `levels`, else its strength curve's span."""
     levels = card.get("levels")
-    if isinstance(levels, (list, tuple)) and levels:
-        values = [float(v) for v in levels]
+    if isinstance(levels, (list, tuple)) and levels and all(isinstance(v, (int, float)) for v in levels):
+        values = [float(v) for v in levels]  # a trainer's card lists spec strings instead: no numeric range
         return min(values), max(values)
     curve = card.get("strength_curve")
     if isinstance(curve, dict) and "start" in curve and "end" in curve:
@@ -110,13 +110,18 @@ def run_model(model: nn.Module, image: torch.Tensor, device: torch.device | str 
 # ---------------------------------------------------------------------------------------------------
 
 
-def _tile_starts(length: int, tile: int, step: int) -> list[int]:
-    """Start offsets covering [0, length) with windows of `tile`; the last window is flush with the end."""
-    if length <= tile:
-        return [0]
-    starts = list(range(0, length - tile, step))
-    starts.append(length - tile)
-    return starts
+def tile_spans(length: int, tile: int, overlap: int) -> list[tuple[int, int]]:
+    """Blending windows along one axis: ceil(length / tile) equal cores, each widened by overlap / 2 on
+    every side that has a neighbour (so neighbours share `overlap` pixels).
+
+    The overlap never adds a row of tiles (a 4096 side at tile 512 is 8 windows for any overlap), which
+    keeps the pixels the model runs on close to the image's own.
+    """
+    count = max(1, -(-length // tile))
+    bounds = [round(i * length / count) for i in range(count + 1)]
+    half = overlap // 2
+    return [(max(0, bounds[i] - half) if i else 0, min(length, bounds[i + 1] + half) if i + 1 < count else length)
+            for i in range(count)]
 
 
 def _feather(length: int, before: int, after: int) -> torch.Tensor:
@@ -129,6 +134,14 @@ def _feather(length: int, before: int, after: int) -> torch.Tensor:
     return weights
 
 
+def _axis_weights(spans: list[tuple[int, int]], i: int, scale: int) -> torch.Tensor:
+    """Feathering of window i over its overlaps with windows i-1 and i+1 (output pixels)."""
+    start, end = spans[i]
+    before = spans[i - 1][1] - start if i else 0
+    after = end - spans[i + 1][0] if i + 1 < len(spans) else 0
+    return _feather((end - start) * scale, max(before, 0) * scale, max(after, 0) * scale)
+
+
 def run_tiled(
     model: nn.Module,
     image: torch.Tensor,
@@ -139,25 +152,24 @@ def run_tiled(
 ) -> torch.Tensor:
     """Restore a CHW image tile by tile; equals `run_model` on the whole image up to float rounding.
 
-    Each tile's core (tile x tile input pixels, neighbours overlapping by `overlap`) is run with
-    `context` extra pixels on every side (default: the model's receptive field) that are discarded
-    afterwards, so every kept pixel saw all the input it depends on; overlapping cores are blended
-    with linear feathering, which hides any residual difference. Output is accumulated on the host.
+    The image is cut into a grid of cores of at most `tile` x `tile` input pixels; each core is widened
+    by `overlap` / 2 towards its neighbours (the blending window) and run with `context` extra pixels on
+    every side (default: the model's receptive field) that are discarded afterwards, so every kept pixel
+    saw all the input it depends on. Overlapping windows are blended with linear feathering, which hides
+    any residual (rounding) difference. Output is accumulated on the host.
     """
     info = model_info(model)
     context = info.receptive_field if context is None else context
     channels, height, width = image.shape
     if tile <= 0 or (height <= tile and width <= tile):
         return run_model(model, image, device)
-    overlap = min(overlap, tile // 2)
-    step = tile - overlap
+    overlap = max(0, min(overlap, tile // 2))
     scale, multiple = info.scale, max(1, info.size_multiple)
     out = None
     weight_sum = torch.zeros(1, height * scale, width * scale)
-    ys, xs = _tile_starts(height, tile, step), _tile_starts(width, tile, step)
-    for iy, y0 in enumerate(ys):
-        for ix, x0 in enumerate(xs):
-            y1, x1 = min(y0 + tile, height), min(x0 + tile, width)
+    ys, xs = tile_spans(height, tile, overlap), tile_spans(width, tile, overlap)
+    for iy, (y0, y1) in enumerate(ys):
+        for ix, (x0, x1) in enumerate(xs):
             # Window starts aligned to the size multiple keep strided models on the same sampling grid.
             cy0, cx0 = (max(0, (v - context) // multiple * multiple) for v in (y0, x0))
             cy1, cx1 = min(height, y1 + context), min(width, x1 + context)
@@ -165,12 +177,7 @@ def run_tiled(
             core = restored[:, (y0 - cy0) * scale:(y1 - cy0) * scale, (x0 - cx0) * scale:(x1 - cx0) * scale]
             if out is None:
                 out = torch.zeros(core.shape[0], height * scale, width * scale)
-            before_y = (ys[iy - 1] + tile - y0) * scale if iy else 0
-            before_x = (xs[ix - 1] + tile - x0) * scale if ix else 0
-            after_y = (y1 - ys[iy + 1]) * scale if iy + 1 < len(ys) else 0
-            after_x = (x1 - xs[ix + 1]) * scale if ix + 1 < len(xs) else 0
-            weights = (_feather(core.shape[1], max(before_y, 0), max(after_y, 0))[:, None]
-                       * _feather(core.shape[2], max(before_x, 0), max(after_x, 0))[None, :])[None]
+            weights = (_axis_weights(ys, iy, scale)[:, None] * _axis_weights(xs, ix, scale)[None, :])[None]
             out[:, y0 * scale:y1 * scale, x0 * scale:x1 * scale] += core * weights
             weight_sum[:, y0 * scale:y1 * scale, x0 * scale:x1 * scale] += weights
     return out / weight_sum

@@ -33,11 +33,11 @@ $RK train configs/adafm/denoise_adafm_s15_s75.yaml --out runs/adafm_denoise_s15_
     --set data.val.every=200
 
 # Into the zoo (fp16 + card), then lambda(sigma) on 4 CBSD68 images, then the full CBSD68 evaluation.
-.venv/bin/python scripts/publish_adafm_denoise.py
+.venv/bin/python scripts/publish_adafm.py adafm_denoise_s15_s75
 $RK adafm fit-lambda --model adafm_denoise_s15_s75 --dataset CBSD68 --task denoise \
     --levels 25,35,45,50,60 --grid-step 0.05 --limit 4 --write-card --json outputs/adafm/fit_lambda.json
 $RK eval --model identity --model adafm_denoise_s15_s75 --dataset CBSD68 --task denoise \
     --levels 15,25,35,45,50,60,75 --json outputs/adafm/cbsd68_levels.json --plot docs/img/adafm_denoise_cbsd68.png
 $RK adafm sweep --model adafm_denoise_s15_s75 --dataset CBSD68 --task denoise --level 45 --grid-step 0.1 \
     --limit 8 --json outputs/adafm/sweep_s45.json
-.venv/bin/python scripts/publish_adafm_denoise.py --results outputs/adafm/cbsd68_levels.json
+.venv/bin/python scripts/publish_adafm.py adafm_denoise_s15_s75 --results outputs/adafm/cbsd68_levels.json

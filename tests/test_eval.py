@@ -130,3 +130,28 @@ def test_a_corrupt_image_in_the_dataset_is_named(tmp_path):
     assert done.returncode == 2
     assert "broken.png" in done.stderr and "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_grey_models_are_scored_on_the_matlab_y_plane_of_colour_images(tmp_path, astronaut):
+    """DeJPEG on LIVE1 (AdaFM, ARCNN): the Y channel of MATLAB rgb2ycbcr (studio swing) is compressed as a
+    grey JPEG, restored and scored. A 1-channel model gets that plane from an RGB dataset by default."""
+    from restorekit.data.sources import to_channels
+    from restorekit.models import create_model
+
+    white_black = np.array([[[255, 255, 255], [0, 0, 0]]], np.uint8)
+    assert to_channels(white_black, 1, grey="y")[..., 0].tolist() == [[235, 16]]  # studio swing
+    assert to_channels(white_black, 1, grey="luma")[..., 0].tolist() == [[255, 0]]  # full range
+    y = evaluation.to_grey(astronaut, "y")
+    assert y.shape == (1, 512, 512) and torch.equal(y * 255, (y * 255).round())  # an 8-bit plane, like a file
+
+    array = (astronaut.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)[:64, :80]
+    folder = _write_folder(tmp_path / "imgs", {"a.png": array})
+    model = create_model("dncnn", in_channels=1, depth=3, features=8)
+    for p in model.parameters():  # DnCNN predicts the residual: all zeros make it the identity
+        torch.nn.init.zeros_(p)
+    setup = evaluation.default_setup("jpeg", level=10)
+    result = evaluation.evaluate(model, folder, setup)
+    assert result["protocol"]["grey"] == "y" and 24 < result["images"][0]["psnr"] < 40  # JPEG q10 of Y
+    degraded, clean = evaluation.make_input(astronaut[:, :64, :80], "a.png", evaluation.setup_for_model(setup, model))
+    assert degraded.shape == clean.shape == (1, 64, 80)
+    assert torch.equal(clean, evaluation.to_grey(astronaut[:, :64, :80], "y"))

@@ -179,6 +179,7 @@ BAD_CONFIGS = {
     "bad strategy": ({"strategy": {"type": "greedy"}}, "strategy.type"),
     "mbn cycle length": ({"strategy": {"type": "mbn_cycle", "cycle": [1, 3]}}, "strategy.cycle"),
     "bad loss": ({"train.loss": "l3"}, "train.loss"),
+    "strength on an unmodulated model": ({"model.strength": 0.5}, "model.strength"),
 }
 
 

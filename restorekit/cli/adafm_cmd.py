@@ -49,8 +49,8 @@ def _grid(step: float) -> list[float]:
     return [round(i / n, 6) for i in range(n + 1)]
 
 
-def _pairs(args: argparse.Namespace, level: float) -> tuple[list, evaluation.EvalSetup]:
-    setup = evaluation.default_setup(args.task, level=level, seed=args.seed)
+def _pairs(args: argparse.Namespace, level: float, model) -> tuple[list, evaluation.EvalSetup]:
+    setup = evaluation.setup_for_model(evaluation.default_setup(args.task, level=level, seed=args.seed), model)
     folder = paths.resolve_dataset(args.dataset)
     pairs = []
     for name, path, _ in evaluation.dataset_items(folder)[: args.limit]:
@@ -68,7 +68,7 @@ def _modulated(name: str):
 
 
 def sweep_level(model, args: argparse.Namespace, level: float) -> dict:
-    pairs, setup = _pairs(args, level)
+    pairs, setup = _pairs(args, level, model)
     grid = _grid(args.grid_step)
     psnrs = modulation.strength_sweep(model, pairs, setup.protocol, grid, args.device)
     best = grid[max(range(len(grid)), key=psnrs.__getitem__)]

@@ -43,6 +43,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     proto.add_argument("--crop-border", type=int, help="pixels removed from each side before the metrics")
     proto.add_argument("--quantize", choices=["round", "trunc", "none"], help="how the output becomes uint8")
     proto.add_argument("--y-formula", choices=["matlab", "opencv"], help="studio-swing (MATLAB) or full-range luma")
+    proto.add_argument("--grey", choices=evaluation.GREY_CONVERSIONS,
+                       help="turn RGB images into one channel before degrading them: y (MATLAB Y, the JPEG "
+                       "benchmarks' protocol) or luma (full range); default: what a grey model's card says, "
+                       "else y for grey models and none for colour models")
     proto.add_argument("--seed", type=int, default=0, help="noise/mask seed (default 0)")
     proto.add_argument("--seed-mode", choices=evaluation.SEED_MODES,
                        help="'fixed': every image uses --seed (KAIR protocol, default for --task levels); "
@@ -66,7 +70,7 @@ def setup_from_args(args: argparse.Namespace) -> evaluation.EvalSetup:
     setup = evaluation.default_setup(
         args.task, scale=args.scale, level=args.level, degrade=degrade,
         crop_to=evaluation.parse_crop(args.crop_to), seed=args.seed,
-        seed_mode=args.seed_mode or ("name" if degrade else "fixed"),
+        seed_mode=args.seed_mode or ("name" if degrade else "fixed"), grey=args.grey,
     )
     changes = {}
     if args.y_channel is not None:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from restorekit import io
+from restorekit import io, ops
 from restorekit.errors import RestorekitError
 
 # Sub-folders that hold the clean images in the common benchmark layouts (field-conventions 4.1).
@@ -71,10 +71,16 @@ def find_clean_images(folder: Path) -> list[Path]:
     return io.list_images(folder)
 
 
-def to_channels(array: np.ndarray, channels: int | None) -> np.ndarray:
-    """(H, W, C) uint8 with the wanted channel count: grey from RGB by full-range BT.601 luma
-    (what PIL's convert('L') and cv2 do, so a grey model sees what users' grey images look like);
-    grey to RGB by replication."""
+GREY_CONVERSIONS = ("luma", "y")
+
+
+def to_channels(array: np.ndarray, channels: int | None, grey: str = "luma") -> np.ndarray:
+    """(H, W, C) uint8 with the wanted channel count; grey to RGB by replication. RGB to grey by `grey`:
+    'luma': full-range BT.601 (what PIL's convert('L') and cv2 do, so a grey model sees what users' grey
+    images look like); 'y': MATLAB rgb2ycbcr's Y (studio swing 16..235, rounded), the Y channel on which
+    the JPEG and SR benchmarks are run."""
+    if grey not in GREY_CONVERSIONS:
+        raise RestorekitError(f"unknown grey conversion {grey!r}; choose one of {', '.join(GREY_CONVERSIONS)}")
     if array.ndim == 2:
         array = array[:, :, None]
     if array.shape[2] == 4:
@@ -83,21 +89,24 @@ def to_channels(array: np.ndarray, channels: int | None) -> np.ndarray:
     if channels is None or channels == have:
         return np.ascontiguousarray(array)
     if channels == 1 and have == 3:
-        luma = array.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
-        return np.clip(np.rint(luma), 0, 255).astype(np.uint8)[:, :, None]
+        if grey == "y":
+            luma = ops.rgb2y(array.astype(np.float64) / 255.0, "matlab") * 255.0
+        else:
+            luma = array.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+        return np.clip(np.rint(luma), 0, 255).astype(np.uint8).reshape(*array.shape[:2], 1)
     if channels == 3 and have == 1:
         return np.ascontiguousarray(np.repeat(array, 3, axis=2))
     raise RestorekitError(f"cannot convert a {have}-channel image to {channels} channels")
 
 
-def read_uint8(path: Path, channels: int | None) -> np.ndarray:
+def read_uint8(path: Path, channels: int | None, grey: str = "luma") -> np.ndarray:
     """Decode one file to (H, W, C) uint8 (16-bit files are rounded to 8 bits: training precision)."""
     tensor, _ = io.read_image(path)
     array = np.clip(np.rint(tensor.permute(1, 2, 0).numpy() * 255), 0, 255).astype(np.uint8)
-    return to_channels(array, channels)
+    return to_channels(array, channels, grey)
 
 
-def load_folder(folder: Path, channels: int | None = None, limit: int | None = None) -> ImageSet:
+def load_folder(folder: Path, channels: int | None = None, limit: int | None = None, grey: str = "luma") -> ImageSet:
     """Every image of a clean or paired folder, decoded now (errors name the file)."""
     if is_paired_folder(folder):
         clean_paths = io.list_images(folder / "clean")[:limit]
@@ -105,8 +114,8 @@ def load_folder(folder: Path, channels: int | None = None, limit: int | None = N
         missing = [p.name for p in clean_paths if p.stem not in by_stem]
         if missing:
             raise RestorekitError(f"{folder / 'degraded'}: no degraded image named like {missing[0]}")
-        clean = [read_uint8(p, channels) for p in clean_paths]
-        degraded = [read_uint8(by_stem[p.stem], channels) for p in clean_paths]
+        clean = [read_uint8(p, channels, grey) for p in clean_paths]
+        degraded = [read_uint8(by_stem[p.stem], channels, grey) for p in clean_paths]
         scales = {c.shape[0] // d.shape[0] for c, d in zip(clean, degraded)}
         if len(scales) != 1 or any(c.shape[0] != d.shape[0] * min(scales) or c.shape[1] != d.shape[1] * min(scales)
                                    for c, d in zip(clean, degraded)):
@@ -115,7 +124,7 @@ def load_folder(folder: Path, channels: int | None = None, limit: int | None = N
     paths = find_clean_images(folder)[:limit]
     if not paths:
         raise RestorekitError(f"{folder}: no images found")
-    return ImageSet([p.name for p in paths], [read_uint8(p, channels) for p in paths], origin=str(folder))
+    return ImageSet([p.name for p in paths], [read_uint8(p, channels, grey) for p in paths], origin=str(folder))
 
 
 SKIMAGE_NAMES = (
@@ -124,14 +133,14 @@ SKIMAGE_NAMES = (
 )
 
 
-def load_skimage(names: list[str], channels: int | None = None) -> ImageSet:
+def load_skimage(names: list[str], channels: int | None = None, grey: str = "luma") -> ImageSet:
     """scikit-image's bundled photographs by name (all ship with the package: no download)."""
     from skimage import data
 
     unknown = [n for n in names if n not in SKIMAGE_NAMES]
     if unknown:
         raise RestorekitError(f"unknown scikit-image sample {unknown[0]!r}; choose from: {', '.join(SKIMAGE_NAMES)}")
-    arrays = [to_channels(np.asarray(getattr(data, n)()), channels) for n in names]
+    arrays = [to_channels(np.asarray(getattr(data, n)()), channels, grey) for n in names]
     return ImageSet([f"{n}.png" for n in names], arrays, origin="skimage")
 
 

@@ -77,6 +77,9 @@ SCHEMA: dict[str, Any] = {
         "train_only": _k("list[str]", [], "If not empty, freeze every parameter NOT matching one of these patterns "
                          "(AdaFM: train only the AdaFM layers)."),
         "compile": _k("bool", False, "Wrap the model in torch.compile (opt-in: slow start, faster steps on GPU)."),
+        "strength": _k("float", None, "Modulation strength lambda set on a modulated model (`set_strength`) for "
+                       "training and validation; null keeps the model's own (AdaFM layers: 1, the adapted end; "
+                       "conditional IN: 0, the start level). Conditional-IN adaptation trains at 1.", nullable=True),
     },
     "data": {
         "train": {
@@ -90,6 +93,8 @@ SCHEMA: dict[str, Any] = {
             "size": _k("int", 128, "source synthetic: image side in pixels."),
             "limit": _k("int", None, "Use only the first N images of the folder.", nullable=True),
             "channels": _k("int", None, "1 (grey), 3 (RGB) or null (as stored).", (1, 3), nullable=True),
+            "grey": _k("str", "luma", "How RGB images become 1 channel: luma (full-range BT.601, as PIL/OpenCV) "
+                       "or y (MATLAB rgb2ycbcr Y, studio swing: the JPEG and SR benchmarks' Y channel).", ("luma", "y")),
             "levels": _k("levels", REQUIRED, "Degradation levels: a list (or name -> value mapping) of degradation "
                          "specs such as 'noise:sigma=0..20'; null for a paired folder; a mapping {spec, folder, "
                          "patch} gives a level its own images (MBN's per-factor data)."),
@@ -111,6 +116,8 @@ SCHEMA: dict[str, Any] = {
             "size": _k("int", 96, "source synthetic: image side."),
             "limit": _k("int", None, "Only the first N images.", nullable=True),
             "channels": _k("int", None, "1, 3 or null (as the training data).", (1, 3), nullable=True),
+            "grey": _k("str", None, "RGB to 1 channel for validation: luma or y; null: as data.train.grey.",
+                       ("luma", "y"), nullable=True),
             "crop": _k("int", 128, "Central crop side (keeps validation fast; null: whole images).", nullable=True),
             "levels": _k("levels", None, "Levels to validate (same form as data.train.levels); null: the training "
                          "levels. Fixed levels (sigma=25) give comparable numbers.", nullable=True),

@@ -104,6 +104,12 @@ def build_model(cfg: Node, origin: str) -> nn.Module:
             raise _fail(origin, "model.init", str(err)) from None
         except RuntimeError as err:
             raise _fail(origin, "model.init", f"does not fit {cfg.model.type}: {str(err).splitlines()[0]}") from None
+    if cfg.model.strength is not None:
+        if not hasattr(model, "set_strength"):
+            raise _fail(origin, "model.strength", f"{cfg.model.type} has no strength control")
+        if not 0.0 <= cfg.model.strength <= 1.0:
+            raise _fail(origin, "model.strength", f"must be in [0, 1], got {cfg.model.strength}")
+        model.set_strength(cfg.model.strength)
     return model
 
 
@@ -127,8 +133,9 @@ def apply_freezing(model: nn.Module, freeze: list[str], train_only: list[str], o
     return trainable
 
 
-def load_source(section: Node, key: str, origin: str, channels: int | None, folder: str | None = None) -> ImageSet:
-    """Images of a data section (or of one level's own folder)."""
+def load_source(section: Node, key: str, origin: str, channels: int | None, folder: str | None = None,
+                grey: str = "luma") -> ImageSet:
+    """Images of a data section (or of one level's own folder); `grey`: how RGB becomes 1 channel."""
     try:
         if folder is not None or section.source == "folder":
             name = folder if folder is not None else section.folder
@@ -138,9 +145,9 @@ def load_source(section: Node, key: str, origin: str, channels: int | None, fold
                 path = paths.resolve_dataset(name)
             except RestorekitError as err:
                 raise _fail(origin, f"{key}.folder" if folder is None else key, str(err)) from None
-            return load_folder(path, channels, section.limit)
+            return load_folder(path, channels, section.limit, grey)
         if section.source == "skimage":
-            return load_skimage(list(section.images)[: section.limit], channels)
+            return load_skimage(list(section.images)[: section.limit], channels, grey)
         return synthesize(section.count, section.size, channels or 3, seed=0)
     except ConfigError:
         raise
@@ -161,13 +168,14 @@ def parse_level_spec(spec: str, key: str, origin: str):
 
 def build_levels(cfg: Node, origin: str, channels: int | None) -> tuple[list[ImageSet], list[Level]]:
     train = cfg.data.train
-    sources: list[ImageSet] = [load_source(train, "data.train", origin, channels)]
+    sources: list[ImageSet] = [load_source(train, "data.train", origin, channels, grey=train.grey)]
     levels = []
     for i, entry in enumerate(train.levels):
         key = f"data.train.levels[{i}]"
         source = 0
         if entry["folder"]:
-            sources.append(load_source(train, f"{key}.folder", origin, channels, folder=entry["folder"]))
+            sources.append(load_source(train, f"{key}.folder", origin, channels, folder=entry["folder"],
+                                       grey=train.grey))
             source = len(sources) - 1
         paired = sources[source].paired
         if paired and entry["spec"]:
@@ -192,7 +200,7 @@ def build_levels(cfg: Node, origin: str, channels: int | None) -> tuple[list[Ima
 
 def build_validation(cfg: Node, origin: str, channels: int | None) -> list[ValLevel]:
     val = cfg.data.val
-    images = load_source(val, "data.val", origin, channels)
+    images = load_source(val, "data.val", origin, channels, grey=val.grey or cfg.data.train.grey)
     scale = cfg.data.train.scale
     entries = val.levels if val.levels is not None else cfg.data.train.levels
     key_base = "data.val.levels" if val.levels is not None else "data.train.levels"
@@ -595,6 +603,8 @@ def _train(cfg: Node, out: Path, dist: Dist, resume: str | None, progress_mode: 
             "levels": [lv.name for lv in prepared.levels], "val_psnr": last_val,
             "config": "config.yaml", "restorekit_version": __version__,
         }
+        if (cfg.data.train.channels or model_channels(prepared.model)) == 1:
+            card["grey"] = cfg.data.train.grey  # how RGB test images become its input (eval reads it)
         if dist.main:
             save_final(out, eval_model(), card)
         barrier(dist)
