@@ -182,9 +182,11 @@ def evaluate(
     if lam is not None:
         model.set_strength(lam)
     rows = []
+    converted = False  # whether any colour image was turned grey (else `grey` does not apply)
     started = time.perf_counter()
     for name, clean_path, degraded_path in items:
         clean = crop_to(io.read_image(clean_path)[0], setup.crop_to)
+        converted = converted or bool(setup.grey and clean.shape[0] == 3)
         if degraded_path is not None:
             degraded = crop_to(io.read_image(degraded_path)[0], setup.crop_to)
             if setup.grey:
@@ -216,7 +218,7 @@ def evaluate(
         "n_images": len(rows),
         "psnr": sum(r["psnr"] for r in rows) / len(rows),
         "ssim": sum(r["ssim"] for r in rows) / len(rows),
-        "protocol": setup.describe(),
+        "protocol": {**setup.describe(), "grey": setup.grey if converted else None},
         "images": rows,
         "restorekit_version": __version__,
         "seconds": round(time.perf_counter() - started, 2),

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from restorekit.errors import ModelError
+from restorekit.infer import is_modulated
 
 OPSET = 17
 PARITY_TOLERANCE = 1e-3  # max abs difference (images in [0, 1]) accepted between onnxruntime and PyTorch
@@ -104,7 +105,7 @@ def export_bytes(
     if strength is None and has_strength_input(model):
         module, args, inputs, mode = _StrengthAsInput(model), (dummy, torch.tensor([0.5])), ["input", "strength"], "input"
     else:
-        if hasattr(model, "set_strength"):
+        if is_modulated(model):
             model.set_strength(1.0 if strength is None else strength)
         module, args, inputs, mode = model, (dummy,), ["input"], "none" if strength is None else f"{strength:g}"
     try:
@@ -239,7 +240,7 @@ def max_difference(model: nn.Module, runner: OnnxModel, size: tuple[int, int], s
     model = copy.deepcopy(model).float().eval()
     generator = torch.Generator().manual_seed(seed)
     x = torch.rand(1, model_info(model).in_channels or 3, *size, generator=generator)
-    if hasattr(model, "set_strength") and isinstance(runner, ModulatedOnnxModel):
+    if is_modulated(model) and isinstance(runner, ModulatedOnnxModel):
         model.set_strength(strength)
         runner.set_strength(strength)
     return float((runner(x) - model(x)).abs().max())
@@ -291,7 +292,7 @@ def export_file(
         raise ModelError(f"{path}: already exists (pass --overwrite to replace it)")
     payload = export_bytes(model, name=name, strength=strength, input_size=input_size, opset=opset)
     runner = runner_from_bytes(payload)
-    if strength is not None and hasattr(model, "set_strength"):
+    if strength is not None and is_modulated(model):
         model = copy.deepcopy(model).set_strength(strength)
     diff = check_parity(model, runner, name, input_size)
     _write_atomic(path, payload)

@@ -183,6 +183,19 @@ def run_tiled(
     return out / weight_sum
 
 
+def restore_luma(restore, image: torch.Tensor, scale: int = 1) -> torch.Tensor:
+    """Run a Y-channel model on a colour image the way the field does (SRCNN, ARCNN, the JPEG benchmarks):
+    restore MATLAB rgb2ycbcr's Y, keep Cb/Cr (bicubic-upscaled for SR), convert back to RGB."""
+    from restorekit import ops
+
+    ycbcr = ops.rgb2ycbcr(image.double())
+    luma = restore(ycbcr[..., :1, :, :].float()).double()
+    chroma = ycbcr[..., 1:, :, :]
+    if scale > 1:
+        chroma = ops.upscale(chroma, scale)
+    return ops.ycbcr2rgb(torch.cat([luma, chroma], dim=-3)).float()
+
+
 # ---------------------------------------------------------------------------------------------------
 # Self-ensemble (RED-Net Sec. 3.5, the thesis's "+"): 8 flips/rotations, inverted and averaged.
 # ---------------------------------------------------------------------------------------------------
@@ -211,11 +224,20 @@ def run_ensemble(restore, image: torch.Tensor) -> torch.Tensor:
 # The Python API: Restorer
 # ---------------------------------------------------------------------------------------------------
 
+def is_modulated(model: nn.Module) -> bool:
+    """Whether the strength slider means anything: a `set_strength` method and at least one modulated layer
+    (AdaFM-Net built with adafm=False, e.g. the basic model or the AdaBN baseline, has none)."""
+    if not hasattr(model, "set_strength"):
+        return False
+    layers = getattr(model, "modulated_layers", None)
+    return layers is None or bool(layers())
+
+
 def resolve_strength(model: nn.Module, level: float | None, strength: float | None) -> float | None:
     """The modulation strength to use: an explicit strength wins; else the model card's lambda(level)
     curve; else 1 (the adapted end). None for models without strength control."""
     card = getattr(model, "card", None) or {}
-    if not hasattr(model, "set_strength"):
+    if not is_modulated(model):
         if strength is not None:
             raise ModelError("this model has no strength control")
         return None
@@ -298,5 +320,9 @@ class Restorer:
         def once(im: torch.Tensor) -> torch.Tensor:
             return run_tiled(self.model, im, self.tile, self.tile_overlap, self.device)
 
-        out = run_ensemble(once, image) if self.ensemble else once(image)
-        return out.clamp(0, 1)
+        def restore_channels(im: torch.Tensor) -> torch.Tensor:
+            return run_ensemble(once, im) if self.ensemble else once(im)
+
+        if self.info.in_channels == 1 and image.shape[-3] == 3:
+            return restore_luma(restore_channels, image, self.info.scale).clamp(0, 1)
+        return restore_channels(image).clamp(0, 1)

@@ -67,3 +67,34 @@ def _annotate(ax, series: list[tuple[list, list, str]], fmt: str) -> None:
                 offset, align = (7, -3), "left"
             ax.annotate(fmt.format(ys[j]), (xs[j], ys[j]), textcoords="offset points", xytext=offset, ha=align,
                         fontsize=7, color=colour)
+
+
+def plot_strength_sweeps(sweeps: list[dict], path: str | Path, title: str, curve=None) -> Path:
+    """PSNR versus lambda, one line per input level (`restorekit adafm sweep/fit-lambda` results), each with
+    its best lambda marked (filled) and, given the fitted lambda(level) curve, where the curve puts it (ring).
+    A good modulated model gives smooth single-peaked curves whose peaks move with the level."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+    for i, sweep in enumerate(sweeps):
+        strengths, psnrs = sweep["strengths"], sweep["psnr"]
+        line = ax.plot(strengths, psnrs, linewidth=1.6, label=f"level {sweep['level']:g}")[0]
+        best = max(range(len(psnrs)), key=psnrs.__getitem__)
+        ax.plot(strengths[best], psnrs[best], marker=MARKERS[i % len(MARKERS)], color=line.get_color())
+        if curve is not None:
+            lam = curve(sweep["level"])
+            ax.axvline(lam, color=line.get_color(), linewidth=0.8, linestyle=":")
+    ax.set_xlabel("strength lambda (0 = start level, 1 = end level)")
+    ax.set_ylabel("PSNR (dB)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

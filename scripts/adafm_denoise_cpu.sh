@@ -38,6 +38,6 @@ $RK adafm fit-lambda --model adafm_denoise_s15_s75 --dataset CBSD68 --task denoi
     --levels 25,35,45,50,60 --grid-step 0.05 --limit 4 --write-card --json outputs/adafm/fit_lambda.json
 $RK eval --model identity --model adafm_denoise_s15_s75 --dataset CBSD68 --task denoise \
     --levels 15,25,35,45,50,60,75 --json outputs/adafm/cbsd68_levels.json --plot docs/img/adafm_denoise_cbsd68.png
-$RK adafm sweep --model adafm_denoise_s15_s75 --dataset CBSD68 --task denoise --level 45 --grid-step 0.1 \
-    --limit 8 --json outputs/adafm/sweep_s45.json
+$RK adafm sweep --model adafm_denoise_s15_s75 --dataset CBSD68 --task denoise --level 25,45,60 --grid-step 0.1 \
+    --limit 8 --json outputs/adafm/denoise_sweeps.json --plot docs/img/adafm_denoise_lambda.png
 .venv/bin/python scripts/publish_adafm.py adafm_denoise_s15_s75 --results outputs/adafm/cbsd68_levels.json

@@ -62,6 +62,12 @@ def test_sweep_and_fit_lambda_write_the_curve_into_the_card(tiny_zoo, tmp_path):
     assert [p[0] for p in curve["points"]] == [15, 30, 45, 60, 75]
     # The card changed but the weights did not: the hash still verifies.
     assert load_model("tiny_adafm").card["strength_curve"] == curve
+    # Several levels in one sweep, with the PSNR-versus-lambda plot (the paper's smoothness figure).
+    plot = tmp_path / "sweeps.png"
+    assert main(["adafm", "sweep", "--model", "tiny_adafm", "--dataset", str(images), "--task", "denoise",
+                 "--level", "30,60", "--grid-step", "0.5", "--json", str(out), "--plot", str(plot)]) == 0
+    sweeps = json.loads(out.read_text())["sweeps"]
+    assert [s["level"] for s in sweeps] == [30, 60] and plot.read_bytes()[:4] == b"\x89PNG"
 
 
 def test_a_non_modulated_model_is_refused(tiny_zoo):

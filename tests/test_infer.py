@@ -89,3 +89,21 @@ def test_restore_checks_the_task_and_the_level_range_before_running():
         restorer.restore(image, task="denoise", level=90)
     with pytest.raises(RestorekitError, match="unknown task 'denoize'"):
         restorer.restore(image, task="denoize")
+
+
+def test_a_y_channel_model_restores_the_luma_of_a_colour_photo_and_keeps_its_chroma():
+    """DeJPEG/SR models trained on Y (the benchmarks' channel) work on colour photos as the field runs them:
+    Y through the model, Cb/Cr kept (bicubic-upscaled for SR), back to RGB."""
+    from restorekit import ops
+    from restorekit.infer import Restorer
+
+    torch.manual_seed(0)
+    model = create_model("dncnn", in_channels=1, depth=3, features=8)
+    image = torch.rand(3, 40, 50)
+    out = Restorer(model, device="cpu", tile=0).restore(image)
+    assert out.shape == image.shape
+    before, after = ops.rgb2ycbcr(image.double()), ops.rgb2ycbcr(out.double())
+    expected_y = run_model(model, before[:1].float())
+    inside = (out > 1e-4).all(0) & (out < 1 - 1e-4).all(0)  # where clamping to [0, 1] did not act
+    assert (after[0] - expected_y[0].double())[inside].abs().max() < 1e-4
+    assert (after[1:] - before[1:])[:, inside].abs().max() < 1e-4

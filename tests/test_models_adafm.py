@@ -104,3 +104,17 @@ def test_conditional_instance_norm_interpolates_level_affines():
     cin.strength = 0.5
     normalised = torch.nn.functional.instance_norm(x)
     torch.testing.assert_close(cin(x), normalised * 2.0)
+
+
+def test_no_global_skip_by_default_and_the_option_learns_the_residual():
+    """Spec 4.3: the reference body has no input->output skip; `global_skip=True` (our option for small
+    budgets) adds the input, so a zeroed last conv makes the network the identity."""
+    x = torch.rand(1, 3, 16, 20)
+    faithful = create_model("adafm_net", blocks=2, features=8)
+    residual = create_model("adafm_net", blocks=2, features=8, global_skip=True)
+    for model in (faithful, residual):
+        torch.nn.init.zeros_(model.hr_conv1.weight)
+        torch.nn.init.zeros_(model.hr_conv1.bias)
+    assert torch.equal(faithful(x), torch.zeros_like(x))
+    assert torch.equal(residual(x), x)
+    assert count_weights(residual) == count_weights(faithful)  # no parameters added

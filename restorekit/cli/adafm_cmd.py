@@ -11,9 +11,10 @@ from pathlib import Path
 
 from rich.console import Console
 
-from restorekit import evaluation, io, modulation, paths
+from restorekit import evaluation, io, modulation, paths, plots
 from restorekit.cli.common import results_table, write_json
 from restorekit.errors import RestorekitError
+from restorekit.infer import is_modulated
 from restorekit.zoo import card_path, load_model
 
 
@@ -29,9 +30,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     common.add_argument("--seed", type=int, default=0)
     common.add_argument("--device", default="cpu")
     common.add_argument("--json", help="write the sweep(s) here")
+    common.add_argument("--plot", help="PNG of PSNR versus lambda, one line per level")
 
     sweep = sub.add_parser("sweep", parents=[common], help="mean PSNR for each lambda at one level")
-    sweep.add_argument("--level", type=float, required=True)
+    sweep.add_argument("--level", required=True, help="input level, or several separated by commas (25,45,60)")
     sweep.set_defaults(run=run_sweep)
 
     fit = sub.add_parser("fit-lambda", parents=[common], help="best lambda per middle level, then fit lambda(level)")
@@ -62,7 +64,7 @@ def _pairs(args: argparse.Namespace, level: float, model) -> tuple[list, evaluat
 
 def _modulated(name: str):
     model = load_model(name)
-    if not hasattr(model, "set_strength"):
+    if not is_modulated(model):
         raise RestorekitError(f"{name}: not a modulated model (no strength control)")
     return model
 
@@ -78,13 +80,28 @@ def sweep_level(model, args: argparse.Namespace, level: float) -> dict:
 
 def run_sweep(args: argparse.Namespace) -> int:
     model = _modulated(args.model)
-    result = sweep_level(model, args, args.level)
-    rows = [[f"{lam:.2f}", p] for lam, p in zip(result["strengths"], result["psnr"])]
-    Console().print(results_table(f"{args.model}: PSNR vs lambda at level {args.level:g}", ["lambda", "PSNR"], rows))
-    Console().print(f"best lambda: {result['best_strength']:.2f}")
+    try:
+        levels = [float(v) for v in str(args.level).split(",")]
+    except ValueError as err:
+        raise RestorekitError(f"--level {args.level!r}: expected a number or numbers separated by commas") from err
+    results = [sweep_level(model, args, level) for level in levels]
+    for result in results:
+        rows = [[f"{lam:.2f}", p] for lam, p in zip(result["strengths"], result["psnr"])]
+        Console().print(results_table(f"{args.model}: PSNR vs lambda at level {result['level']:g}",
+                                      ["lambda", "PSNR"], rows))
+        Console().print(f"best lambda: {result['best_strength']:.2f}")
     if args.json:
-        write_json(args.json, {"model": args.model, **result})
+        write_json(args.json, {"model": args.model, **results[0]} if len(results) == 1
+                   else {"model": args.model, "sweeps": results})
+    if args.plot:
+        curve = _card_curve(model)
+        plots.plot_strength_sweeps(results, args.plot, f"{args.model}: PSNR vs lambda", curve)
     return 0
+
+
+def _card_curve(model):
+    card = getattr(model, "card", None) or {}
+    return modulation.StrengthCurve.from_dict(card["strength_curve"]) if "strength_curve" in card else None
 
 
 def run_fit(args: argparse.Namespace) -> int:
@@ -106,6 +123,9 @@ def run_fit(args: argparse.Namespace) -> int:
     Console().print(f"curve: {curve.to_dict()}")
     if args.json:
         write_json(args.json, {"model": args.model, "curve": curve.to_dict(), "sweeps": sweeps})
+    if args.plot:
+        plots.plot_strength_sweeps(sweeps, args.plot, f"{args.model}: PSNR vs lambda, fitted lambda(level) dotted",
+                                   curve)
     if args.write_card:
         weights = Path(card.get("_weights_path", ""))
         target = card_path(weights) if weights.name else None

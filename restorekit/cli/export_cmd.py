@@ -6,6 +6,7 @@ import argparse
 import re
 
 from restorekit.errors import RestorekitError
+from restorekit.infer import is_modulated
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -49,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         raise RestorekitError(f"strength must be in [0, 1], got {args.strength}")
     choice = choose_model(args.model, None, None, args.scale)
     model = load_model(choice.name, **choice.kwargs)
-    if args.strength is not None and not hasattr(model, "set_strength"):
+    if args.strength is not None and not is_modulated(model):
         raise RestorekitError(f"model {args.model!r} has no strength control; drop --strength")
     path, diff = export.export_file(model, args.onnx, name=args.model, strength=args.strength,
                                     input_size=parse_size(args.input_size), opset=args.opset,

@@ -32,6 +32,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from restorekit import __version__, evaluation, metrics, paths
+from restorekit.infer import is_modulated
 from restorekit.data.augment import MoA
 from restorekit.data.datasets import Level, PatchDataset, degrade_batch
 from restorekit.data.samplers import LevelStrategy, StepBatchSampler, StepPlan, build_strategy, mix_seed
@@ -105,7 +106,7 @@ def build_model(cfg: Node, origin: str) -> nn.Module:
         except RuntimeError as err:
             raise _fail(origin, "model.init", f"does not fit {cfg.model.type}: {str(err).splitlines()[0]}") from None
     if cfg.model.strength is not None:
-        if not hasattr(model, "set_strength"):
+        if not is_modulated(model):
             raise _fail(origin, "model.strength", f"{cfg.model.type} has no strength control")
         if not 0.0 <= cfg.model.strength <= 1.0:
             raise _fail(origin, "model.strength", f"must be in [0, 1], got {cfg.model.strength}")
