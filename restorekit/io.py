@@ -2,8 +2,8 @@
 
 Everything goes through Pillow, with two gaps filled by hand because Pillow (13 included)
 silently truncates 16-bit colour to 8 bits: 16-bit RGB/RGBA/grey+alpha PNG and TIFF are
-decoded exactly (see `_decode_16bit_colour`) and 16-bit colour PNG is encoded by a small
-numpy/zlib writer (TIFF by `tifffile`, which scikit-image already depends on).
+decoded exactly (see `_decode_16bit_colour`) and 16-bit colour PNG is encoded by pypng
+(TIFF by `tifffile`, which scikit-image already depends on).
 
 Every problem with a file surfaces as `ImageError(path, reason)`, one line a user can act on.
 Writes are atomic: a half-written output never replaces a good file.
@@ -667,28 +667,22 @@ def _encode(
     img.save(fh, format=fmt, **params)
 
 
-def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-
 def _write_png16(fh: BinaryIO, hwc: np.ndarray, icc: bytes | None) -> None:
-    """Minimal 16-bit PNG encoder (Pillow cannot write 16-bit colour); 'Up' filter on every row."""
+    """16-bit PNG through pypng (Pillow cannot write 16-bit colour); an ICC profile goes in as iCCP."""
+    import png
+
     height, width, channels = hwc.shape
-    colour_type = {1: 0, 2: 4, 3: 2, 4: 6}[channels]
-    raw = hwc.astype(">u2").reshape(height, width * channels).view(np.uint8)
-    rows = np.empty((height, raw.shape[1] + 1), dtype=np.uint8)
-    rows[:, 0] = 2  # filter type Up: byte minus the byte above, mod 256
-    rows[0, 1:] = raw[0]
-    np.subtract(raw[1:], raw[:-1], out=rows[1:, 1:])
-    fh.write(b"\x89PNG\r\n\x1a\n")
-    fh.write(_png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, colour_type, 0, 0, 0)))
-    if icc:
-        fh.write(_png_chunk(b"iCCP", b"ICC Profile\x00\x00" + zlib.compress(icc)))
-    data = zlib.compress(rows.tobytes(), 6)
-    step = 1 << 24
-    for start in range(0, len(data), step):
-        fh.write(_png_chunk(b"IDAT", data[start : start + step]))
-    fh.write(_png_chunk(b"IEND", b""))
+    writer = png.Writer(width, height, greyscale=channels in (1, 2), alpha=channels in (2, 4), bitdepth=16,
+                        compression=6)
+    rows = hwc.reshape(height, width * channels).astype(np.uint16)
+    if not icc:
+        writer.write(fh, rows)
+        return
+    encoded = io.BytesIO()
+    writer.write(encoded, rows)
+    chunks = list(png.Reader(bytes=encoded.getvalue()).chunks())
+    chunks.insert(1, (b"iCCP", b"ICC Profile\x00\x00" + zlib.compress(icc)))  # right after IHDR
+    png.write_chunks(fh, chunks)
 
 
 def _write_tiff16(fh: BinaryIO, hwc: np.ndarray, *, has_alpha: bool, icc: bytes | None) -> None:

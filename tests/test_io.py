@@ -449,3 +449,18 @@ def test_no_warnings_on_a_plain_read(tmp_path, camera):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         read_image(tmp_path / "c.png")
+
+
+def test_16bit_colour_png_keeps_its_icc_profile_and_pixels(tmp_path):
+    """A 16-bit colour PNG with an ICC profile (e.g. from a raw converter) round-trips bit-exactly."""
+    from PIL import ImageCms
+
+    from restorekit.io import ImageMeta, write_image
+
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    a = RNG.integers(0, 65536, (19, 23, 3), dtype=np.uint16)
+    meta = ImageMeta(path=None, format="PNG", mode="RGB", bit_depth=16, channels=3, icc_profile=icc)
+    out = write_image(tmp_path / "icc16.png", a, meta)
+    t, back = read_image(out)
+    assert back.bit_depth == 16 and back.icc_profile == icc
+    assert np.array_equal(as_uint(t, 16), a)
