@@ -44,12 +44,7 @@ def plot_levels(grid: dict, path: str | Path, metric: str = "psnr", title: str |
     ax.set_ylabel(f"{metric.upper()}{' (dB)' if metric.startswith('psnr') else ''}")
     ax.set_title(title or f"{Path(grid['dataset']).name}: {metric.upper()} vs {axis_label}", fontsize=10)
     ax.margins(y=0.12)  # room for the value labels above the top points
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _finish(fig, ax, path)
 
 
 def _annotate(ax, series: list[tuple[list, list, str]], fmt: str) -> None:
@@ -92,6 +87,13 @@ def plot_strength_sweeps(sweeps: list[dict], path: str | Path, title: str, curve
     ax.set_xlabel("strength lambda (0 = start level, 1 = end level)")
     ax.set_ylabel("PSNR (dB)")
     ax.set_title(title, fontsize=10)
+    return _finish(fig, ax, path)
+
+
+def _finish(fig, ax, path: Path) -> Path:
+    """Grid, legend, tight layout; write the PNG and free the figure."""
+    import matplotlib.pyplot as plt
+
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

@@ -41,3 +41,13 @@ def camera() -> torch.Tensor:
     from skimage import data
 
     return torch.from_numpy(data.camera().astype(np.float32) / 255)[None]
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models run fastest on one torch thread (and do not fight a busy CI machine for cores);
+    use with `pytestmark = pytest.mark.usefixtures("one_thread")`."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -27,12 +27,7 @@ SMALL = {
 FIXED_SIZE = (40, 56)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny models run fastest on one thread
 
 
 def _model(name: str) -> torch.nn.Module:

@@ -19,12 +19,7 @@ from restorekit.serve.app import ServeConfig, create_app  # noqa: E402
 from test_zoo_cli import tiny_zoo  # noqa: E402,F401  (fixture)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny models run fastest on one thread
 
 
 @pytest.fixture
