@@ -103,17 +103,14 @@ def crop_to(image: torch.Tensor, long_short: tuple[int, int] | None) -> torch.Te
     return ops.crop_top_left(image, *((long_side, short_side) if height > width else (short_side, long_side)))
 
 
-GREY_CONVERSIONS = ("y", "luma")
-
-
 def to_grey(image: torch.Tensor, how: str) -> torch.Tensor:
     """1xHxW from an RGB CHW image in [0, 1], rounded to 1/255 like an 8-bit file: 'y' is MATLAB
     rgb2ycbcr's Y (studio swing; the JPEG benchmarks compress this plane), 'luma' full-range BT.601."""
-    if how not in GREY_CONVERSIONS:
-        raise RestorekitError(f"unknown grey conversion {how!r}; choose one of {', '.join(GREY_CONVERSIONS)}")
+    if how not in ops.GREY_FORMULAS:
+        raise RestorekitError(f"unknown grey conversion {how!r}; choose one of {', '.join(ops.GREY_FORMULAS)}")
     if image.shape[-3] != 3:
         return image
-    luma = ops.rgb2y(image.double(), "matlab" if how == "y" else "opencv", rounding=True)
+    luma = ops.rgb2y(image.double(), ops.GREY_FORMULAS[how], rounding=True)
     return luma.clamp(0, 1).float().unsqueeze(-3)
 
 

@@ -143,6 +143,9 @@ _YCBCR_MATRIX = np.array(
 _YCBCR_OFFSET = np.array([16.0, 128.0, 128.0], dtype=np.float64)
 # OpenCV COLOR_RGB2YCrCb luma: full range, no offset (1.32 dB lower Y-PSNR than MATLAB's, see field notes).
 _OPENCV_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float64)
+# How an RGB image becomes one grey channel (training data, evaluation): the `rgb2y` formula behind each
+# name. 'luma' is what PIL's convert('L') and cv2 give users; 'y' is the JPEG/SR benchmarks' Y channel.
+GREY_FORMULAS = {"luma": "opencv", "y": "matlab"}
 
 
 def _channel_axis(image: Array) -> int:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from restorekit import evaluation, paths
+from restorekit import evaluation, ops, paths
 from restorekit.cli.common import results_table, write_json
 from restorekit.zoo import load_model
 
@@ -43,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     proto.add_argument("--crop-border", type=int, help="pixels removed from each side before the metrics")
     proto.add_argument("--quantize", choices=["round", "trunc", "none"], help="how the output becomes uint8")
     proto.add_argument("--y-formula", choices=["matlab", "opencv"], help="studio-swing (MATLAB) or full-range luma")
-    proto.add_argument("--grey", choices=evaluation.GREY_CONVERSIONS,
+    proto.add_argument("--grey", choices=tuple(ops.GREY_FORMULAS),
                        help="turn RGB images into one channel before degrading them: y (MATLAB Y, the JPEG "
                        "benchmarks' protocol) or luma (full range); default: what a grey model's card says, "
                        "else y for grey models and none for colour models")

@@ -71,16 +71,13 @@ def find_clean_images(folder: Path) -> list[Path]:
     return io.list_images(folder)
 
 
-GREY_CONVERSIONS = ("luma", "y")
-
-
 def to_channels(array: np.ndarray, channels: int | None, grey: str = "luma") -> np.ndarray:
     """(H, W, C) uint8 with the wanted channel count; grey to RGB by replication. RGB to grey by `grey`:
     'luma': full-range BT.601 (what PIL's convert('L') and cv2 do, so a grey model sees what users' grey
     images look like); 'y': MATLAB rgb2ycbcr's Y (studio swing 16..235, rounded), the Y channel on which
     the JPEG and SR benchmarks are run."""
-    if grey not in GREY_CONVERSIONS:
-        raise RestorekitError(f"unknown grey conversion {grey!r}; choose one of {', '.join(GREY_CONVERSIONS)}")
+    if grey not in ops.GREY_FORMULAS:
+        raise RestorekitError(f"unknown grey conversion {grey!r}; choose one of {', '.join(ops.GREY_FORMULAS)}")
     if array.ndim == 2:
         array = array[:, :, None]
     if array.shape[2] == 4:
@@ -90,7 +87,7 @@ def to_channels(array: np.ndarray, channels: int | None, grey: str = "luma") -> 
         return np.ascontiguousarray(array)
     if channels == 1 and have == 3:
         if grey == "y":
-            luma = ops.rgb2y(array.astype(np.float64) / 255.0, "matlab") * 255.0
+            luma = ops.rgb2y(array.astype(np.float64) / 255.0, ops.GREY_FORMULAS[grey]) * 255.0
         else:
             luma = array.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
         return np.clip(np.rint(luma), 0, 255).astype(np.uint8).reshape(*array.shape[:2], 1)

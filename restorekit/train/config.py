@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 
 from restorekit.errors import ConfigError
+from restorekit.ops import GREY_FORMULAS
 
 
 class _Required:
@@ -94,7 +95,7 @@ SCHEMA: dict[str, Any] = {
             "limit": _k("int", None, "Use only the first N images of the folder.", nullable=True),
             "channels": _k("int", None, "1 (grey), 3 (RGB) or null (as stored).", (1, 3), nullable=True),
             "grey": _k("str", "luma", "How RGB images become 1 channel: luma (full-range BT.601, as PIL/OpenCV) "
-                       "or y (MATLAB rgb2ycbcr Y, studio swing: the JPEG and SR benchmarks' Y channel).", ("luma", "y")),
+                       "or y (MATLAB rgb2ycbcr Y, studio swing: the JPEG and SR benchmarks' Y channel).", tuple(GREY_FORMULAS)),
             "levels": _k("levels", REQUIRED, "Degradation levels: a list (or name -> value mapping) of degradation "
                          "specs such as 'noise:sigma=0..20'; null for a paired folder; a mapping {spec, folder, "
                          "patch} gives a level its own images (MBN's per-factor data)."),
@@ -117,7 +118,7 @@ SCHEMA: dict[str, Any] = {
             "limit": _k("int", None, "Only the first N images.", nullable=True),
             "channels": _k("int", None, "1, 3 or null (as the training data).", (1, 3), nullable=True),
             "grey": _k("str", None, "RGB to 1 channel for validation: luma or y; null: as data.train.grey.",
-                       ("luma", "y"), nullable=True),
+                       tuple(GREY_FORMULAS), nullable=True),
             "crop": _k("int", 128, "Central crop side (keeps validation fast; null: whole images).", nullable=True),
             "levels": _k("levels", None, "Levels to validate (same form as data.train.levels); null: the training "
                          "levels. Fixed levels (sigma=25) give comparable numbers.", nullable=True),

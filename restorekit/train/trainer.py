@@ -32,13 +32,12 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from restorekit import __version__, evaluation, metrics, paths
-from restorekit.infer import is_modulated
 from restorekit.data.augment import MoA
 from restorekit.data.datasets import Level, PatchDataset, degrade_batch
 from restorekit.data.samplers import LevelStrategy, StepBatchSampler, StepPlan, build_strategy, mix_seed
 from restorekit.data.sources import ImageSet, center_crop, load_folder, load_skimage, synthesize, to_tensor
 from restorekit.errors import ConfigError, RestorekitError
-from restorekit.infer import run_model
+from restorekit.infer import is_modulated, run_model
 from restorekit.train import checkpoint as ckpt
 from restorekit.train.config import Node
 from restorekit.train.distributed import (
