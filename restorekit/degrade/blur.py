@@ -249,12 +249,13 @@ def trajectory_kernel(rng: np.random.Generator, length: float, turn: float, poin
     path -= path.mean()
     radius = int(math.ceil(np.abs(path).max())) + 1
     size = 2 * radius + 1
-    kernel = np.zeros((size, size))
     xs, ys = path.real + radius, path.imag + radius
     x0, y0 = np.floor(xs).astype(int), np.floor(ys).astype(int)
     fx, fy = xs - x0, ys - y0
-    for dy, dx, weight in ((0, 0, (1 - fy) * (1 - fx)), (0, 1, (1 - fy) * fx), (1, 0, fy * (1 - fx)), (1, 1, fy * fx)):
-        np.add.at(kernel, (y0 + dy, x0 + dx), weight)
+    corner = y0 * size + x0  # flat index of each point's top-left pixel; its four pixels follow
+    index = np.concatenate([corner, corner + 1, corner + size, corner + size + 1])
+    weight = np.concatenate([(1 - fy) * (1 - fx), (1 - fy) * fx, fy * (1 - fx), fy * fx])
+    kernel = np.bincount(index, weight, minlength=size * size).reshape(size, size)
     return kernel / kernel.sum()
 
 

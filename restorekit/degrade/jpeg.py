@@ -8,6 +8,7 @@ greyscale (1-channel) image is encoded as greyscale.
 
 from __future__ import annotations
 
+import functools
 import io
 from collections.abc import Sequence
 
@@ -22,36 +23,55 @@ from restorekit.degrade.seeding import Context
 from restorekit.errors import SpecError
 
 
-def to_uint8_hwc(x: torch.Tensor) -> np.ndarray:
-    """(B, C, H, W) float in [0, 1] -> contiguous (B, H, W, C) uint8, clamped and rounded.
+def to_uint8_hwc(x: torch.Tensor, *, reverse_channels: bool = False) -> np.ndarray:
+    """(B, C, H, W) float in [0, 1] -> contiguous (B, H, W, C) uint8, clamped and rounded half to even.
 
-    The cast and the interleaving happen in one `copy_` pass (the batch-side cost matters next to a
-    ~0.2 ms codec call per patch).
+    The cast runs on the planar tensor and the interleaving as one strided copy per channel, about 2x
+    faster here than a permuted `copy_` (this matters next to a ~0.13 ms codec call per patch).
+    `reverse_channels` writes OpenCV's BGR order in the same copies instead of a `cvtColor` per image.
     """
-    scaled = x.detach().mul(255).clamp_(0, 255).round_()
-    b, c, h, w = x.shape
-    out = torch.empty((b, h, w, c), dtype=torch.uint8, device=x.device)
-    return out.copy_(scaled.permute(0, 2, 3, 1)).cpu().numpy()
+    planar = x.detach().mul(255).clamp_(0, 255).round_().to("cpu", torch.uint8).numpy()
+    batch, channels, height, width = planar.shape
+    out = np.empty((batch, height, width, channels), dtype=np.uint8)
+    for c in range(channels):
+        out[..., c] = planar[:, channels - 1 - c if reverse_channels else c]
+    return out
+
+
+def from_uint8_hwc(images: np.ndarray, like: torch.Tensor, *, reverse_channels: bool = False) -> torch.Tensor:
+    """The inverse of `to_uint8_hwc`: (B, H, W, C) uint8 -> (B, C, H, W) values k / 255 as `like`'s dtype."""
+    batch, height, width, channels = images.shape
+    planar = np.empty((batch, channels, height, width), dtype=np.uint8)
+    for c in range(channels):
+        planar[:, channels - 1 - c if reverse_channels else c] = images[..., c]
+    return torch.from_numpy(planar).to(like.device, like.dtype).div_(255)
 
 
 def pil_roundtrip(hwc: np.ndarray, quality: int) -> np.ndarray:
     """Pillow `Image.save(buf, 'JPEG', quality=q)` then decode (MBN's recipe); HxWxC uint8 in and out."""
-    image = Image.fromarray(hwc[:, :, 0]) if hwc.shape[2] == 1 else Image.fromarray(hwc)
+    height, width, channels = hwc.shape
+    image = Image.frombytes("L" if channels == 1 else "RGB", (width, height), np.ascontiguousarray(hwc))
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=int(quality))
-    decoded = np.asarray(Image.open(io.BytesIO(buffer.getvalue())))
+    decoded = np.asarray(Image.open(io.BytesIO(buffer.getvalue()), formats=("JPEG",)))
     return decoded[:, :, None] if decoded.ndim == 2 else decoded
 
 
-def opencv_roundtrip(hwc: np.ndarray, quality: int) -> np.ndarray:
-    """OpenCV `imencode('.jpg', IMWRITE_JPEG_QUALITY=q)` then `imdecode`; RGB HxWxC uint8 in and out."""
+def opencv_roundtrip(hwc: np.ndarray, quality: int, *, bgr: bool = False) -> np.ndarray:
+    """OpenCV `imencode('.jpg', IMWRITE_JPEG_QUALITY=q)` then `imdecode`; HxWxC uint8 in and out.
+
+    Colour images are RGB unless `bgr` says they are already in OpenCV's order (then so is the result).
+    """
     cv2 = _import_cv2()
-    image = hwc[:, :, 0] if hwc.shape[2] == 1 else cv2.cvtColor(hwc, cv2.COLOR_RGB2BGR)
+    colour = hwc.shape[2] == 3
+    image = hwc[:, :, 0] if not colour else hwc if bgr else cv2.cvtColor(hwc, cv2.COLOR_RGB2BGR)
     ok, encoded = cv2.imencode(".jpg", image, [int(cv2.IMWRITE_JPEG_QUALITY), int(quality)])
     if not ok:
         raise SpecError("jpeg:encoder=opencv: OpenCV failed to encode the image")
     decoded = cv2.imdecode(encoded, cv2.IMREAD_UNCHANGED)
-    return decoded[:, :, None] if decoded.ndim == 2 else cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
+    if not colour:
+        return decoded[:, :, None]
+    return decoded if bgr else cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
 
 
 def _import_cv2():
@@ -64,6 +84,7 @@ def _import_cv2():
     return cv2
 
 
+@functools.cache
 def encoder_version(encoder: str) -> str:
     if encoder == "pil":
         return f"Pillow {PIL.__version__} (libjpeg {features.version('jpg')})"
@@ -84,12 +105,14 @@ class Jpeg(Operator):
     )
 
     def apply(self, x: torch.Tensor, levels: Sequence[Level], ctx: Context) -> tuple[torch.Tensor, list[Extras]]:
-        images = to_uint8_hwc(x)
+        bgr = all(level["encoder"] == "opencv" for level in levels)  # an OpenCV-only batch is laid out BGR once
+        images = to_uint8_hwc(x, reverse_channels=bgr)
         out = np.empty_like(images)
         for i, level in enumerate(levels):
-            roundtrip = pil_roundtrip if level["encoder"] == "pil" else opencv_roundtrip
-            out[i] = roundtrip(images[i], level["quality"])
-        tensor = torch.empty(x.shape, dtype=x.dtype, device=x.device)
-        tensor.copy_(torch.from_numpy(out).to(x.device).permute(0, 3, 1, 2)).div_(255)
+            if level["encoder"] == "pil":
+                out[i] = pil_roundtrip(images[i], level["quality"])
+            else:
+                out[i] = opencv_roundtrip(images[i], level["quality"], bgr=bgr)
         versions = {enc: encoder_version(enc) for enc in {lv["encoder"] for lv in levels}}
+        tensor = from_uint8_hwc(out, x, reverse_channels=bgr)
         return tensor, [{"encoder_version": versions[lv["encoder"]]} for lv in levels]
