@@ -4,6 +4,11 @@ For a few middle levels the best lambda is found by a grid search on validation 
 through those points and the anchors (start, 0) and (end, 1) is then fitted by least squares (order 1
 for small ranges, 3 for large ones, as the paper), or the points are joined piecewise-linearly. The
 curve is stored in the model card and evaluated with clipping to [0, 1].
+
+The paper fits all points freely, so its own q80 -> q10 cubic gives -0.044 at q80, and a free fit of ours
+gave 0.975 at q10: the end level would not get the adapted network. By default the polynomial is
+therefore constrained to pass exactly through the anchors (`pin_ends=True`); the middle points are
+fitted by least squares as before. `pin_ends=False` is the paper's free fit.
 """
 
 from __future__ import annotations
@@ -34,6 +39,24 @@ def choose_order(levels: Sequence[float], strengths: Sequence[float], tolerance:
         return 1
     line = np.polyfit(levels, strengths, 1)
     return 1 if np.max(np.abs(np.polyval(line, levels) - np.asarray(strengths))) <= tolerance else 3
+
+
+def pinned_polyfit(start: float, end: float, levels: Sequence[float], strengths: Sequence[float], order: int) -> list[float]:
+    """Least-squares polynomial of `order` through (start, 0) and (end, 1) exactly.
+
+    lambda(l) = t + (l - start)(l - end) q(l), with t the straight line between the anchors and q of
+    order - 2 fitted to the other points; returned highest power first, like numpy.polyfit.
+    """
+    line = np.array([1.0, -start]) / (end - start)
+    if order < 2:
+        return line.tolist()
+    both = np.polymul([1.0, -start], [1.0, -end])
+    free = [(lv, s) for lv, s in zip(levels, strengths) if lv not in (start, end)]
+    x = np.array([lv for lv, _ in free], dtype=np.float64)
+    residual = np.array([s for _, s in free]) - np.polyval(line, x)
+    design = np.polyval(both, x)[:, None] * np.vander(x, order - 1)  # columns: (l-s)(l-e) l^k
+    q, *_ = np.linalg.lstsq(design, residual, rcond=None)
+    return np.polyadd(line, np.polymul(both, q)).tolist()
 
 
 @dataclass
@@ -80,6 +103,7 @@ def fit_curve(
     *,
     order: int | str = "auto",
     kind: str = "polynomial",
+    pin_ends: bool = True,
 ) -> StrengthCurve:
     """Fit lambda(level) through (start, 0), (end, 1) and the measured {level: best lambda} points."""
     points = sorted({start: 0.0, end: 1.0, **{float(k): float(v) for k, v in middle.items()}}.items())
@@ -91,7 +115,10 @@ def fit_curve(
         order = choose_order(levels, strengths)
     if len(points) < int(order) + 1:
         raise RestorekitError(f"an order-{order} polynomial needs {int(order) + 1} points, got {len(points)}")
-    coefficients = np.polyfit(levels, strengths, int(order)).tolist()
+    if pin_ends:
+        coefficients = pinned_polyfit(start, end, levels, strengths, int(order))
+    else:
+        coefficients = np.polyfit(levels, strengths, int(order)).tolist()
     return StrengthCurve(start, end, "polynomial", coefficients, points)
 
 

@@ -32,10 +32,11 @@ $RK train configs/adafm/denoise_adafm_s15_s75.yaml --out runs/adafm_denoise_s15_
     --set 'train.scheduler={type: cosine, milestones: [], gamma: 0.5, eta_min: 1.0e-5, warmup_steps: 0}' \
     --set data.val.every=200
 
-# Into the zoo (fp16 + card), then lambda(sigma) on 4 CBSD68 images, then the full CBSD68 evaluation.
+# Into the zoo (fp16 + card), then lambda(sigma) on McMaster (18 colour images, disjoint from CBSD68 and
+# BSD100; 17 min here), then the full CBSD68 evaluation.
 .venv/bin/python scripts/publish_adafm.py adafm_denoise_s15_s75
-$RK adafm fit-lambda --model adafm_denoise_s15_s75 --dataset CBSD68 --task denoise \
-    --levels 25,35,45,50,60 --grid-step 0.05 --limit 4 --write-card --json outputs/adafm/fit_lambda.json
+$RK adafm fit-lambda --model adafm_denoise_s15_s75 --dataset McMaster --task denoise \
+    --levels 25,35,45,50,60 --grid-step 0.05 --write-card --json outputs/adafm/fit_lambda_mcmaster.json
 $RK eval --model identity --model adafm_denoise_s15_s75 --dataset CBSD68 --task denoise \
     --levels 15,25,35,45,50,60,75 --json outputs/adafm/cbsd68_levels.json --plot docs/img/adafm_denoise_cbsd68.png
 $RK adafm sweep --model adafm_denoise_s15_s75 --dataset CBSD68 --task denoise --level 25,45,60 --grid-step 0.1 \

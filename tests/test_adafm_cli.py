@@ -60,6 +60,18 @@ def test_sweep_and_fit_lambda_write_the_curve_into_the_card(tiny_zoo, tmp_path):
     curve = card["strength_curve"]
     assert curve["start"] == 15 and curve["end"] == 75 and len(curve["coefficients"]) == 2
     assert [p[0] for p in curve["points"]] == [15, 30, 45, 60, 75]
+    # The card says which images the curve was fitted on (they must not be test images).
+    assert curve["fitted_on"]["dataset"] == str(images) and curve["fitted_on"]["levels"] == [30, 45, 60]
+    assert curve["fitted_on"]["pinned_ends"] is True
+    # Refitting from the saved sweeps measures nothing again and gives the same curve.
+    saved = tmp_path / "fit.json"
+    assert main(["adafm", "fit-lambda", "--model", "tiny_adafm", "--dataset", str(images), "--task", "denoise",
+                 "--levels", "30,45,60", "--grid-step", "0.25", "--order", "1", "--json", str(saved)]) == 0
+    assert main(["adafm", "fit-lambda", "--model", "tiny_adafm", "--dataset", str(images), "--task", "denoise",
+                 "--sweeps", str(saved), "--order", "1", "--write-card"]) == 0
+    assert json.loads((zoo / "tiny_adafm.json").read_text())["strength_curve"] == curve
+    assert main(["adafm", "fit-lambda", "--model", "tiny_adafm", "--dataset", str(images), "--task", "denoise",
+                 "--sweeps", str(out)]) == 2  # a sweep file, not a fit-lambda file of this model
     # The card changed but the weights did not: the hash still verifies.
     assert load_model("tiny_adafm").card["strength_curve"] == curve
     # Several levels in one sweep, with the PSNR-versus-lambda plot (the paper's smoothness figure).

@@ -24,7 +24,7 @@ def test_best_strength_finds_the_peak():
 
 
 def test_fitting_the_papers_points_reproduces_its_cubic():
-    curve = fit_curve(80, 10, PAPER_POINTS)
+    curve = fit_curve(80, 10, PAPER_POINTS, pin_ends=False)  # the paper's free least-squares fit
     assert len(curve.coefficients) == 4  # large, curved range: order 3 chosen automatically
     levels = np.arange(10, 81, 10)
     ours = np.polyval(curve.coefficients, levels)
@@ -35,6 +35,19 @@ def test_fitting_the_papers_points_reproduces_its_cubic():
         assert curve(level) == pytest.approx(lam, abs=0.05)
 
 
+def test_the_default_fit_passes_through_the_start_and_end_levels_exactly():
+    # lambda 0 is the basic model, lambda 1 the adapted one: asking for the start or end level must give them.
+    curve = fit_curve(80, 10, PAPER_POINTS)
+    assert curve(80) == 0.0 and curve(10) == 1.0
+    assert np.polyval(curve.coefficients, 80) == pytest.approx(0.0, abs=1e-12)
+    assert np.polyval(curve.coefficients, 10) == pytest.approx(1.0, abs=1e-12)
+    assert len(curve.coefficients) == 4
+    for level, lam in PAPER_POINTS.items():  # still a close fit of the middle points
+        assert curve(level) == pytest.approx(lam, abs=0.05)
+    free = fit_curve(80, 10, PAPER_POINTS, pin_ends=False)
+    assert abs(np.polyval(free.coefficients, 80)) > 1e-3  # the free fit misses the anchor
+
+
 def test_small_linear_range_gets_order_one():
     # Spec 4.5: q80 -> q40 has lambda 0 / .25 / .5 / .71 / 1 -- linear, M = 1.
     curve = fit_curve(80, 40, {70: 0.25, 60: 0.5, 50: 0.71})
@@ -43,8 +56,8 @@ def test_small_linear_range_gets_order_one():
 
 
 def test_curve_is_clipped_and_range_checked():
-    curve = fit_curve(80, 10, PAPER_POINTS)
-    assert curve(80) == 0.0  # the cubic gives -0.044 at q80; clipped
+    curve = fit_curve(80, 10, PAPER_POINTS, pin_ends=False)
+    assert curve(80) == 0.0  # the free cubic is negative at q80; clipped
     assert curve(10) <= 1.0
     with pytest.raises(RestorekitError, match="outside this model's range"):
         curve(5)

@@ -2,11 +2,13 @@
 
     restorekit adafm sweep --model M --dataset D --task denoise --level 45      # PSNR versus lambda
     restorekit adafm fit-lambda --model M --dataset D --task denoise --levels 25,35,45,50,60 [--write-card]
+    restorekit adafm fit-lambda --model M --dataset D --task denoise --sweeps FIT.json --order 3  # refit only
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from rich.console import Console
@@ -37,7 +39,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sweep.set_defaults(run=run_sweep)
 
     fit = sub.add_parser("fit-lambda", parents=[common], help="best lambda per middle level, then fit lambda(level)")
-    fit.add_argument("--levels", required=True, help="comma-separated middle levels, e.g. 25,35,45,50,60")
+    fit.add_argument("--levels", help="comma-separated middle levels, e.g. 25,35,45,50,60")
+    fit.add_argument("--sweeps", help="reuse the sweeps saved by an earlier fit-lambda --json of this model "
+                                      "instead of measuring them again (--dataset then only labels them)")
+    fit.add_argument("--free-fit", action="store_true",
+                     help="the paper's unconstrained least squares; by default the curve passes exactly through "
+                          "lambda 0 at the start level and 1 at the end level")
     fit.add_argument("--order", default="auto", help="polynomial order: 1, 3 or auto (default)")
     fit.add_argument("--kind", choices=["polynomial", "piecewise"], default="polynomial")
     fit.add_argument("--write-card", action="store_true", help="store the fitted curve in the model's card")
@@ -99,6 +106,17 @@ def run_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _saved_sweeps(path: str, model_name: str) -> dict:
+    """An earlier `fit-lambda --json` file of `model_name` (its sweeps, and where they were measured)."""
+    try:
+        saved = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as err:
+        raise RestorekitError(f"{path}: cannot read saved sweeps ({err})") from err
+    if saved.get("model") != model_name or not saved.get("sweeps"):
+        raise RestorekitError(f"{path}: not a fit-lambda --json file of {model_name}")
+    return saved
+
+
 def _card_curve(model):
     card = getattr(model, "card", None) or {}
     return modulation.StrengthCurve.from_dict(card["strength_curve"]) if "strength_curve" in card else None
@@ -110,19 +128,32 @@ def run_fit(args: argparse.Namespace) -> int:
     if not card or "levels" not in card:
         raise RestorekitError(f"{args.model}: needs a model card with 'levels': [start, end]")
     start, end = card["levels"][0], card["levels"][-1]
-    try:
-        levels = [float(v) for v in args.levels.split(",")]
-    except ValueError as err:
-        raise RestorekitError(f"--levels {args.levels!r}: expected numbers separated by commas") from err
-    sweeps = [sweep_level(model, args, level) for level in levels]
+    provenance = {"dataset": args.dataset, "limit": args.limit, "grid_step": args.grid_step, "seed": args.seed,
+                  "task": args.task}
+    if args.sweeps:
+        saved = _saved_sweeps(args.sweeps, args.model)
+        sweeps = saved["sweeps"]
+        levels = [s["level"] for s in sweeps]
+        grid = sweeps[0]["strengths"]
+        provenance = saved.get("fitted_on") or {**provenance, "grid_step": round(grid[1] - grid[0], 6)}
+    elif args.levels:
+        try:
+            levels = [float(v) for v in args.levels.split(",")]
+        except ValueError as err:
+            raise RestorekitError(f"--levels {args.levels!r}: expected numbers separated by commas") from err
+        sweeps = [sweep_level(model, args, level) for level in levels]
+    else:
+        raise RestorekitError("fit-lambda needs --levels (measure the sweeps) or --sweeps (reuse saved ones)")
     order = args.order if args.order == "auto" else int(args.order)
     curve = modulation.fit_curve(start, end, {s["level"]: s["best_strength"] for s in sweeps},
-                                 order=order, kind=args.kind)
+                                 order=order, kind=args.kind, pin_ends=not args.free_fit)
+    # Where lambda(level) came from: the validation set must be disjoint from the test set.
+    fitted_on = {**provenance, "levels": levels, "pinned_ends": not args.free_fit}
     rows = [[f"{s['level']:g}", f"{s['best_strength']:.2f}", f"{curve(s['level']):.3f}"] for s in sweeps]
     Console().print(results_table(f"{args.model}: lambda(level)", ["level", "best lambda", "fitted"], rows))
     Console().print(f"curve: {curve.to_dict()}")
     if args.json:
-        write_json(args.json, {"model": args.model, "curve": curve.to_dict(), "sweeps": sweeps})
+        write_json(args.json, {"model": args.model, "curve": curve.to_dict(), "fitted_on": fitted_on, "sweeps": sweeps})
     if args.plot:
         plots.plot_strength_sweeps(sweeps, args.plot, f"{args.model}: PSNR vs lambda, fitted lambda(level) dotted",
                                    curve)
@@ -132,7 +163,7 @@ def run_fit(args: argparse.Namespace) -> int:
         if target is None or not target.is_file():
             raise RestorekitError(f"{args.model}: cannot locate its model card file to update")
         updated = {k: v for k, v in card.items() if not k.startswith("_")}
-        updated["strength_curve"] = curve.to_dict()
+        updated["strength_curve"] = {**curve.to_dict(), "fitted_on": fitted_on}
         write_json(target, updated)
         Console().print(f"wrote the curve into {target}")
     return 0
