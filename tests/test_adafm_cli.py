@@ -18,7 +18,7 @@ ARGS = {"blocks": 2, "features": 8, "kernel_size": 1}
 
 
 @pytest.fixture
-def tiny_zoo(tmp_path, monkeypatch):
+def adafm_zoo_and_images(tmp_path, monkeypatch):
     torch.manual_seed(0)
     model = create_model("adafm_net", **ARGS)
     for p in model.adafm_parameters():
@@ -38,16 +38,16 @@ def tiny_zoo(tmp_path, monkeypatch):
     return zoo, images
 
 
-def test_published_model_is_fp16_with_a_matching_hash(tiny_zoo):
-    zoo, _ = tiny_zoo
+def test_published_model_is_fp16_with_a_matching_hash(adafm_zoo_and_images):
+    zoo, _ = adafm_zoo_and_images
     card = json.loads((zoo / "tiny_adafm.json").read_text())
     assert card["dtype"] == "float16" and len(card["sha256"]) == 64 and card["file"] == "tiny_adafm.safetensors"
     model = load_model("tiny_adafm")
     assert model.info.family == "adafm"
 
 
-def test_sweep_and_fit_lambda_write_the_curve_into_the_card(tiny_zoo, tmp_path):
-    zoo, images = tiny_zoo
+def test_sweep_and_fit_lambda_write_the_curve_into_the_card(adafm_zoo_and_images, tmp_path):
+    zoo, images = adafm_zoo_and_images
     out = tmp_path / "sweep.json"
     assert main(["adafm", "sweep", "--model", "tiny_adafm", "--dataset", str(images), "--task", "denoise",
                  "--level", "45", "--grid-step", "0.25", "--json", str(out)]) == 0
@@ -82,14 +82,14 @@ def test_sweep_and_fit_lambda_write_the_curve_into_the_card(tiny_zoo, tmp_path):
     assert [s["level"] for s in sweeps] == [30, 60] and plot.read_bytes()[:4] == b"\x89PNG"
 
 
-def test_a_non_modulated_model_is_refused(tiny_zoo):
-    _, images = tiny_zoo
+def test_a_non_modulated_model_is_refused(adafm_zoo_and_images):
+    _, images = adafm_zoo_and_images
     assert main(["adafm", "sweep", "--model", "identity", "--dataset", str(images), "--task", "denoise",
                  "--level", "25"]) == 2
 
 
-def test_eval_sets_the_strength_from_the_cards_curve(tiny_zoo, tmp_path):
-    zoo, images = tiny_zoo
+def test_eval_sets_the_strength_from_the_cards_curve(adafm_zoo_and_images, tmp_path):
+    zoo, images = adafm_zoo_and_images
     card_file = zoo / "tiny_adafm.json"
     card = json.loads(card_file.read_text())
     card["strength_curve"] = {"start": 15, "end": 75, "kind": "polynomial", "coefficients": [1 / 60, -0.25],
