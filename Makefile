@@ -23,6 +23,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q tests
 
 bench: $(STAMP)
+	$(PY) -m pip install -q -e '.[test,bench]'
 	for b in bench/*.py; do $(PY) $$b || exit 1; done
 
 clean:

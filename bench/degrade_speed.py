@@ -71,7 +71,7 @@ CASES: list[tuple[str, str, str | None]] = [
     ("rain streaks", "rain", None),
     ("haze", "haze", None),
     ("contrast change", "contrast:level=25..40", None),
-    ("NLM artefacts", "nlm:strength=0.04|0.06|0.08", None),
+    ("NLM artefacts", "nlm:strength=0.06", "nlm"),
     ("SHDD moderate", "shdd:level=moderate", None),
     ("3-factor mix", "blur:kind=gaussian,width=0..3+noise:sigma=0..50+jpeg:quality=15..50", None),
     ("MBN mixed (1..4 factors)", "mbn:factors=1..4", None),
@@ -149,6 +149,11 @@ def equivalents(batch: torch.Tensor, threads: int) -> dict[str, list[Equivalent]
             out.append(np.asarray(Image.open(io.BytesIO(buffer.getvalue()))).astype(np.float32) / 255)
         return out
 
+    def skimage_nlm() -> list[np.ndarray]:  # what our operator calls, one patch per call
+        from skimage.restoration import denoise_nl_means
+
+        return [denoise_nl_means(p, h=0.06, patch_size=7, patch_distance=11, channel_axis=-1, fast_mode=True) for p in hwc]
+
     out: dict[str, list[Equivalent]] = {
         "gaussian_blur": [Equivalent("Pillow GaussianBlur (uint8, box approximation)", lambda: [p.filter(ImageFilter.GaussianBlur(width)) for p in pil8], False)],
         "jpeg": [
@@ -156,6 +161,7 @@ def equivalents(batch: torch.Tensor, threads: int) -> dict[str, list[Equivalent]
             Equivalent("Pillow codec alone, uint8 in and out", pil_jpeg_codec, False),
         ],
         "resize": [Equivalent("Pillow resize BICUBIC (uint8, antialiased)", lambda: [p.resize((small, small), Image.BICUBIC) for p in pil8], True)],
+        "nlm": [Equivalent("scikit-image denoise_nl_means (float32, patch 7, distance 11)", skimage_nlm, True)],
     }
     if cv2 is not None:
         cv2.setNumThreads(threads)
@@ -184,6 +190,13 @@ def equivalents(batch: torch.Tensor, threads: int) -> dict[str, list[Equivalent]
             Equivalent("cv2, float image in and out (BasicSR add_jpg_compression)", cv_jpeg_float, True),
             Equivalent("cv2 codec alone, uint8 in and out", cv_jpeg_codec, False),
         ]
+        # OpenCV's NLM at the same patch (7) and search window (2*11+1 = 23): another algorithm
+        # (uint8, Lab colour, tabulated weights), shown for what a SIMD implementation of it costs.
+        out["nlm"].append(Equivalent(
+            "cv2.fastNlMeansDenoisingColored (uint8, template 7, search 23)",
+            lambda: [cv2.fastNlMeansDenoisingColored(p, None, 15, 15, 7, 23)[:, :, ::-1] for p in bgr8],
+            False,
+        ))
         out["resize"] += [
             Equivalent("cv2.resize INTER_CUBIC (float32, no antialiasing)", lambda: [cv2.resize(p, (small, small), interpolation=cv2.INTER_CUBIC) for p in hwc], False),
             Equivalent("cv2.resize INTER_AREA (float32, box filter)", lambda: [cv2.resize(p, (small, small), interpolation=cv2.INTER_AREA) for p in hwc], False),

@@ -11,6 +11,7 @@ from scipy import ndimage
 
 from restorekit.degrade import parse_spec, parse_stage
 from restorekit.degrade.blur import MBN_MOTION_PRESETS, disk_kernel, motion_taps, trajectory_kernel
+from restorekit.degrade import linear
 from restorekit.degrade.linear import band_matrix, gaussian_kernel1d
 from restorekit.degrade.masks import MEAN_COLOUR
 from restorekit.degrade.tone import grey_mean
@@ -106,6 +107,47 @@ def test_motion_presets_resolve_to_mbn_pairs(patch):
     for seed in range(6):
         level = run("blur:kind=motion", patch, seed)[1].levels[0]
         assert (level["radius"], level["sigma"]) in MBN_MOTION_PRESETS and -45 <= level["angle"] <= 45
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("border", ["replicate", "zeros"])
+def test_per_sample_sparse_kernels_on_the_cpu_fast_path_equal_the_torch_adds(patch, dtype, border):
+    """The BLAS-axpy data path (CPU, no autograd) computes what the device-agnostic torch path does:
+    one-sided motion lines, two-sided trajectories, a single tap and an empty kernel, a strided input."""
+    batch = torch.stack([patch, patch.flip(-1), patch.flip(-2), patch.roll(17, -1)]).to(dtype)
+    batch = batch.transpose(-1, -2)  # not contiguous: the fast path must read strides
+    rng = np.random.default_rng(0)
+    kernel = trajectory_kernel(rng, length=15, turn=0.3)
+    centre = kernel.shape[0] // 2
+    trajectory = [(int(r) - centre, int(c) - centre, float(kernel[r, c])) for r, c in zip(*np.nonzero(kernel))]
+    taps = [motion_taps(7, 3.0, 30.0, 96, 96), trajectory, [(3, -5, 1.0)], []]
+    fast = linear._correlate_taps_axpy(batch, taps, border)
+    reference = linear._correlate_taps_torch(batch, taps, border)
+    assert linear.correlate_taps(batch, taps, border).equal(fast)  # the dispatcher takes the fast path here
+    assert torch.allclose(fast, reference, atol=1e-6 if dtype == torch.float32 else 1e-12)
+    assert torch.equal(fast[3], torch.zeros_like(fast[3]))
+
+
+def test_sparse_kernels_keep_openblas_threads_as_they_were(patch):
+    """The fast path holds OpenBLAS to one thread only while it runs (it contends with torch's pool)."""
+    from threadpoolctl import threadpool_info
+
+    def openblas_threads():
+        return sorted(lib["num_threads"] for lib in threadpool_info() if lib["internal_api"] == "openblas")
+
+    before = openblas_threads()
+    assert before, "SciPy's OpenBLAS is loaded (the fast path's BLAS)"
+    linear.correlate_taps(patch[None], [motion_taps(5, 2.0, 10.0, 96, 96)])
+    assert openblas_threads() == before
+
+
+def test_sparse_kernels_stay_differentiable(patch):
+    """With autograd on, the torch adds run (the fast path has no graph); their gradient is the
+    transposed correlation, so the sum of the output's gradient w.r.t. the input is the kernel's sum."""
+    x = patch[None].double().requires_grad_(True)
+    out = linear.correlate_taps(x, [motion_taps(5, 2.0, 10.0, 96, 96)])
+    out.sum().backward()
+    assert x.grad is not None and x.grad.sum().item() == pytest.approx(96 * 96 * 3)
 
 
 def test_trajectory_kernel_is_normalised_and_centred():
@@ -242,6 +284,29 @@ def test_nlm_smooths(patch):
     out, _ = parse_stage("nlm:strength=0.08").apply(noisy[None], [parse_stage("nlm:strength=0.08").sample_level(None)], None)
     detail = lambda img: float((img[..., 1:] - img[..., :-1]).abs().mean())  # noqa: E731
     assert detail(out) < detail(noisy)
+
+
+def test_nlm_batch_runs_in_threads_with_the_per_image_scikit_image_result(patch):
+    """The batch goes through a thread pool as wide as torch's; each image is still exactly
+    scikit-image's `denoise_nl_means(h, patch_size=7, patch_distance=11, fast_mode=True)`."""
+    from skimage.restoration import denoise_nl_means
+
+    small = patch[:, :40, :40]
+    batch = torch.stack([small, small.flip(-1), small.flip(-2)])
+    stage = parse_stage("nlm:strength=0.06")
+    levels = [stage.sample_level(None)] * 3
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        threaded, _ = stage.apply(batch, levels, None)
+        torch.set_num_threads(1)
+        serial, _ = stage.apply(batch, levels, None)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(threaded, serial)
+    for image, out in zip(batch, threaded):
+        expected = denoise_nl_means(image.permute(1, 2, 0).numpy(), h=0.06, patch_size=7, patch_distance=11, channel_axis=-1, fast_mode=True)
+        assert torch.equal(out, torch.from_numpy(expected).permute(2, 0, 1))
 
 
 def test_up_and_decimate_shapes(patch):

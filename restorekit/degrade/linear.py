@@ -9,7 +9,10 @@ rows hold the 1-D kernel at clamped (replicated) indices. MATLAB's `imresize` is
 from __future__ import annotations
 
 import math
-from functools import lru_cache
+import threading
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from functools import lru_cache, partial
 
 import numpy as np
 import torch
@@ -166,17 +169,123 @@ def shift_sum(x: torch.Tensor, taps: list[tuple[int, int, float]], border: str =
 def correlate_taps(x: torch.Tensor, taps: list[list[tuple[int, int, float]]], border: str = "replicate") -> torch.Tensor:
     """`shift_sum` with each sample's own sparse kernel (motion lines, streaks, trajectories).
 
-    The batch is padded once; then each sample accumulates its taps into its slice of the output.
-    Per-sample operations stay below torch's parallel grain for training patches, so they never wait
-    on a thread barrier (which costs milliseconds on a loaded machine). Measured 2-3x faster on CPU
-    than correlating the batch through FFTs, because the kernels hold only tens of taps. Each shifted
-    window is made by one `as_strided` call: indexing `padded[i, :, a:b, c:d]` costs more than the
-    add itself at this size (9 against 11 microseconds for a 3x96x96 window, measured).
+    On a CPU, for data (no autograd), each shifted window is one BLAS `axpy` on a flat padded copy
+    of the sample (`_correlate_taps_axpy`); elsewhere, and whenever a gradient is needed, each is a
+    torch add (`_correlate_taps_torch`). The two agree to float rounding (tested).
     """
-    b, c, h, w = x.shape
-    arrays = [np.asarray(sample, dtype=np.float64).reshape(-1, 3) for sample in taps]  # rows (dy, dx, weight)
+    if x.device.type == "cpu" and x.dtype in AXPY_DTYPES and not (x.requires_grad and torch.is_grad_enabled()):
+        return _correlate_taps_axpy(x, taps, border)
+    return _correlate_taps_torch(x, taps, border)
+
+
+def _tap_arrays(taps: list[list[tuple[int, int, float]]]) -> tuple[list[np.ndarray], int, int]:
+    """Each sample's taps as rows (dy, dx, weight), and the padding (rows, columns) they need."""
+    arrays = [np.asarray(sample, dtype=np.float64).reshape(-1, 3) for sample in taps]
     pad_y = int(max(np.abs(t[:, 0]).max(initial=0) for t in arrays))
     pad_x = int(max(np.abs(t[:, 1]).max(initial=0) for t in arrays))
+    return arrays, pad_y, pad_x
+
+
+AXPY_DTYPES = {torch.float32: "s", torch.float64: "d"}
+
+
+@lru_cache(maxsize=None)
+def _blas_axpy(dtype: torch.dtype) -> tuple[Callable[..., np.ndarray], Callable[[], AbstractContextManager]]:
+    """SciPy's BLAS `?axpy` for `dtype`, and a context that keeps OpenBLAS to one thread while it runs.
+
+    OpenBLAS splits any axpy over 10,000 elements across all cores; at our 30-50k elements the
+    threads' wake-ups cost more than they save, and they contend with torch's own (spinning) worker
+    threads: with both pools at 2 threads the loop ran at 2,300 patches/s against 3,600 with OpenBLAS
+    held to one (bench/degrade_speed.py's trajectory row, this 2-core machine). The limit is restored
+    on exit, so nothing else in the process is affected.
+    """
+    from scipy.linalg import blas  # scikit-image's dependency; imported lazily to keep `import restorekit` light
+    from threadpoolctl import ThreadpoolController
+
+    openblas = ThreadpoolController().select(internal_api="openblas")  # made after SciPy's BLAS is loaded, so it is found
+    return getattr(blas, AXPY_DTYPES[dtype] + "axpy"), partial(openblas.limit, limits=1)
+
+
+def _correlate_taps_axpy(x: torch.Tensor, taps: list[list[tuple[int, int, float]]], border: str) -> torch.Tensor:
+    """The CPU data path: one BLAS `axpy` call per tap, with no tensor made per window.
+
+    Each sample is padded into a scratch grid (C, top + H + bottom, left + W + right), the margins
+    just wide enough for its own kernel (motion kernels are one-sided). Flattened, a shift (dy, dx)
+    is then one contiguous run at a fixed offset, for all channels at once, so one `axpy` adds it to
+    the sample's output laid out on the same grid (the margins are scratch, cropped when copied out).
+    A call costs about 1 us of overhead against 8-12 us for a torch view plus add, and the kernels
+    hold 20-60 taps, so that overhead was most of the time. The scratch grids are reused, so they
+    stay in cache and no batch-sized buffer is allocated (fresh 10 MB buffers cost milliseconds of
+    page faults per batch here).
+    """
+    b, c, h, w = x.shape
+    axpy, single_thread = _blas_axpy(x.dtype)
+    images = x.detach().numpy()
+    result = torch.empty((b, c, h, w), dtype=x.dtype)
+    results = result.numpy()
+    arrays, _, _ = _tap_arrays(taps)
+    with single_thread():
+        for i, sample in enumerate(arrays):
+            if not len(sample):
+                results[i] = 0
+                continue
+            dy, dx, weights = sample[:, 0].astype(np.int64), sample[:, 1].astype(np.int64), sample[:, 2].tolist()
+            top, bottom = max(int(dy.max()), 0), max(int(-dy.min()), 0)
+            left, right = max(int(dx.max()), 0), max(int(-dx.min()), 0)
+            tall, wide = top + h + bottom, left + w + right
+            source, target = _scratch_grids(c * tall * wide, images.dtype)
+            _pad_into(source[: c * tall * wide].reshape(c, tall, wide), images[i], top, left, border)
+            offsets = ((top - dy) * wide + left - dx).tolist()
+            # Output pixel (ch, r, q) sits at ch*tall*wide + r*wide + q; the last one needed is (C-1, H-1, W-1).
+            length = (c - 1) * tall * wide + (h - 1) * wide + w
+            np.multiply(source[offsets[0] : offsets[0] + length], weights[0], out=target[:length])
+            for offset, weight in zip(offsets[1:], weights[1:]):
+                axpy(source, target, length, weight, offset)
+            results[i] = target[: c * tall * wide].reshape(c, tall, wide)[:, :h, :w]
+    return result
+
+
+_SCRATCH = threading.local()
+SCRATCH_LIMIT = 1 << 26  # bytes; larger grids (whole photos) are not kept between calls
+
+
+def _scratch_grids(size: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+    """Two flat buffers of at least `size` elements for `_correlate_taps_axpy`, kept per thread."""
+    grids = _SCRATCH.__dict__.get("grids")
+    if grids is None or grids[0].size < size or grids[0].dtype != dtype:
+        grids = (np.empty(size, dtype), np.empty(size, dtype))
+        if grids[0].nbytes <= SCRATCH_LIMIT:
+            _SCRATCH.grids = grids
+    return grids
+
+
+def _pad_into(grid: np.ndarray, image: np.ndarray, top: int, left: int, border: str) -> None:
+    """Write (C, H, W) `image` into `grid` at (top, left); fill the margins by replicating its edges,
+    or with zeros."""
+    h, w = image.shape[-2:]
+    grid[:, top : top + h, left : left + w] = image
+    if border == "replicate":
+        grid[:, top : top + h, :left] = image[:, :, :1]
+        grid[:, top : top + h, left + w :] = image[:, :, -1:]
+        grid[:, :top] = grid[:, top : top + 1]
+        grid[:, top + h :] = grid[:, top + h - 1 : top + h]
+    else:
+        grid[:, top : top + h, :left] = 0
+        grid[:, top : top + h, left + w :] = 0
+        grid[:, :top] = 0
+        grid[:, top + h :] = 0
+
+
+def _correlate_taps_torch(x: torch.Tensor, taps: list[list[tuple[int, int, float]]], border: str) -> torch.Tensor:
+    """Device-agnostic and differentiable: one torch add per tap and sample.
+
+    The batch is padded once; then each sample accumulates its taps into its slice of the output.
+    Per-sample operations stay below torch's parallel grain for training patches, so they never wait
+    on a thread barrier. Each shifted window is made by one `as_strided` call: indexing
+    `padded[i, :, a:b, c:d]` costs more than the add itself at this size.
+    """
+    b, c, h, w = x.shape
+    arrays, pad_y, pad_x = _tap_arrays(taps)
     mode = "replicate" if border == "replicate" else "constant"
     padded = F.pad(x, (pad_x, pad_x, pad_y, pad_y), mode=mode) if (pad_x or pad_y) else x
     stride_b, stride_c, stride_y, stride_x = padded.stride()
