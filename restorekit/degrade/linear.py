@@ -193,13 +193,14 @@ AXPY_DTYPES = {torch.float32: "s", torch.float64: "d"}
 def _blas_axpy(dtype: torch.dtype) -> tuple[Callable[..., np.ndarray], Callable[[], AbstractContextManager]]:
     """SciPy's BLAS `?axpy` for `dtype`, and a context that keeps OpenBLAS to one thread while it runs.
 
-    OpenBLAS splits any axpy over 10,000 elements across all cores; at our 30-50k elements the
-    threads' wake-ups cost more than they save, and they contend with torch's own (spinning) worker
-    threads: with both pools at 2 threads the loop ran at 2,300 patches/s against 3,600 with OpenBLAS
-    held to one (bench/degrade_speed.py's trajectory row, this 2-core machine). The limit is restored
-    on exit, so nothing else in the process is affected.
+    OpenBLAS splits any axpy of over 10,000 elements (ours: 30-50k) across every core, and its
+    threads spin between calls; beside torch's threads, or in several DataLoader workers, they
+    oversubscribe the cores. bench/blas_threads.py, trajectory blur on the 2-core machine: in two
+    worker processes with one torch thread each, 3,542-3,696 patches/s per process with the limit
+    against 844-1,092 without; in one process with two torch threads, the same either way. The
+    previous limit is restored on exit, so nothing else in the process is affected.
     """
-    from scipy.linalg import blas  # scikit-image's dependency; imported lazily to keep `import restorekit` light
+    from scipy.linalg import blas  # imported lazily to keep `import restorekit` light
     from threadpoolctl import ThreadpoolController
 
     openblas = ThreadpoolController().select(internal_api="openblas")  # made after SciPy's BLAS is loaded, so it is found
