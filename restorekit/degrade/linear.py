@@ -195,10 +195,11 @@ def _blas_axpy(dtype: torch.dtype) -> tuple[Callable[..., np.ndarray], Callable[
 
     OpenBLAS splits any axpy of over 10,000 elements (ours: 30-50k) across every core, and its
     threads spin between calls; beside torch's threads, or in several DataLoader workers, they
-    oversubscribe the cores. bench/blas_threads.py, trajectory blur on the 2-core machine: in two
-    worker processes with one torch thread each, 3,542-3,696 patches/s per process with the limit
-    against 844-1,092 without; in one process with two torch threads, the same either way. The
-    previous limit is restored on exit, so nothing else in the process is affected.
+    oversubscribe the cores. bench/blas_threads.py, trajectory blur on the 2-core machine, two runs:
+    in two worker processes with one torch thread each, 3,532-3,696 patches/s per process with the
+    limit against 496-1,092 without; in one process with two torch threads, 3,875 / 3,879 and
+    3,995 / 4,333 (limit / none). The previous limit is restored on exit, so nothing else in the
+    process is affected.
     """
     from scipy.linalg import blas  # imported lazily to keep `import restorekit` light
     from threadpoolctl import ThreadpoolController
