@@ -70,3 +70,35 @@ def test_bad_spec_and_missing_input_exit_with_one_line(clean_folder, tmp_path, c
     assert "modcrop first" in capsys.readouterr().err
     assert main(["degrade", str(clean_folder), "-o", str(tmp_path / "z"), "--spec", "down:scale=3", "--modcrop", "3"]) == 0
     assert read_image(tmp_path / "z" / "grey.png")[0].shape == (1, 16, 13)  # 48x40 -> 48x39 -> /3
+
+
+def test_a_bad_file_names_itself_and_leaves_nothing_written(clean_folder, tmp_path, capsys):
+    """All or nothing: colour.png (64x64) and grey.png (48x40) take x4, odd.png (50x50), read last,
+    does not. The error line names it once, and neither OUTDIR nor a staging folder remains."""
+    from restorekit.io import write_image as write
+
+    write(clean_folder / "odd.png", torch.rand(3, 50, 50))  # sorted after colour.png and grey.png
+    out = tmp_path / "made" / "by_the_run"
+    assert main(["degrade", str(clean_folder), "-o", str(out), "--spec", "down:scale=4"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("restorekit: error: ") and str(clean_folder / "odd.png") in err and "not divisible by 4" in err
+    assert err.count("odd.png") == 1
+    assert not (tmp_path / "made").exists()  # the folders the run created are gone again
+
+
+def test_failure_keeps_existing_outputs_and_removes_the_staging_folder(clean_folder, tmp_path):
+    out = tmp_path / "out"
+    assert main(["degrade", str(clean_folder), "-o", str(out), "--spec", "noise:sigma=5"]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    (clean_folder / "zz_broken.png").write_bytes(b"not a png")
+    assert main(["degrade", str(clean_folder), "-o", str(out), "--spec", "noise:sigma=50", "--overwrite"]) == 2
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nothing replaced, no .restorekit-degrade-*
+
+
+def test_existing_outputs_are_refused_before_anything_is_written(clean_folder, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "grey.json").write_text("{}")  # the second input's sidecar is in the way
+    assert main(["degrade", str(clean_folder), "-o", str(out), "--spec", "noise:sigma=5"]) == 2
+    assert "grey.json: exists" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["grey.json"]  # colour.png was not written first

@@ -1,4 +1,4 @@
-"""Helpers shared by subcommands: JSON output written atomically, rich tables."""
+"""Helpers shared by subcommands: JSON output written atomically, one-line file errors, rich tables."""
 
 from __future__ import annotations
 
@@ -27,6 +27,14 @@ def write_json(path: str | Path, payload: object) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def error_line(source: str | Path, err: BaseException) -> str:
+    """'file: reason' exactly once, whether or not the error already names the file."""
+    from restorekit.errors import RestorekitError  # noqa: PLC0415
+
+    text = str(err) if isinstance(err, RestorekitError) else f"{type(err).__name__}: {err}"
+    return text if str(source) in text else f"{source}: {text}"
 
 
 def results_table(title: str, columns: list[str], rows: list[list[object]]) -> Table:

@@ -7,14 +7,19 @@ The sidecar holds the `Degradation` record (spec, exact levels, seeds), so `Degr
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
 from restorekit import __version__, ops, paths
-from restorekit.cli.common import write_json
-from restorekit.degrade import image_seed, parse_spec
+from restorekit.cli.common import console, error_line, write_json
+from restorekit.degrade import Degradation, Pipeline, image_seed, parse_spec
 from restorekit.errors import RestorekitError
 
 SEED_MODES = ("name", "fixed")
@@ -76,56 +81,131 @@ def output_stem(name: str, version: int, versions: int) -> str:
     return f"{stem}_{version}" if versions > 1 else stem
 
 
-def run(args: argparse.Namespace) -> int:
-    from restorekit.io import read_image, write_image  # noqa: PLC0415
+class Output(NamedTuple):
+    """One degraded version of one input: where it goes and how it is seeded."""
 
+    source: Path
+    name: str
+    version: int
+    seed: int
+    image: Path  # final paths, relative to the output folder
+    sidecar: Path
+
+
+def plan_outputs(inputs: list[tuple[Path, str]], args: argparse.Namespace) -> list[Output]:
+    """Every output of the run, checked before anything is written: existing files need --overwrite."""
+    outputs = []
+    for path, name in inputs:
+        for version in range(args.versions):
+            seed_name = name if args.versions == 1 else f"{name}#{version}"
+            seed = args.seed if args.seed_mode == "fixed" and args.versions == 1 else image_seed(args.seed, seed_name)
+            stem = output_stem(name, version, args.versions)
+            outputs.append(Output(path, name, version, seed, Path(f"{stem}.{args.format}"), Path(f"{stem}.json")))
+    if not args.overwrite:
+        out_dir = Path(args.out)
+        for output in outputs:
+            for rel in (output.image, output.sidecar):
+                if (out_dir / rel).exists():
+                    raise RestorekitError(f"{out_dir / rel}: exists; pass --overwrite to replace it (nothing was written)")
+    return outputs
+
+
+def run(args: argparse.Namespace) -> int:
+    """All or nothing: outputs are written to a staging folder inside OUTDIR and moved into place only
+    when every image succeeded, so a bad file or an interrupt never leaves half a test set."""
     if args.versions < 1:
         raise RestorekitError("--versions must be at least 1")
     if args.modcrop < 1:
         raise RestorekitError("--modcrop must be at least 1")
     pipe = parse_spec(args.spec)
-    inputs = collect_inputs(args.inputs, args.recursive)
+    outputs = plan_outputs(collect_inputs(args.inputs, args.recursive), args)
     out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    lossy_note = False
-    for path, name in inputs:
-        clean, _ = read_image(path)
-        clean = ops.modcrop(clean, args.modcrop)
-        for version in range(args.versions):
-            seed_name = name if args.versions == 1 else f"{name}#{version}"
-            seed = args.seed if args.seed_mode == "fixed" and args.versions == 1 else image_seed(args.seed, seed_name)
-            degraded, record = pipe.apply_one(clean, seed)
-            stem = output_stem(name, version, args.versions)
-            image_path = out_dir / f"{stem}.{args.format}"
-            sidecar = out_dir / f"{stem}.json"
-            if not args.overwrite and (image_path.exists() or sidecar.exists()):
-                raise RestorekitError(f"{image_path}: exists; pass --overwrite to replace it")
-            image_path.parent.mkdir(parents=True, exist_ok=True)
-            if args.format == "npy":
-                _save_npy(image_path, degraded)
-            else:
-                lossy_note |= not _is_8bit(degraded)
-                write_image(image_path, degraded, bit_depth=8, overwrite=args.overwrite)
-            write_json(sidecar, {
-                "source": str(path),
-                "name": name,
-                "version": version,
-                "base_seed": args.seed,
-                "seed_mode": args.seed_mode,
-                "modcrop": args.modcrop,
-                "image_seed": seed,
-                "output": image_path.name,
-                "restorekit": __version__,
-                "degradation": record.to_dict(),
-            })
-            print(f"{image_path}  {record.fixed_spec}", file=sys.stderr)
-    if lossy_note:
+    created = [d for d in (out_dir, *out_dir.parents) if not d.exists()]
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=out_dir, prefix=".restorekit-degrade-"))
+    except OSError as err:
+        _remove_if_empty(created)
+        raise RestorekitError(f"{out_dir}: cannot write the output folder ({err.strerror or err})") from err
+    try:
+        lossy, lines = _write_all(pipe, outputs, staging, args)
+        for output in outputs:
+            for rel in (output.image, output.sidecar):
+                (out_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+                os.replace(staging / rel, out_dir / rel)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        _remove_if_empty(created)
+        raise
+    shutil.rmtree(staging, ignore_errors=True)
+    print("\n".join(lines), file=sys.stderr)
+    if lossy:
         print(
             "note: this spec yields values that are not on uint8 levels (e.g. unclipped float noise); the PNGs "
             "round and clip them. Use --format npy for the exact inputs, or regenerate them from the JSON records.",
             file=sys.stderr,
         )
     return 0
+
+
+def _remove_if_empty(folders: list[Path]) -> None:
+    """Remove the folders this run created (innermost first), each only if nothing else is in it."""
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+
+
+def _write_all(pipe: Pipeline, outputs: list[Output], staging: Path, args: argparse.Namespace) -> tuple[bool, list[str]]:
+    """Degrade and write every output under `staging` (a progress bar on a terminal). Returns whether
+    some PNG had to round float values, and a line per output (its final path and exact levels)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn  # noqa: PLC0415
+
+    from restorekit.io import read_image  # noqa: PLC0415 - keep `restorekit --help` light
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    results, clean, loaded = [], None, None
+    with Progress(*columns, console=console, disable=not console.is_terminal, transient=True) as progress:
+        bar = progress.add_task("degrading", total=len(outputs))
+        for output in outputs:
+            progress.update(bar, description=output.name)
+            try:  # a file that cannot be read, or a size the spec cannot take: name the file, once
+                if output.source != loaded:  # the versions of one input are consecutive: read it once
+                    clean, loaded = ops.modcrop(read_image(output.source)[0], args.modcrop), output.source
+                degraded, record = pipe.apply_one(clean, output.seed)
+            except RestorekitError as err:
+                if str(output.source) in str(err):
+                    raise
+                raise RestorekitError(error_line(output.source, err)) from err
+            results.append(_write_one(degraded, record, output, staging, args))
+            progress.advance(bar)
+    return any(lossy for lossy, _ in results), [line for _, line in results]
+
+
+def _write_one(degraded: torch.Tensor, record: Degradation, output: Output, staging: Path, args: argparse.Namespace) -> tuple[bool, str]:
+    """Write one degraded image and its sidecar under `staging`; (rounded float values?, report line)."""
+    from restorekit.io import write_image  # noqa: PLC0415
+
+    image_path = staging / output.image
+    image_path.parent.mkdir(parents=True, exist_ok=True)
+    lossy = False
+    if args.format == "npy":
+        _save_npy(image_path, degraded)
+    else:
+        lossy = not _is_8bit(degraded)
+        write_image(image_path, degraded, bit_depth=8)
+    write_json(staging / output.sidecar, {
+        "source": str(output.source),
+        "name": output.name,
+        "version": output.version,
+        "base_seed": args.seed,
+        "seed_mode": args.seed_mode,
+        "modcrop": args.modcrop,
+        "image_seed": output.seed,
+        "output": output.image.name,
+        "restorekit": __version__,
+        "degradation": record.to_dict(),
+    })
+    return lossy, f"{Path(args.out) / output.image}  {record.fixed_spec}"
 
 
 def _is_8bit(image: torch.Tensor) -> bool:
@@ -135,9 +215,6 @@ def _is_8bit(image: torch.Tensor) -> bool:
 
 
 def _save_npy(path: Path, image: torch.Tensor) -> None:
-    import os  # noqa: PLC0415
-    import tempfile  # noqa: PLC0415
-
     import numpy as np  # noqa: PLC0415
 
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

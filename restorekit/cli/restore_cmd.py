@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from restorekit.cli.common import error_line
 from restorekit.errors import ModelError, RestorekitError
 from restorekit.infer import TASKS, card_scales, check_fit, check_task, level_range
 
@@ -383,12 +384,6 @@ def process(job: Job, restorer, args: argparse.Namespace, shared_mask: torch.Ten
     job.status, job.seconds = "restored", time.perf_counter() - start
 
 
-def _error_line(job: Job, err: BaseException) -> str:
-    """'file: reason' exactly once, whether or not the error already names the file."""
-    text = str(err) if isinstance(err, RestorekitError) else f"{type(err).__name__}: {err}"
-    return text if str(job.source) in text else f"{job.source}: {text}"
-
-
 def run_jobs(jobs: list[Job], restorer, args: argparse.Namespace, shared_mask: torch.Tensor | None) -> None:
     """Every job, with a progress bar on a terminal (silent otherwise); failures are reported and skipped."""
     from rich.console import Console
@@ -405,7 +400,7 @@ def run_jobs(jobs: list[Job], restorer, args: argparse.Namespace, shared_mask: t
             except (KeyboardInterrupt, SystemExit):
                 raise
             except Exception as err:  # noqa: BLE001 - one bad file must not stop the batch
-                job.status, job.error = "failed", _error_line(job, err)
+                job.status, job.error = "failed", error_line(job.source, err)
                 console.print(f"restorekit: error: {job.error}", markup=False, highlight=False, soft_wrap=True)
             progress.advance(bar)
 
