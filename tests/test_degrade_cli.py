@@ -102,3 +102,20 @@ def test_existing_outputs_are_refused_before_anything_is_written(clean_folder, t
     assert main(["degrade", str(clean_folder), "-o", str(out), "--spec", "noise:sigma=5"]) == 2
     assert "grey.json: exists" in capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir()) == ["grey.json"]  # colour.png was not written first
+
+
+def test_crop_to_matches_eval_and_quiet_prints_no_image_lines(tmp_path, astronaut, capsys):
+    """--crop-to takes the top-left WxH (portrait: HxW) before --modcrop, as `restorekit eval --crop-to`."""
+    from restorekit.io import write_image as write
+
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    write(clean / "landscape.png", astronaut[:, :70, :90])
+    write(clean / "portrait.png", astronaut[:, :90, :70])
+    out = tmp_path / "lr"
+    args = ["degrade", str(clean), "-o", str(out), "--spec", "down:scale=4", "--crop-to", "80x60", "--modcrop", "4", "--quiet"]
+    assert main(args) == 0
+    assert capsys.readouterr().err == ""
+    assert read_image(out / "landscape.png")[0].shape == (3, 15, 20)  # 60x80 -> /4
+    assert read_image(out / "portrait.png")[0].shape == (3, 20, 15)
+    assert json.loads((out / "portrait.json").read_text())["crop_to"] == "80x60"

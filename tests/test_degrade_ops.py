@@ -309,6 +309,19 @@ def test_nlm_batch_runs_in_threads_with_the_per_image_scikit_image_result(patch)
         assert torch.equal(out, torch.from_numpy(expected).permute(2, 0, 1))
 
 
+def test_host_exp_is_numpy_exp_for_cpu_data_and_torch_where_a_gradient_is_needed():
+    """Haze, pink noise and per-sample Gaussian kernels take exp through numpy (reproducible from
+    process to process); a tensor that needs a gradient keeps torch.exp and its graph."""
+    from restorekit.degrade.operator import host_exp
+
+    t = torch.linspace(-3, 1, 100_000)
+    assert torch.equal(host_exp(t), torch.from_numpy(np.exp(t.numpy())))
+    x = torch.linspace(-1, 0, 10, dtype=torch.float64, requires_grad=True)
+    y = host_exp(x)
+    y.sum().backward()
+    assert torch.allclose(x.grad, torch.exp(x.detach()))
+
+
 def test_up_and_decimate_shapes(patch):
     assert run("up:scale=2", patch)[0].shape == (3, 192, 192)
     dec, _ = run("down:scale=3,method=decimate,quantize=false", patch)

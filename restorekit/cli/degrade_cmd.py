@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 import torch
 
-from restorekit import __version__, ops, paths
+from restorekit import __version__, evaluation, ops, paths
 from restorekit.cli.common import console, error_line, write_json
 from restorekit.degrade import Degradation, Pipeline, image_seed, parse_spec
 from restorekit.errors import RestorekitError
@@ -47,8 +47,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=("png", "npy"), default="png", help="png (8-bit) or npy (exact float32 CHW)")
     p.add_argument("--modcrop", type=int, default=1, metavar="N",
                    help="crop each clean image to a multiple of N first (SR benchmarks: N = scale)")
+    p.add_argument("--crop-to", metavar="WxH",
+                   help="top-left crop of each clean image first, as `restorekit eval --crop-to` (BSD100 SR: 480x320; "
+                        "portrait images are cropped to HxW)")
     p.add_argument("--recursive", action="store_true", help="look into sub-folders of input folders")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("-q", "--quiet", action="store_true", help="no line per written image (errors and notes still print)")
     p.set_defaults(run=run)
 
 
@@ -118,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
     if args.modcrop < 1:
         raise RestorekitError("--modcrop must be at least 1")
     pipe = parse_spec(args.spec)
+    args.crop = evaluation.parse_crop(args.crop_to)
     outputs = plan_outputs(collect_inputs(args.inputs, args.recursive), args)
     out_dir = Path(args.out)
     created = [d for d in (out_dir, *out_dir.parents) if not d.exists()]
@@ -138,7 +143,8 @@ def run(args: argparse.Namespace) -> int:
         _remove_if_empty(created)
         raise
     shutil.rmtree(staging, ignore_errors=True)
-    print("\n".join(lines), file=sys.stderr)
+    if not args.quiet:
+        print("\n".join(lines), file=sys.stderr)
     if lossy:
         print(
             "note: this spec yields values that are not on uint8 levels (e.g. unclipped float noise); the PNGs "
@@ -170,7 +176,8 @@ def _write_all(pipe: Pipeline, outputs: list[Output], staging: Path, args: argpa
             progress.update(bar, description=output.name)
             try:  # a file that cannot be read, or a size the spec cannot take: name the file, once
                 if output.source != loaded:  # the versions of one input are consecutive: read it once
-                    clean, loaded = ops.modcrop(read_image(output.source)[0], args.modcrop), output.source
+                    clean = ops.modcrop(evaluation.crop_to(read_image(output.source)[0], args.crop), args.modcrop)
+                    loaded = output.source
                 degraded, record = pipe.apply_one(clean, output.seed)
             except RestorekitError as err:
                 if str(output.source) in str(err):
@@ -199,6 +206,7 @@ def _write_one(degraded: torch.Tensor, record: Degradation, output: Output, stag
         "version": output.version,
         "base_seed": args.seed,
         "seed_mode": args.seed_mode,
+        "crop_to": args.crop_to,
         "modcrop": args.modcrop,
         "image_seed": output.seed,
         "output": output.image.name,

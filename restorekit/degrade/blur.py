@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from restorekit.degrade import linear
-from restorekit.degrade.operator import Extras, Level, Operator, register, set_default_kind
+from restorekit.degrade.operator import Extras, Level, Operator, host_exp, register, set_default_kind
 from restorekit.degrade.params import Param, parse_value
 from restorekit.degrade.seeding import Context
 from restorekit.errors import SpecError
@@ -35,7 +35,7 @@ def gaussian_band_matrices(widths: Sequence[float], length: int, like: torch.Ten
     t = torch.arange(-radius, radius + 1, dtype=torch.float64)
     w = torch.tensor(widths, dtype=torch.float64).view(-1, 1)
     safe = torch.where(w > 0, w, torch.ones_like(w))
-    kernels = torch.exp(-(t**2) / (2 * safe**2))
+    kernels = host_exp(-(t**2) / (2 * safe**2))
     kernels = torch.where(w > 0, kernels, (t == 0).to(torch.float64).expand_as(kernels))
     # Each width keeps its own ceil(4 w) radius so the result matches gaussian_kernel1d exactly.
     own_radius = torch.tensor([math.ceil(4 * x) if x > 0 else 0 for x in widths], dtype=torch.float64).view(-1, 1)

@@ -107,6 +107,20 @@ class GaussianNoise(_AdditiveNoise):
         return (image.to(torch.float64) + noise.to(image.device)).to(image.dtype)
 
 
+def pink_amplitude(height: int, width: int, alphas: Sequence[float]) -> np.ndarray:
+    """(A, 1, H, W // 2 + 1, 1) spectral amplitude f^(-alpha / 2) (power ∝ 1/f^alpha) per alpha, 0 at DC.
+
+    Computed with numpy on the host (a small grid): torch's pow/log on CPU are not reproducible from
+    process to process here (see `operator.host_exp`)."""
+    fy = np.fft.fftfreq(height)[:, None]
+    fx = np.fft.rfftfreq(width)[None, :]
+    radius = np.sqrt(fy**2 + fx**2)
+    radius[0, 0] = 1.0
+    amplitude = radius[None] ** (-np.asarray(alphas, dtype=np.float64)[:, None, None] / 2)
+    amplitude[:, 0, 0] = 0.0  # no DC: the noise has zero mean in every image
+    return amplitude[:, None, :, :, None]
+
+
 @register
 class PinkNoise(_AdditiveNoise):
     """1/f ("pink", "f-noise") noise: white Gaussian noise shaped so its power falls as 1/f^alpha."""
@@ -125,13 +139,7 @@ class PinkNoise(_AdditiveNoise):
         b, c, h, w = x.shape
         alphas = [lv["alpha"] for lv in levels]
         shared = all(a == alphas[0] for a in alphas)
-        alpha = torch.tensor(alphas[:1] if shared else alphas, dtype=x.dtype, device=x.device).view(-1, 1, 1, 1, 1)
-        fy = torch.fft.fftfreq(h, device=x.device, dtype=x.dtype).view(-1, 1, 1)
-        fx = torch.fft.rfftfreq(w, device=x.device, dtype=x.dtype).view(1, -1, 1)
-        radius = torch.sqrt(fy**2 + fx**2)
-        radius[0, 0] = 1.0
-        amplitude = radius.pow(-alpha / 2)  # power ∝ amplitude² ∝ 1/f^alpha
-        amplitude[..., 0, 0, :] = 0.0  # no DC: the noise has zero mean in every image
+        amplitude = torch.from_numpy(pink_amplitude(h, w, alphas[:1] if shared else alphas)).to(x.device, x.dtype)
         # The spectrum of white Gaussian noise is complex Gaussian: draw it directly (one FFT saved),
         # as (real, imaginary) pairs shaped in place.
         spectrum = ctx.normal((b, c, h, w // 2 + 1, 2), like=x).mul_(amplitude)

@@ -25,6 +25,21 @@ Level = dict[str, Any]  # parameter name -> concrete value, for one sample
 Extras = dict[str, Any]  # per-sample output of apply: tensors are state, other values are info
 
 
+def host_exp(t: torch.Tensor) -> torch.Tensor:
+    """exp(t), through numpy for CPU data, so a degraded image is the same in every process.
+
+    Measured on the 2-core development machine (torch 2.13 CPU): now and then the first large
+    torch.exp / torch.log of a process ran part of the tensor (the main thread's chunk) at about
+    4e-5 relative error instead of 3e-8, depending on what the process had run before (half the
+    runs after `restorekit degrade` over BSD100); a haze test set then came out 1 grey level apart
+    in a few hundred pixels from one run to the next. numpy's exp has no such state. Device
+    tensors, and any that need a gradient (DL-Net's forward operators), keep torch.exp.
+    """
+    if t.device.type != "cpu" or (t.requires_grad and torch.is_grad_enabled()):
+        return torch.exp(t)
+    return torch.from_numpy(np.exp(t.detach().numpy()))
+
+
 class NotDifferentiableError(SpecError):
     """The operator has no differentiable forward model (e.g. JPEG's integer quantisation)."""
 

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from restorekit.degrade import linear
-from restorekit.degrade.operator import Extras, Level, Operator, register
+from restorekit.degrade.operator import Extras, Level, Operator, host_exp, register
 from restorekit.degrade.params import Param
 from restorekit.degrade.seeding import Context
 
@@ -100,7 +100,7 @@ class Haze(Operator):
     @staticmethod
     def transmission(x: torch.Tensor, levels: Sequence[Level]) -> torch.Tensor:
         beta_depth = torch.tensor([lv["beta"] * lv["depth"] for lv in levels], dtype=x.dtype, device=x.device)
-        return torch.exp(-beta_depth.view(-1, 1, 1, 1) * depth_proxy(x))
+        return host_exp(-beta_depth.view(-1, 1, 1, 1) * depth_proxy(x))
 
     def apply(self, x: torch.Tensor, levels: Sequence[Level], ctx: Context) -> tuple[torch.Tensor, list[Extras]]:
         t = self.transmission(x, levels)
