@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 console = Console(stderr=True)
@@ -27,6 +28,12 @@ def write_json(path: str | Path, payload: object) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def progress_bar() -> Progress:
+    """A transient progress bar on stderr, shown only on a terminal (silent in logs and CI)."""
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    return Progress(*columns, console=console, disable=not console.is_terminal, transient=True)
 
 
 def error_line(source: str | Path, err: BaseException) -> str:

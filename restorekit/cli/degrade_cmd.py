@@ -18,7 +18,7 @@ from typing import NamedTuple
 import torch
 
 from restorekit import __version__, evaluation, ops, paths
-from restorekit.cli.common import console, error_line, write_json
+from restorekit.cli.common import error_line, progress_bar, write_json
 from restorekit.degrade import Degradation, Pipeline, image_seed, parse_spec
 from restorekit.errors import RestorekitError
 
@@ -122,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
     if args.modcrop < 1:
         raise RestorekitError("--modcrop must be at least 1")
     pipe = parse_spec(args.spec)
-    args.crop = evaluation.parse_crop(args.crop_to)
+    crop = evaluation.parse_crop(args.crop_to)
     outputs = plan_outputs(collect_inputs(args.inputs, args.recursive), args)
     out_dir = Path(args.out)
     created = [d for d in (out_dir, *out_dir.parents) if not d.exists()]
@@ -133,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
         _remove_if_empty(created)
         raise RestorekitError(f"{out_dir}: cannot write the output folder ({err.strerror or err})") from err
     try:
-        lossy, lines = _write_all(pipe, outputs, staging, args)
+        lossy, lines = _write_all(pipe, outputs, staging, args, crop)
         for output in outputs:
             for rel in (output.image, output.sidecar):
                 (out_dir / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -161,22 +161,21 @@ def _remove_if_empty(folders: list[Path]) -> None:
             folder.rmdir()
 
 
-def _write_all(pipe: Pipeline, outputs: list[Output], staging: Path, args: argparse.Namespace) -> tuple[bool, list[str]]:
+def _write_all(
+    pipe: Pipeline, outputs: list[Output], staging: Path, args: argparse.Namespace, crop: tuple[int, int] | None
+) -> tuple[bool, list[str]]:
     """Degrade and write every output under `staging` (a progress bar on a terminal). Returns whether
     some PNG had to round float values, and a line per output (its final path and exact levels)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn  # noqa: PLC0415
-
     from restorekit.io import read_image  # noqa: PLC0415 - keep `restorekit --help` light
 
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     results, clean, loaded = [], None, None
-    with Progress(*columns, console=console, disable=not console.is_terminal, transient=True) as progress:
+    with progress_bar() as progress:
         bar = progress.add_task("degrading", total=len(outputs))
         for output in outputs:
             progress.update(bar, description=output.name)
             try:  # a file that cannot be read, or a size the spec cannot take: name the file, once
                 if output.source != loaded:  # the versions of one input are consecutive: read it once
-                    clean = ops.modcrop(evaluation.crop_to(read_image(output.source)[0], args.crop), args.modcrop)
+                    clean = ops.modcrop(evaluation.crop_to(read_image(output.source)[0], crop), args.modcrop)
                     loaded = output.source
                 degraded, record = pipe.apply_one(clean, output.seed)
             except RestorekitError as err:

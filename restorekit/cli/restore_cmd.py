@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from restorekit.cli.common import error_line
+from restorekit.cli.common import console, error_line, progress_bar
 from restorekit.errors import ModelError, RestorekitError
 from restorekit.infer import TASKS, card_scales, check_fit, check_task, level_range
 
@@ -386,12 +386,7 @@ def process(job: Job, restorer, args: argparse.Namespace, shared_mask: torch.Ten
 
 def run_jobs(jobs: list[Job], restorer, args: argparse.Namespace, shared_mask: torch.Tensor | None) -> None:
     """Every job, with a progress bar on a terminal (silent otherwise); failures are reported and skipped."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    console = Console(stderr=True)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console, disable=not console.is_terminal, transient=True) as progress:
+    with progress_bar() as progress:
         bar = progress.add_task("restoring", total=len(jobs))
         for job in jobs:
             progress.update(bar, description=job.rel)
