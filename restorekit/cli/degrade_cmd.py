@@ -31,6 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="write degraded images (plus a JSON record each) from clean ones",
         description="Degrade every input image with SPEC and write OUTDIR/<name>.png plus OUTDIR/<name>.json. "
         "Example: restorekit degrade Set5 -o out/Set5_x4 --spec 'down:scale=4' --seed 0. "
+        "All or nothing: if any image fails, nothing in OUTDIR changes. "
         "Spec grammar and operators: docs/degradations.md.",
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders, or benchmark names (Set5, CBSD68, ...)")
