@@ -223,13 +223,7 @@ def _is_8bit(image: torch.Tensor) -> bool:
 
 
 def _save_npy(path: Path, image: torch.Tensor) -> None:
+    """The exact float32 CHW array; written into the staging folder, so no temporary file of its own."""
     import numpy as np  # noqa: PLC0415
 
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.save(handle, image.detach().to("cpu", torch.float32).numpy())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    np.save(path, image.detach().to("cpu", torch.float32).numpy())
