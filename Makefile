@@ -20,6 +20,7 @@ demo: $(STAMP)
 	$(VENV)/bin/restorekit demo --out outputs/demo
 
 test: $(STAMP)
+	$(PY) -m ruff check restorekit tests bench scripts
 	$(PY) -m pytest -q tests
 
 bench: $(STAMP)

@@ -29,9 +29,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from degrade_speed import BATCH, natural_patches  # noqa: E402
+from degrade_speed import BATCH, natural_patches
 
-from restorekit.degrade import linear, parse_spec  # noqa: E402
+from restorekit.degrade import linear, parse_spec
 
 SPEC = "blur:kind=trajectory,length=5..25"
 

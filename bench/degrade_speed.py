@@ -31,7 +31,7 @@ from PIL import Image, ImageFilter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from restorekit.degrade import parse_spec  # noqa: E402
+from restorekit.degrade import parse_spec
 
 try:
     import cv2  # type: ignore[import-not-found]
@@ -243,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         pipe = parse_spec(spec)
         rows = compare.get(key, []) if key else []
-        rates = alternating_rates([lambda: pipe(batch, generator)] + [row.call for row in rows], BATCH, repeats, seconds)
+        rates = alternating_rates([lambda pipe=pipe: pipe(batch, generator)] + [row.call for row in rows], BATCH, repeats, seconds)
         ours = statistics.median(rates[0])
         target = None if label in NO_TARGET else (TARGET_MIX if label in MIX_ROWS else TARGET_OPERATOR)
         met = "—" if target is None else (f"≥{target} ✓" if ours >= target else f"≥{target} ✗")

@@ -69,17 +69,17 @@ def run_child(case: dict) -> dict:
     """One case in this process: build, warm up, time one restore, report peak RSS."""
     import torch
 
-    from restorekit.infer import Restorer
-    from restorekit.models import create_model
+    from restorekit.api import Restorer
+    from restorekit.models import build
 
     if case["threads"]:
         torch.set_num_threads(case["threads"])
     torch.manual_seed(0)
-    model = create_model("adafm_net", **MODEL_ARGS).eval()
+    model = build("adafm_net", **MODEL_ARGS)
     if case["backend"] == "onnxruntime":
         from restorekit.export import onnx_runner
 
-        model = onnx_runner(model, name="adafm")
+        model = onnx_runner(model)
     restorer = Restorer(model, device="cpu", tile=case["tile"], tile_overlap=case["overlap"])
     restorer.restore(make_image(128), strength=0.5)  # warm-up: allocator, oneDNN kernels
     image = make_image(case["size"])

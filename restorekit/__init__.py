@@ -14,19 +14,19 @@ __version__ = "0.1.0"
 
 
 def restore(image, output=None, **options):
-    """Restore a path, an HxW[xC] array or a CHW tensor in one call; see `restorekit.cli.restore_cmd.restore_api`.
+    """Restore a path, an HxW[xC] array or a CHW tensor in one call; see `restorekit.api.restore`.
 
     options: model, task, level, strength, scale, mask, device, precision, tile, tile_overlap, ensemble,
     backend, overwrite. The result has the input's type (a path gives an array at the file's bit depth).
     """
-    from restorekit.cli.restore_cmd import restore_api
+    from restorekit.api import restore as restore_api
 
     return restore_api(image, output, **options)
 
 
 def __getattr__(name: str):
     if name == "Restorer":
-        from restorekit.infer import Restorer
+        from restorekit.api import Restorer
 
         return Restorer
     raise AttributeError(f"module 'restorekit' has no attribute {name!r}")

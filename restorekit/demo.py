@@ -16,7 +16,9 @@ import numpy as np
 import torch
 
 from restorekit import evaluation, io, metrics
-from restorekit.infer import Restorer
+from restorekit.api import Restorer
+from restorekit.atomic import write_json
+from restorekit.card import ModelCard
 from restorekit.zoo import zoo_cards
 
 SAMPLE_IMAGES = ("astronaut", "coffee", "chelsea", "camera")
@@ -43,18 +45,18 @@ BASELINE_CASES = (
 )
 
 
-def zoo_cases(cards: list[dict] | None = None) -> tuple[DemoCase, ...]:
+def zoo_cases(cards: list[ModelCard] | None = None) -> tuple[DemoCase, ...]:
     """Each zoo model at the baselines' levels inside its range (plus its range ends)."""
     cases = []
     for card in zoo_cards() if cards is None else cards:
-        task = card.get("task")
+        task = card.task
         if task == "sr":
-            cases += [DemoCase("sr", None, int(s), card["name"]) for s in card.get("scales", [])]
-        elif "levels" in card:
-            low, high = sorted((card["levels"][0], card["levels"][-1]))
+            cases += [DemoCase("sr", None, int(s), card.name) for s in card.card_scales()]
+        elif card.level_range() is not None:
+            low, high = card.level_range()
             baseline = {c.level for c in BASELINE_CASES if c.task == task}
             levels = sorted({low, high} | {v for v in baseline if low <= v <= high})
-            cases += [DemoCase(task, v, 1, card["name"]) for v in levels]
+            cases += [DemoCase(task, v, 1, card.name) for v in levels]
     return tuple(cases)
 
 
@@ -68,9 +70,7 @@ def sample_images(names: tuple[str, ...] = SAMPLE_IMAGES) -> dict[str, torch.Ten
 
     images = {}
     for name in names:
-        array = getattr(data, name)().astype(np.float32) / 255
-        tensor = torch.from_numpy(array)[None] if array.ndim == 2 else torch.from_numpy(array).permute(2, 0, 1)
-        images[name] = tensor.contiguous()
+        images[name] = io.to_tensor(getattr(data, name)())
     return images
 
 
@@ -97,8 +97,6 @@ def run_demo(out_dir: Path, cases=None, names: tuple[str, ...] = SAMPLE_IMAGES) 
                 "protocol": setup.describe(),
             })
     report = {"samples": list(names), "results": rows}
-    from restorekit.cli.common import write_json
-
     write_json(out_dir / "results.json", report)
     (out_dir / "report.md").write_text(markdown_report(rows))
     plots = write_plots(rows, out_dir)

@@ -8,31 +8,30 @@ task's metric convention. Every switch that changes a number lands in the result
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from restorekit import __version__, io, metrics, ops
 from restorekit.errors import RestorekitError
-from restorekit.infer import resolve_strength, run_model
+from restorekit.infer import conditions_for, run_model
+from restorekit.models import Model
+from restorekit.tasks import EVAL_TASKS, TASKS
 
-# Metric convention per task (field-conventions 4.4): SR on Y with border = scale, JPEG and deraining
-# on Y, everything else on RGB without a border crop.
+# Metric convention per task (field-conventions 4.4), from the task registry: SR on Y with border = scale,
+# JPEG and deraining on Y, everything else on RGB without a border crop; 'restore' (paired folders or an
+# arbitrary --degrade spec) on RGB.
 TASK_PROTOCOLS: dict[str, metrics.Protocol] = {
-    "sr": metrics.Protocol(y_channel=True),
-    "denoise": metrics.Protocol(y_channel=False),
-    "jpeg": metrics.Protocol(y_channel=True),
-    "deblur": metrics.Protocol(y_channel=False),
-    "inpaint": metrics.Protocol(y_channel=False),
-    "interpolate": metrics.Protocol(y_channel=False),
-    "derain": metrics.Protocol(y_channel=True),
-    "dehaze": metrics.Protocol(y_channel=False),
-    "restore": metrics.Protocol(y_channel=False),  # generic: paired folders or an arbitrary --degrade spec
+    name: metrics.Protocol(y_channel=name in TASKS and TASKS[name].y_channel) for name in EVAL_TASKS
 }
 
-SEED_MODES = ("fixed", "name")
+# How SR inputs are made from the HR image (item 7 of issue 12): 'rgb-uint8' degrades the RGB image and
+# rounds the LR to uint8 (the SelfExSR/EDSR convention, our default for colour models); 'y-float' takes
+# the unrounded MATLAB Y of the HR image and bicubic-downscales it as floating point with no rounding (the
+# VDSR / IDN / DnCNN-3 test scripts; the default for Y-only models).
+SR_INPUTS = ("rgb-uint8", "y-float")
 
 
 @dataclass(frozen=True)
@@ -48,9 +47,10 @@ class EvalSetup:
     seed: int = 0
     seed_mode: str = "fixed"  # 'fixed': every image uses `seed` (KAIR's np.random.seed(0) per image)
     grey: str | None = None  # 'y' | 'luma': RGB test images become 1 channel before degradation (JPEG on Y)
+    sr_input: str | None = None  # SR only, one of SR_INPUTS; None: 'rgb-uint8', or 'y-float' for Y-only models
 
     def describe(self) -> dict:
-        return {
+        described = {
             **self.protocol.as_dict(),
             "crop_to": None if self.crop_to is None else f"{self.crop_to[0]}x{self.crop_to[1]}",
             "seed": self.seed,
@@ -58,10 +58,15 @@ class EvalSetup:
             "grey": self.grey,
             "degradation": self.degradation_spec(),
         }
+        if self.task == "sr" and not self.degrade:
+            described["sr_input"] = self.sr_input or "rgb-uint8"
+        return described
 
     def degradation_spec(self) -> str | None:
         if self.degrade:
             return self.degrade
+        if self.task == "sr" and self.sr_input == "y-float":
+            return f"y_unrounded+modcrop:{self.scale}+matlab_bicubic_down:{self.scale}"
         if self.task == "sr":
             return f"modcrop:{self.scale}+matlab_bicubic_down:{self.scale}+round_uint8"
         if self.task == "restore":
@@ -103,43 +108,57 @@ def crop_to(image: torch.Tensor, long_short: tuple[int, int] | None) -> torch.Te
     return ops.crop_top_left(image, *((long_side, short_side) if height > width else (short_side, long_side)))
 
 
-def to_grey(image: torch.Tensor, how: str) -> torch.Tensor:
-    """1xHxW from an RGB CHW image in [0, 1], rounded to 1/255 like an 8-bit file: 'y' is MATLAB
-    rgb2ycbcr's Y (studio swing; the JPEG benchmarks compress this plane), 'luma' full-range BT.601."""
+def to_grey(image: torch.Tensor, how: str, rounding: bool = True) -> torch.Tensor:
+    """1xHxW from an RGB CHW image in [0, 1], rounded to 1/255 like an 8-bit file unless `rounding` is
+    False: 'y' is MATLAB rgb2ycbcr's Y (studio swing; the JPEG benchmarks compress this plane), 'luma'
+    full-range BT.601."""
     if how not in ops.GREY_FORMULAS:
         raise RestorekitError(f"unknown grey conversion {how!r}; choose one of {', '.join(ops.GREY_FORMULAS)}")
     if image.shape[-3] != 3:
         return image
-    luma = ops.rgb2y(image.double(), ops.GREY_FORMULAS[how], rounding=True)
+    luma = ops.rgb2y(image.double(), ops.GREY_FORMULAS[how], rounding=rounding)
     return luma.clamp(0, 1).float().unsqueeze(-3)
 
 
-def setup_for_model(setup: EvalSetup, model: nn.Module) -> EvalSetup:
+def setup_for_model(setup: EvalSetup, model: Model) -> EvalSetup:
     """A grey model (1 input channel) on RGB images gets the conversion it was trained with (its card's
-    `grey`, default 'y', the benchmarks' Y channel) unless the setup names one."""
-    from restorekit.infer import model_info
-
-    if setup.grey is not None or getattr(model_info(model), "in_channels", None) != 1:
+    `grey`, default 'y', the benchmarks' Y channel) unless the setup names one; a grey SR model gets the
+    Y-float SR input of the VDSR/IDN test scripts unless the setup names an SR input (which is a Y plane)."""
+    if setup.sr_input == "y-float" and setup.grey is None:
+        setup = replace(setup, grey="y")
+    if model.info.in_channels != 1:
         return setup
-    card = getattr(model, "card", None) or {}
-    return replace(setup, grey=card.get("grey", "y"))
+    grey = setup.grey or (model.card.grey if model.card is not None and model.card.grey else "y")
+    sr_input = setup.sr_input or ("y-float" if setup.task == "sr" and not setup.degrade else None)
+    return replace(setup, grey=grey, sr_input=sr_input)
+
+
+def sr_pair(clean: torch.Tensor, setup: EvalSetup) -> tuple[torch.Tensor, torch.Tensor]:
+    """(LR, HR) of the SR benchmark: modcrop, MATLAB-bicubic downscale; LR rounded to uint8 ('rgb-uint8')
+    or, for 'y-float', the unrounded Y plane downscaled as floating point with no rounding at all."""
+    if setup.sr_input == "y-float":
+        target = ops.modcrop(to_grey(clean, setup.grey, rounding=False), setup.scale)
+        return ops.downscale(target.double(), setup.scale).float(), target
+    target = ops.modcrop(to_grey(clean, setup.grey) if setup.grey else clean, setup.scale)
+    return ops.quantize(ops.downscale(target.double(), setup.scale)).float(), target
 
 
 def make_input(clean: torch.Tensor, name: str, setup: EvalSetup) -> tuple[torch.Tensor, torch.Tensor]:
     """(degraded input, ground truth) for one clean CHW image under `setup`."""
+    if setup.sr_input not in (None, *SR_INPUTS):
+        raise RestorekitError(f"unknown SR input {setup.sr_input!r}; choose one of {', '.join(SR_INPUTS)}")
+    if setup.task == "sr" and not setup.degrade:
+        return sr_pair(clean, setup)
     if setup.grey:
         clean = to_grey(clean, setup.grey)
-    if setup.task == "sr" and not setup.degrade:
-        target = ops.modcrop(clean, setup.scale)
-        low = ops.quantize(ops.downscale(target.double(), setup.scale)).float()
-        return low, target
     spec = setup.degradation_spec()
     if spec is None:
         raise RestorekitError("task 'restore' needs --degrade SPEC or a paired dataset (degraded/ and clean/)")
-    from restorekit.degrade import image_seed, parse_spec
+    from restorekit.degrade import parse_spec
+    from restorekit.degrade.seeding import seed_for
 
     target = ops.modcrop(clean, setup.scale) if setup.scale > 1 else clean
-    seed = setup.seed if setup.seed_mode == "fixed" else image_seed(setup.seed, name)
+    seed = seed_for(setup.seed_mode, setup.seed, name)
     degraded, _ = parse_spec(spec).apply_one(target, seed)
     return degraded, target
 
@@ -158,7 +177,7 @@ def dataset_items(folder: Path) -> list[tuple[str, Path, Path | None]]:
 
 
 def evaluate(
-    model: nn.Module,
+    model: Model,
     dataset: Path,
     setup: EvalSetup,
     *,
@@ -169,15 +188,16 @@ def evaluate(
 ) -> dict:
     """Score `model` on every image of `dataset`; returns the JSON-ready result (means and per image).
 
-    A modulated model (AdaFM) runs at `strength`, else at its card's lambda(level) for this level.
+    Conditions are call arguments: a modulated model (AdaFM) runs at `strength`, else at its card's
+    lambda(level); a model taking the level (FFDNet's noise map) gets it; a model taking the scale per call
+    (VDSR, DnCNN-3) gets the setup's scale.
     """
     items = dataset_items(dataset)[:limit]
     if not items:
         raise RestorekitError(f"{dataset}: no images found")
     setup = setup_for_model(setup, model)
-    lam = resolve_strength(model, setup.level, strength)
-    if lam is not None:
-        model.set_strength(lam)
+    scale = setup.scale if "scale" in model.info.inputs else None
+    conditions = conditions_for(model, level=setup.level, strength=strength, scale=scale)
     rows = []
     converted = False  # whether any colour image was turned grey (else `grey` does not apply)
     started = time.perf_counter()
@@ -190,7 +210,7 @@ def evaluate(
                 clean, degraded = to_grey(clean, setup.grey), to_grey(degraded, setup.grey)
         else:
             degraded, clean = make_input(clean, name, setup)
-        output = run_model(model, degraded, device)
+        output = run_model(model, degraded, device, **conditions)
         if output.shape != clean.shape:
             raise RestorekitError(
                 f"{clean_path}: model output {tuple(output.shape)} does not match ground truth {tuple(clean.shape)}"
@@ -206,12 +226,12 @@ def evaluate(
         if progress is not None:
             progress(name)
     result = {
-        "model": getattr(model, "name", type(model).__name__),
+        "model": model.name,
         "dataset": str(dataset),
         "task": setup.task,
         "scale": setup.scale,
         "level": setup.level,
-        "strength": lam,
+        "strength": conditions.get("strength"),
         "n_images": len(rows),
         "psnr": sum(r["psnr"] for r in rows) / len(rows),
         "ssim": sum(r["ssim"] for r in rows) / len(rows),
@@ -264,7 +284,7 @@ def grid_points(base: EvalSetup, levels: list[float] | None = None, specs: list[
 
 
 def evaluate_grid(
-    models: dict[str, nn.Module | object],
+    models: dict[str, Model | Callable[[int], Model]],
     dataset: Path,
     points: list[GridPoint],
     *,
@@ -273,13 +293,13 @@ def evaluate_grid(
     progress=None,
     strength: float | None = None,
 ) -> dict:
-    """Score every model at every grid point; `models` maps a label to a module, or to a callable
-    `scale -> module` for SR grids over scales. Returns the JSON-ready grid with every run inside."""
+    """Score every model at every grid point; `models` maps a label to a `Model`, or to a callable
+    `scale -> Model` for SR grids over scales. Returns the JSON-ready grid with every run inside."""
     runs = {}
     for label, model in models.items():
         rows = []
         for point in points:
-            module = model(point.setup.scale) if callable(model) and not isinstance(model, nn.Module) else model
+            module = model if isinstance(model, Model) else model(point.setup.scale)
             result = evaluate(module, dataset, point.setup, device=device, limit=limit, strength=strength)
             row = {"x": point.label, "level": point.level, "spec": point.setup.degradation_spec(),
                    "strength": result["strength"],

@@ -16,7 +16,6 @@ a fixed `input_size`, with an error that says so.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import io
 import json
 import warnings
@@ -26,30 +25,27 @@ import numpy as np
 import torch
 from torch import nn
 
+from restorekit.card import parse_card
 from restorekit.errors import ModelError
-from restorekit.infer import is_modulated
+from restorekit.models import Architecture, Model, ModelInfo, get_architecture
 
 OPSET = 17
 PARITY_TOLERANCE = 1e-3  # max abs difference (images in [0, 1]) accepted between onnxruntime and PyTorch
 _META_PREFIX = "restorekit."
 
 
-class _StrengthAsInput(nn.Module):
-    """Feeds a graph input to every modulated layer, so lambda stays a runtime value after tracing."""
+class _FixedConditions(nn.Module):
+    """The module with its call conditions bound: strength as a traced graph input (one file serves the
+    whole slider) or baked in as a constant."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: Model, strength: float | None):
         super().__init__()
-        self.model = model
+        self.net = model.module  # registered, so tracing sees its weights as parameters, not constants
+        self.model, self.strength = model, strength
 
-    def forward(self, x: torch.Tensor, strength: torch.Tensor) -> torch.Tensor:
-        for layer in self.model.modulated_layers():
-            layer.strength = strength  # AdaFM computes x + strength * delta(x): broadcasting a [1] tensor
-        return self.model(x)
-
-
-def has_strength_input(model: nn.Module) -> bool:
-    """Models whose modulated layers can take lambda as a tensor (AdaFM-Net and its CIN baseline)."""
-    return hasattr(model, "modulated_layers") and bool(model.modulated_layers())
+    def forward(self, x: torch.Tensor, strength: torch.Tensor | None = None) -> torch.Tensor:
+        lam = strength if strength is not None else self.strength
+        return self.model(x, strength=lam)
 
 
 def _round_up(value: int, multiple: int) -> int:
@@ -61,23 +57,20 @@ def _probe_sizes(multiple: int) -> tuple[tuple[int, int], tuple[int, int]]:
     return (_round_up(64, multiple), _round_up(80, multiple)), (_round_up(40, multiple), _round_up(56, multiple))
 
 
-def _metadata(model: nn.Module, name: str, strength: str, input_size: tuple[int, int] | None) -> dict[str, str]:
-    from restorekit.infer import model_info
-
-    info = dataclasses.asdict(model_info(model))
+def _metadata(model: Model, name: str, strength: str, input_size: tuple[int, int] | None) -> dict[str, str]:
+    """What a bare .onnx file needs to restore like the PyTorch model: architecture + arguments (the
+    descriptor is rebuilt from the registry on load), the card, the strength mode and the input size."""
     return {
         f"{_META_PREFIX}name": name,
-        f"{_META_PREFIX}info": json.dumps(info),
-        # Keys starting with '_' are local to this machine (e.g. the weights path): not shipped in the file.
-        f"{_META_PREFIX}card": json.dumps({k: v for k, v in (getattr(model, "card", None) or {}).items()
-                                           if not k.startswith("_")}),
+        f"{_META_PREFIX}architecture": json.dumps({"name": model.info.name, "arguments": model.info.arguments}),
+        f"{_META_PREFIX}card": json.dumps(model.card.to_json() if model.card is not None else None),
         f"{_META_PREFIX}strength": strength,
         f"{_META_PREFIX}input_size": "dynamic" if input_size is None else f"{input_size[0]}x{input_size[1]}",
     }
 
 
 def export_bytes(
-    model: nn.Module,
+    model: Model,
     *,
     name: str = "model",
     strength: float | None = None,
@@ -90,10 +83,11 @@ def export_bytes(
     """
     import onnx
 
-    from restorekit.infer import model_info
-
-    model = copy.deepcopy(model).float().eval()
-    info = model_info(model)
+    info = model.info
+    if "image" not in info.outputs or set(info.inputs) - {"strength"}:
+        raise ModelError(f"{name}: ONNX export covers image-to-image models whose only condition is the "
+                         f"strength; this one takes {', '.join(info.inputs)}")
+    model = Model(copy.deepcopy(model.module).float().eval(), info, model.name, model.card)  # the caller's stays
     channels = info.in_channels or 3
     size = input_size or _probe_sizes(max(1, info.size_multiple))[0]
     if input_size is not None and any(v % max(1, info.size_multiple) for v in input_size):
@@ -102,12 +96,12 @@ def export_bytes(
     axes = {0: "batch"} if input_size else {0: "batch", 2: "height", 3: "width"}
     if info.in_channels is None:
         axes[1] = "channels"
-    if strength is None and has_strength_input(model):
-        module, args, inputs, mode = _StrengthAsInput(model), (dummy, torch.tensor([0.5])), ["input", "strength"], "input"
+    if strength is None and info.modulated:
+        module, args, inputs, mode = _FixedConditions(model, None), (dummy, torch.tensor([0.5])), ["input", "strength"], "input"
     else:
-        if is_modulated(model):
-            model.set_strength(1.0 if strength is None else strength)
-        module, args, inputs, mode = model, (dummy,), ["input"], "none" if strength is None else f"{strength:g}"
+        baked = (1.0 if strength is None else strength) if info.modulated else None
+        module, args, inputs, mode = _FixedConditions(model, baked), (dummy,), ["input"], \
+            "none" if strength is None else f"{strength:g}"
     try:
         payload = _traced_export(module, args, inputs, axes, opset)
     except (TypeError, RuntimeError) as err:
@@ -155,8 +149,9 @@ def _dynamo_export(module: nn.Module, args: tuple, opset: int) -> bytes:
     return program.model_proto.SerializeToString()
 
 
-class OnnxModel(nn.Module):
-    """An onnxruntime session behind the nn.Module interface `run_model` / `Restorer` use (CPU, fp32)."""
+class OnnxModule(nn.Module):
+    """An onnxruntime session behind the module call `Model` uses (CPU, fp32); strength is a call argument
+    fed to the graph's second input when it has one."""
 
     def __init__(self, source: bytes | str | Path):
         super().__init__()
@@ -167,95 +162,76 @@ class OnnxModel(nn.Module):
         payload = source if isinstance(source, bytes) else str(source)
         try:
             self.session = ort.InferenceSession(payload, options, providers=["CPUExecutionProvider"])
-        except Exception as err:  # noqa: BLE001 - ORT raises its own exception types
+        except Exception as err:
             where = "ONNX graph" if isinstance(source, bytes) else str(source)
             raise ModelError(f"{where}: cannot load with onnxruntime ({err})") from err
-        meta = self.session.get_modelmeta().custom_metadata_map
-        self.name = meta.get(f"{_META_PREFIX}name", "onnx")
-        self.info = _info_from(meta)
-        self.card = json.loads(meta.get(f"{_META_PREFIX}card", "{}"))
-        fixed = meta.get(f"{_META_PREFIX}input_size", "dynamic")
+        self.meta = self.session.get_modelmeta().custom_metadata_map
+        fixed = self.meta.get(f"{_META_PREFIX}input_size", "dynamic")
         self.fixed_size = None if fixed == "dynamic" else tuple(int(v) for v in fixed.split("x"))
         self.input_names = [i.name for i in self.session.get_inputs()]
 
-    def feeds(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        return {self.input_names[0]: x}
+    @property
+    def takes_strength(self) -> bool:
+        return len(self.input_names) > 1
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, strength: float | None = None) -> torch.Tensor:
         if self.fixed_size is not None and tuple(x.shape[-2:]) != self.fixed_size:
             raise ModelError(f"this ONNX model was exported for {self.fixed_size[0]}x{self.fixed_size[1]} inputs "
                              f"(got {x.shape[-2]}x{x.shape[-1]}); use tile=0 and that size, or the PyTorch model")
-        array = np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy())
-        return torch.from_numpy(self.session.run(None, self.feeds(array))[0])
+        feeds = {self.input_names[0]: np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy())}
+        if self.takes_strength:
+            feeds[self.input_names[1]] = np.array([1.0 if strength is None else float(strength)], dtype=np.float32)
+        return torch.from_numpy(self.session.run(None, feeds)[0])
 
 
-class ModulatedOnnxModel(OnnxModel):
-    """An ONNX graph with a `strength` input: `set_strength` works as on the PyTorch AdaFM model."""
-
-    strength: float = 1.0
-
-    def set_strength(self, strength: float) -> ModulatedOnnxModel:
-        if not 0.0 <= float(strength) <= 1.0:
-            raise ValueError(f"strength must be in [0, 1], got {strength}")
-        self.strength = float(strength)
-        return self
-
-    def feeds(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        return {self.input_names[0]: x, self.input_names[1]: np.array([self.strength], dtype=np.float32)}
+# A graph without restorekit metadata: any single-input image-to-image network, same size out.
+FOREIGN_GRAPH = Architecture(name="onnx", build=OnnxModule, family="onnx", tasks=("any",), in_channels=None)
 
 
-def _info_from(meta: dict[str, str]):
-    """ModelInfo back from the metadata (half precision off: the graph is fp32)."""
-    from restorekit.models import ModelInfo
-
-    fields = {f.name for f in dataclasses.fields(ModelInfo)}
-    stored = json.loads(meta.get(f"{_META_PREFIX}info", "{}"))
-    info = ModelInfo(**{k: v for k, v in stored.items() if k in fields}) if stored else ModelInfo("onnx", "any", in_channels=None)
-    info.supports_half = False
-    return info
-
-
-def runner_from_bytes(payload: bytes | str | Path) -> OnnxModel:
-    """The right runner class for a graph: with `set_strength` only when lambda is an input."""
-    plain = OnnxModel(payload)
-    if len(plain.input_names) > 1:
-        return ModulatedOnnxModel(payload)
-    return plain
+def _info_from(module: OnnxModule) -> ModelInfo:
+    """The registered descriptor resolved for the stored arguments; fp32 only (the graph is fp32)."""
+    stored = json.loads(module.meta.get(f"{_META_PREFIX}architecture", "null") or "null")
+    if stored is None:
+        info = FOREIGN_GRAPH.info()
+    else:
+        info = get_architecture(stored["name"]).info(stored["arguments"])
+    inputs = ("strength",) if module.takes_strength else ()
+    return ModelInfo(**{**info.__dict__, "fp16": False, "bf16": False, "inputs": inputs})
 
 
-def load_onnx(path: str | Path) -> OnnxModel:
+def model_from_onnx(source: bytes | str | Path) -> Model:
+    """An ONNX graph as a `Model` (ours: with the descriptor, card and strength input it was exported with)."""
+    module = OnnxModule(source)
+    card = json.loads(module.meta.get(f"{_META_PREFIX}card", "null") or "null")
+    name = module.meta.get(f"{_META_PREFIX}name", "onnx")
+    return Model(module, _info_from(module), name, parse_card(card, name) if card else None)
+
+
+def load_onnx(path: str | Path) -> Model:
     """A `.onnx` file (ours, or any single-input image-to-image graph) as a model for `Restorer`."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise ModelError(f"{path}: no such ONNX file")
-    return runner_from_bytes(path)
+    return model_from_onnx(path)
 
 
 @torch.no_grad()
-def max_difference(model: nn.Module, runner: OnnxModel, size: tuple[int, int], strength: float = 0.7,
-                   seed: int = 0) -> float:
-    """Max abs difference between PyTorch (fp32) and onnxruntime on one random image of `size`."""
-    from restorekit.infer import model_info
-
-    model = copy.deepcopy(model).float().eval()
+def max_difference(model: Model, runner: Model, size: tuple[int, int], strength: float = 0.7, seed: int = 0) -> float:
+    """Max abs difference between PyTorch and the ONNX graph on one random image of `size`."""
     generator = torch.Generator().manual_seed(seed)
-    x = torch.rand(1, model_info(model).in_channels or 3, *size, generator=generator)
-    if is_modulated(model) and isinstance(runner, ModulatedOnnxModel):
-        model.set_strength(strength)
-        runner.set_strength(strength)
-    return float((runner(x) - model(x)).abs().max())
+    x = torch.rand(1, model.info.in_channels or 3, *size, generator=generator)
+    lam = strength if runner.info.modulated else None
+    return float((runner(x, strength=lam) - model(x, strength=lam)).abs().max())
 
 
-def check_parity(model: nn.Module, runner: OnnxModel, name: str, input_size: tuple[int, int] | None) -> float:
+def check_parity(model: Model, runner: Model, name: str, input_size: tuple[int, int] | None) -> float:
     """Run both at the export size and (dynamic graphs) a second size; error past PARITY_TOLERANCE."""
-    from restorekit.infer import model_info
-
-    sizes = [input_size] if input_size else list(_probe_sizes(max(1, model_info(model).size_multiple)))
+    sizes = [input_size] if input_size else list(_probe_sizes(max(1, model.info.size_multiple)))
     worst = 0.0
     for size in sizes:
         try:
             diff = max_difference(model, runner, size)
-        except Exception as err:  # noqa: BLE001 - a shape error at the second size means a size-baked graph
+        except Exception as err:
             raise ModelError(f"{name}: the ONNX graph does not run at {size[0]}x{size[1]} ({type(err).__name__}); "
                              "its computation depends on the input size (MATLAB bicubic); export with "
                              "--input-size HxW for one fixed size") from err
@@ -268,16 +244,16 @@ def check_parity(model: nn.Module, runner: OnnxModel, name: str, input_size: tup
     return worst
 
 
-def onnx_runner(model: nn.Module, name: str = "model") -> OnnxModel:
+def onnx_runner(model: Model) -> Model:
     """The model as an in-memory ONNX graph on onnxruntime (`restore --backend onnxruntime`), parity-checked."""
-    runner = runner_from_bytes(export_bytes(model, name=name))
-    runner.card = getattr(model, "card", None) or runner.card
-    check_parity(model, runner, name, None)
+    runner = model_from_onnx(export_bytes(model, name=model.name))
+    runner.card = model.card
+    check_parity(model, runner, model.name, None)
     return runner
 
 
 def export_file(
-    model: nn.Module,
+    model: Model,
     path: str | Path,
     *,
     name: str,
@@ -287,30 +263,22 @@ def export_file(
     overwrite: bool = False,
 ) -> tuple[Path, float]:
     """Export, check parity against PyTorch, then write atomically; returns the path and the max difference."""
+    from restorekit.atomic import write_bytes
+
     path = Path(path)
     if path.exists() and not overwrite:
         raise ModelError(f"{path}: already exists (pass --overwrite to replace it)")
     payload = export_bytes(model, name=name, strength=strength, input_size=input_size, opset=opset)
-    runner = runner_from_bytes(payload)
-    if strength is not None and is_modulated(model):
-        model = copy.deepcopy(model).set_strength(strength)
-    diff = check_parity(model, runner, name, input_size)
-    _write_atomic(path, payload)
+    runner = model_from_onnx(payload)
+    reference = model if strength is None else _baked(model, strength)
+    diff = check_parity(reference, runner, name, input_size)
+    write_bytes(path, payload)
     return path, diff
 
 
-def _write_atomic(path: Path, payload: bytes) -> None:
-    """Temp file + rename in the target folder: an interrupted export never leaves half a graph."""
-    import os
-    import tempfile
+def _baked(model: Model, strength: float) -> Model:
+    """The PyTorch reference for a graph with the strength baked in: same info, no strength input."""
+    from restorekit.models import with_info
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    baked = _FixedConditions(model, strength)
+    return Model(baked, with_info(model, inputs=()).info, model.name, model.card)

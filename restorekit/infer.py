@@ -1,78 +1,127 @@
-"""Running a model on one image: device placement, channel adaptation, padding to size requirements.
+"""The engine under every restore: device, precision, channel adaptation, padding, tiling, self-ensemble.
 
-Tiling, self-ensemble and half precision build on `run_model` (see the product issue); evaluation
-uses it directly so that numbers and the product share one code path.
+Everything here takes a `restorekit.models.Model` and passes conditions (strength, level, level map,
+mask, scale, degradation record) through to its call; nothing is stored on the module, so one loaded
+model serves concurrent requests at different strengths. `restorekit.api.Restorer` builds on these
+functions; `evaluation` uses `run_model` directly so that numbers and the product share one code path.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from restorekit.errors import ModelError, RestorekitError
+from restorekit.data.augment import dihedral, inverse_dihedral
+from restorekit.errors import ModelError
+from restorekit.models import Model
+from restorekit.tasks import serves
+
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
-def pick_device(device: str = "auto") -> torch.device:
+def pick_device(device: str | torch.device = "auto", local_rank: int = 0) -> torch.device:
+    """'auto': a GPU when there is one, else the CPU; a GPU without an index is the local rank's (torchrun)."""
+    if isinstance(device, torch.device):
+        return device
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:
+        raise ModelError(f"unknown device {device!r} (auto, cpu, cuda, cuda:1, ...)") from None
+    return torch.device("cuda", local_rank) if resolved.type == "cuda" and resolved.index is None else resolved
 
 
-def model_info(model: nn.Module):
-    from restorekit.models import ModelInfo
+def check_precision(model: Model, precision: str) -> None:
+    """Only precisions whose flag the contract tests measured for this architecture (spandrel PR #73)."""
+    if precision not in PRECISIONS:
+        raise ModelError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    if not model.info.supports(precision):
+        raise ModelError(f"model {model.name!r} is not verified for {precision}; use precision='fp32'")
 
-    return getattr(model, "info", None) or ModelInfo(family="unknown", task="any")
+
+def place(model: Model, device: torch.device, precision: str) -> Model:
+    """Move the weights. On the CPU bf16 runs as autocast over fp32 weights (`precision_context`), so
+    the weights stay fp32 there; elsewhere half precision casts the weights."""
+    check_precision(model, precision)
+    dtype = torch.float32 if device.type == "cpu" and precision == "bf16" else PRECISIONS[precision]
+    return model.to(device=device, dtype=dtype)
+
+
+@contextlib.contextmanager
+def precision_context(device: torch.device, precision: str) -> Iterator[None]:
+    """CPU bf16: autocast (convolutions in bf16, fp32 weights, fp32 where autocast keeps it, e.g. the
+    residual additions of fp32 inputs). Anything else runs in the weights' own dtype."""
+    if device.type == "cpu" and precision == "bf16":
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            yield
+    else:
+        yield
 
 
 # ---------------------------------------------------------------------------------------------------
 # Which requests a model can serve (shared by Restorer, the CLI and the web page)
 # ---------------------------------------------------------------------------------------------------
 
-# What `task=` / `--task` accepts; `auto` means the zoo's blind / multi-factor model.
-TASKS = ("denoise", "sr", "jpeg", "deblur", "inpaint", "interpolate", "derain", "dehaze", "auto")
-GENERIC_TASKS = ("any", "restore")  # architectures that serve every task (identity, a bare adafm_net)
+
+def model_tasks(model: Model) -> tuple[str, ...]:
+    """The card's task when the model has one (a trained adafm_net is a denoiser), else the descriptor's."""
+    return (model.card.task,) if model.card is not None else model.info.tasks
 
 
-def check_task(task: str | None) -> None:
-    """Unknown tasks are one clear line (argparse `choices` would print the usage block too)."""
-    if task is not None and task not in TASKS:
-        raise RestorekitError(f"unknown task {task!r}; choose one of: {', '.join(TASKS)}")
-
-
-def level_range(card: dict) -> tuple[float, float] | None:
-    """The levels a zoo model was trained for: its card's `levels`, else its strength curve's span."""
-    levels = card.get("levels")
-    if isinstance(levels, (list, tuple)) and levels and all(isinstance(v, (int, float)) for v in levels):
-        values = [float(v) for v in levels]  # a trainer's card lists spec strings instead: no numeric range
-        return min(values), max(values)
-    curve = card.get("strength_curve")
-    if isinstance(curve, dict) and "start" in curve and "end" in curve:
-        low, high = sorted((float(curve["start"]), float(curve["end"])))
-        return low, high
-    return None
-
-
-def card_scales(card: dict) -> list[int]:
-    """SR factors a card declares (`scales`, else the architecture's `scale` argument)."""
-    if card.get("scales"):
-        return [int(s) for s in card["scales"]]
-    scale = card.get("arguments", {}).get("scale")
-    return [int(scale)] if scale else []
-
-
-def check_fit(model: torch.nn.Module, name: str, task: str | None, level: float | None, scale: int | None) -> None:
+def check_fit(model: Model, task: str | None, level: float | None, scale: int | None) -> None:
     """Refuse a model that cannot do what was asked: other task, other scale, level outside its range."""
-    card = getattr(model, "card", None) or {}
-    info = model_info(model)
-    model_task = card.get("task") or info.task
-    if task not in (None, "auto") and model_task not in (*GENERIC_TASKS, task):
-        raise ModelError(f"model {name!r} is a {model_task!r} model, not {task!r}")
-    if scale is not None and info.scale != scale:
-        raise ModelError(f"model {name!r} upscales by x{info.scale}, not x{scale}")
-    span = level_range(card)
-    if level is not None and span is not None and not span[0] - 1e-9 <= level <= span[1] + 1e-9:
-        raise ModelError(f"level {level:g} is outside the range {span[0]:g}..{span[1]:g} of model {name!r}")
+    tasks = model_tasks(model)
+    if not serves(tasks, task):
+        raise ModelError(f"model {model.name!r} is a {'/'.join(tasks)!r} model, not {task!r}")
+    if scale is not None:
+        model.info.scale_for(scale)
+    span = model.card.level_range() if model.card is not None else None
+    if level is not None and span is not None and not model.card.covers(level):
+        raise ModelError(f"level {level:g} is outside the range {span[0]:g}..{span[1]:g} of model {model.name!r}")
+
+
+def resolve_strength(model: Model, level: float | None, strength: float | None) -> float | None:
+    """The modulation strength to use: an explicit strength wins; else the model card's lambda(level)
+    curve; else 1 (the adapted end). None for models without strength control."""
+    if not model.info.modulated:
+        if strength is not None:
+            raise ModelError(f"model {model.name!r} has no strength control")
+        return None
+    if strength is not None:
+        if not 0.0 <= strength <= 1.0:
+            raise ModelError(f"strength must be in [0, 1], got {strength}")
+        return float(strength)
+    if level is not None:
+        curve = model.card.strength_curve if model.card is not None else None
+        if not curve:
+            raise ModelError("this model's card has no strength curve; pass a strength instead of a level")
+        from restorekit.modulation import StrengthCurve
+
+        return StrengthCurve.from_dict(curve)(level)
+    return 1.0
+
+
+def conditions_for(model: Model, *, level: float | None = None, strength: float | None = None,
+                   **others: Any) -> dict[str, Any]:
+    """The call conditions a request means for this model: strength from level for a modulated model,
+    the level itself for a model that takes it (FFDNet's noise map); others passed as given."""
+    conditions = {k: v for k, v in others.items() if v is not None}
+    lam = resolve_strength(model, level, strength)
+    if lam is not None:
+        conditions["strength"] = lam
+    if level is not None and "level" in model.info.inputs:
+        conditions["level"] = level
+    return conditions
+
+
+# ---------------------------------------------------------------------------------------------------
+# One image through the model
+# ---------------------------------------------------------------------------------------------------
 
 
 def _adapt_channels(image: torch.Tensor, wanted: int | None) -> tuple[torch.Tensor, bool]:
@@ -85,21 +134,36 @@ def _adapt_channels(image: torch.Tensor, wanted: int | None) -> tuple[torch.Tens
     raise ModelError(f"the model takes {wanted}-channel images, this image has {have}")
 
 
+def _pad(tensor: torch.Tensor, pad_h: int, pad_w: int) -> torch.Tensor:
+    return F.pad(tensor, (0, pad_w, 0, pad_h), mode="replicate") if pad_h or pad_w else tensor
+
+
 @torch.no_grad()
-def run_model(model: nn.Module, image: torch.Tensor, device: torch.device | str = "cpu") -> torch.Tensor:
-    """Restore one CHW (or BCHW) float image in [0, 1]; returns the same layout on the CPU, unclamped."""
-    info = model_info(model)
-    device = torch.device(device) if isinstance(device, str) else device
+def run_model(model: Model, image: torch.Tensor, device: torch.device | str = "cpu", precision: str = "fp32",
+              **conditions: Any) -> torch.Tensor:
+    """Restore one CHW (or BCHW) float image in [0, 1]; returns the same layout on the CPU, unclamped.
+
+    Spatial conditions (mask, level map: (1|B, 1, H, W)) are padded with the image."""
+    device = pick_device(device)
+    info = model.info
+    scale = info.scale_for(conditions.get("scale"))
     batch = image[None] if image.ndim == 3 else image
     batch, replicated = _adapt_channels(batch, info.in_channels)
     height, width = batch.shape[-2:]
     multiple = max(1, info.size_multiple)
     pad_h, pad_w = (-height) % multiple, (-width) % multiple
-    if pad_h or pad_w:
-        batch = F.pad(batch, (0, pad_w, 0, pad_h), mode="replicate")
-    dtype = next((p.dtype for p in model.parameters()), torch.float32)
-    out = model(batch.to(device=device, dtype=dtype)).float().cpu()
-    out = out[..., : height * info.scale, : width * info.scale]
+    dtype = model.dtype
+    for key in ("mask", "level_map"):
+        if isinstance(conditions.get(key), torch.Tensor):
+            spatial = conditions[key]
+            spatial = spatial.view(1, 1, *spatial.shape[-2:]) if spatial.ndim < 4 else spatial
+            conditions[key] = _pad(spatial, pad_h, pad_w).to(device=device, dtype=dtype)
+    batch = _pad(batch, pad_h, pad_w).to(device=device, dtype=dtype)
+    if precision == "bf16" and device.type == "cpu":
+        batch = batch.contiguous(memory_format=torch.channels_last)
+    with precision_context(device, precision):
+        out = model(batch, **conditions)
+    out = out.float().cpu()[..., : height * scale, : width * scale]
     if replicated:
         out = out.mean(dim=-3, keepdim=True)
     return out[0] if image.ndim == 3 else out
@@ -143,12 +207,14 @@ def _axis_weights(spans: list[tuple[int, int]], i: int, scale: int) -> torch.Ten
 
 
 def run_tiled(
-    model: nn.Module,
+    model: Model,
     image: torch.Tensor,
     tile: int,
     overlap: int = 32,
     device: torch.device | str = "cpu",
     context: int | None = None,
+    precision: str = "fp32",
+    **conditions: Any,
 ) -> torch.Tensor:
     """Restore a CHW image tile by tile; equals `run_model` on the whole image up to float rounding.
 
@@ -156,15 +222,17 @@ def run_tiled(
     by `overlap` / 2 towards its neighbours (the blending window) and run with `context` extra pixels on
     every side (default: the model's receptive field) that are discarded afterwards, so every kept pixel
     saw all the input it depends on. Overlapping windows are blended with linear feathering, which hides
-    any residual (rounding) difference. Output is accumulated on the host.
+    any residual (rounding) difference. Output is accumulated on the host. Spatial conditions (mask,
+    level map) are cut with the image; a 'whole'-tiling model always sees the whole image.
     """
-    info = model_info(model)
+    info = model.info
     context = info.receptive_field if context is None else context
     channels, height, width = image.shape
-    if tile <= 0 or (height <= tile and width <= tile):
-        return run_model(model, image, device)
+    if tile <= 0 or (height <= tile and width <= tile) or info.tiling == "whole":
+        return run_model(model, image, device, precision, **conditions)
     overlap = max(0, min(overlap, tile // 2))
-    scale, multiple = info.scale, max(1, info.size_multiple)
+    scale, multiple = info.scale_for(conditions.get("scale")), max(1, info.size_multiple)
+    spatial = {k: v for k, v in conditions.items() if k in ("mask", "level_map") and isinstance(v, torch.Tensor)}
     out = None
     weight_sum = torch.zeros(1, height * scale, width * scale)
     ys, xs = tile_spans(height, tile, overlap), tile_spans(width, tile, overlap)
@@ -173,7 +241,8 @@ def run_tiled(
             # Window starts aligned to the size multiple keep strided models on the same sampling grid.
             cy0, cx0 = (max(0, (v - context) // multiple * multiple) for v in (y0, x0))
             cy1, cx1 = min(height, y1 + context), min(width, x1 + context)
-            restored = run_model(model, image[:, cy0:cy1, cx0:cx1], device)
+            crops = {k: v[..., cy0:cy1, cx0:cx1] for k, v in spatial.items()}
+            restored = run_model(model, image[:, cy0:cy1, cx0:cx1], device, precision, **{**conditions, **crops})
             core = restored[:, (y0 - cy0) * scale:(y1 - cy0) * scale, (x0 - cx0) * scale:(x1 - cx0) * scale]
             if out is None:
                 out = torch.zeros(core.shape[0], height * scale, width * scale)
@@ -183,7 +252,7 @@ def run_tiled(
     return out / weight_sum
 
 
-def restore_luma(restore, image: torch.Tensor, scale: int = 1) -> torch.Tensor:
+def restore_luma(restore: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor, scale: int = 1) -> torch.Tensor:
     """Run a Y-channel model on a colour image the way the field does (SRCNN, ARCNN, the JPEG benchmarks):
     restore MATLAB rgb2ycbcr's Y, keep Cb/Cr (bicubic-upscaled for SR), convert back to RGB."""
     from restorekit import ops
@@ -201,128 +270,10 @@ def restore_luma(restore, image: torch.Tensor, scale: int = 1) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------------
 
 
-def dihedral(image: torch.Tensor, k: int, inverse: bool = False) -> torch.Tensor:
-    """The k-th of the 8 flip/rotation transforms of the last two axes (or its inverse)."""
-    rotations, flip = k % 4, k >= 4
-    if not inverse:
-        image = torch.flip(image, (-1,)) if flip else image
-        return torch.rot90(image, rotations, (-2, -1))
-    image = torch.rot90(image, -rotations, (-2, -1))
-    return torch.flip(image, (-1,)) if flip else image
-
-
-def run_ensemble(restore, image: torch.Tensor) -> torch.Tensor:
+def run_ensemble(restore: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor) -> torch.Tensor:
     """Average `restore` over the 8 dihedral transforms of `image` (each result transformed back)."""
     total = None
     for k in range(8):
-        result = dihedral(restore(dihedral(image, k)), k, inverse=True)
+        result = inverse_dihedral(restore(dihedral(image, k)), k)
         total = result if total is None else total + result
     return total / 8
-
-
-# ---------------------------------------------------------------------------------------------------
-# The Python API: Restorer
-# ---------------------------------------------------------------------------------------------------
-
-def is_modulated(model: nn.Module) -> bool:
-    """Whether the strength slider means anything: a `set_strength` method and at least one modulated layer
-    (AdaFM-Net built with adafm=False, e.g. the basic model or the AdaBN baseline, has none)."""
-    if not hasattr(model, "set_strength"):
-        return False
-    layers = getattr(model, "modulated_layers", None)
-    return layers is None or bool(layers())
-
-
-def resolve_strength(model: nn.Module, level: float | None, strength: float | None) -> float | None:
-    """The modulation strength to use: an explicit strength wins; else the model card's lambda(level)
-    curve; else 1 (the adapted end). None for models without strength control."""
-    card = getattr(model, "card", None) or {}
-    if not is_modulated(model):
-        if strength is not None:
-            raise ModelError("this model has no strength control")
-        return None
-    if strength is not None:
-        if not 0.0 <= strength <= 1.0:
-            raise ModelError(f"strength must be in [0, 1], got {strength}")
-        return float(strength)
-    if level is not None:
-        if "strength_curve" not in card:
-            raise ModelError("this model's card has no strength curve; pass a strength instead of a level")
-        from restorekit.modulation import StrengthCurve
-
-        return StrengthCurve.from_dict(card["strength_curve"])(level)
-    return 1.0
-
-
-PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-
-
-class Restorer:
-    """Load a model once, restore many images of any size.
-
-    model: registry name, zoo name or weights path. precision: 'fp32' | 'fp16' | 'bf16' (half
-    precision only for models whose `supports_half` flag was verified; others refuse with a clear
-    error). tile: core tile size in input pixels (0 disables tiling); tile_overlap: blending width.
-    ensemble: average the 8 flip/rotation variants (RED-Net's test-time trick; 8x slower).
-    """
-
-    def __init__(
-        self,
-        model: str | nn.Module = "identity",
-        device: str = "auto",
-        precision: str = "fp32",
-        tile: int = 512,
-        tile_overlap: int = 32,
-        ensemble: bool = False,
-        **model_kwargs,
-    ):
-        from restorekit.zoo import load_model
-
-        if precision not in PRECISIONS:
-            raise ModelError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
-        self.model = load_model(model, **model_kwargs) if isinstance(model, str) else model.eval()
-        self.name = model if isinstance(model, str) else type(model).__name__
-        self.info = model_info(self.model)
-        if precision != "fp32" and not self.info.supports_half:
-            raise ModelError(f"model {model!r} is not verified for {precision}; use precision='fp32'")
-        self.device = pick_device(device)
-        self.model.to(device=self.device, dtype=PRECISIONS[precision])
-        self.tile, self.tile_overlap, self.ensemble = tile, tile_overlap, ensemble
-
-    @property
-    def card(self) -> dict:
-        return getattr(self.model, "card", {}) or {}
-
-    def strength_for(self, level: float | None, strength: float | None) -> float | None:
-        return resolve_strength(self.model, level, strength)
-
-    def restore(
-        self,
-        image: torch.Tensor,
-        *,
-        task: str | None = None,
-        level: float | None = None,
-        strength: float | None = None,
-    ) -> torch.Tensor:
-        """Restore one CHW float image in [0, 1] (host memory); returns CHW float in [0, 1] on the CPU.
-
-        task: what the caller expects the model to do ('denoise', 'sr', ...); a model made for another
-        task, or a level outside the model's trained range, is refused (ModelError) instead of silently
-        producing a wrong image. level: the degradation level (sets a modulated model's strength from its
-        card's lambda(level)); strength: the raw lambda in [0, 1], which wins over level.
-        """
-        check_task(task)
-        check_fit(self.model, self.name, task, level, None)
-        lam = self.strength_for(level, strength)
-        if lam is not None:
-            self.model.set_strength(lam)
-
-        def once(im: torch.Tensor) -> torch.Tensor:
-            return run_tiled(self.model, im, self.tile, self.tile_overlap, self.device)
-
-        def restore_channels(im: torch.Tensor) -> torch.Tensor:
-            return run_ensemble(once, im) if self.ensemble else once(im)
-
-        if self.info.in_channels == 1 and image.shape[-3] == 3:
-            return restore_luma(restore_channels, image, self.info.scale).clamp(0, 1)
-        return restore_channels(image).clamp(0, 1)

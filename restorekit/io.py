@@ -14,10 +14,8 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import stat
 import struct
 import sys
-import tempfile
 import threading
 import warnings
 import zlib
@@ -30,6 +28,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError, features
 
+from restorekit.atomic import atomic_write
 from restorekit.errors import ConfigError, ImageError
 
 __all__ = [
@@ -40,7 +39,7 @@ __all__ = [
     "is_image_file",
     "list_images",
     "max_pixels_limit",
-    "quantize",
+    "to_array",
     "read_image",
     "to_tensor",
     "to_uint8",
@@ -161,19 +160,19 @@ def to_tensor(array: np.ndarray) -> torch.Tensor:
         a = a[:, :, None]
     if a.ndim != 3:
         raise ValueError(f"expected an HxW or HxWxC array, got shape {a.shape}")
-    if a.dtype == np.uint8:
-        f = a.astype(np.float32) / 255.0
-    elif a.dtype == np.uint16:
-        f = a.astype(np.float32) / 65535.0
-    elif np.issubdtype(a.dtype, np.floating):
-        f = a.astype(np.float32)
-    else:
-        raise TypeError(f"expected uint8, uint16 or float pixels, got {a.dtype}")
-    return torch.from_numpy(np.ascontiguousarray(f.transpose(2, 0, 1)))
+    if a.dtype in (np.uint8, np.uint16):
+        top = np.float32(255 if a.dtype == np.uint8 else 65535)
+        # One pass (divide straight into a C-ordered CHW buffer): the data loader's hot path.
+        return torch.from_numpy(np.divide(a.transpose(2, 0, 1), top, dtype=np.float32, order="C"))
+    if np.issubdtype(a.dtype, np.floating):
+        return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1), dtype=np.float32))
+    raise TypeError(f"expected uint8, uint16 or float pixels, got {a.dtype}")
 
 
-def quantize(image: torch.Tensor, bit_depth: int = 8) -> np.ndarray:
+def to_array(image: torch.Tensor, bit_depth: int = 8) -> np.ndarray:
     """Float CHW tensor in [0, 1] -> HxWxC uint8/uint16 array: NaN -> 0, clamped, *rounded*.
+
+    The inverse of `to_tensor` (`ops.quantize` rounds values but stays float).
 
     Rounding (not truncation) keeps a read -> write round trip bit-exact and avoids a
     systematic -0.5 LSB bias that shows up in PSNR.
@@ -189,7 +188,7 @@ def quantize(image: torch.Tensor, bit_depth: int = 8) -> np.ndarray:
 
 def to_uint8(image: torch.Tensor) -> np.ndarray:
     """Float CHW tensor in [0, 1] -> HxWxC uint8 (clamped and rounded)."""
-    return quantize(image, 8)
+    return to_array(image, 8)
 
 
 def _as_chw(image: torch.Tensor) -> torch.Tensor:
@@ -261,7 +260,7 @@ def read_image(
     p = Path(path)
     limit = max_pixels_limit(max_pixels)
     try:
-        fh = open(p, "rb")  # noqa: SIM115 - closed below; opening ourselves gives precise errors
+        fh = open(p, "rb")
     except FileNotFoundError:
         raise ImageError(path, "no such file") from None
     except IsADirectoryError:
@@ -542,23 +541,14 @@ def write_image(
     except OSError as exc:
         raise ImageError(path, f"cannot create folder {p.parent} ({exc.strerror or exc})") from None
 
-    tmp_name: str | None = None
     try:
-        with tempfile.NamedTemporaryFile(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp", delete=False) as fh:
-            tmp_name = fh.name
-            _encode(fh, fmt, pixels, alpha, depth, icc, quality)
-            fh.flush()
-            os.fsync(fh.fileno())
-        _set_final_mode(tmp_name, p)
-        _commit(tmp_name, p, path, overwrite)
+        atomic_write(p, lambda fh: _encode(fh, fmt, pixels, alpha, depth, icc, quality), overwrite=overwrite)
+    except FileExistsError:
+        raise ImageError(path, "already exists (pass overwrite=True / --overwrite to replace it)") from None
     except ImageError:
         raise
     except (OSError, ValueError, struct.error, zlib.error) as exc:
         raise ImageError(path, f"could not write ({exc})") from None
-    finally:
-        if tmp_name is not None:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp_name)
     return p
 
 
@@ -587,7 +577,7 @@ def _output_bit_depth(
 def _to_hwc(image: torch.Tensor | np.ndarray, depth: int) -> np.ndarray:
     """Any accepted input -> HxWxC uint8/uint16 at `depth`."""
     if isinstance(image, torch.Tensor):
-        out = quantize(image, depth)
+        out = to_array(image, depth)
     else:
         a = np.asarray(image)
         if a.ndim == 2:
@@ -599,7 +589,7 @@ def _to_hwc(image: torch.Tensor | np.ndarray, depth: int) -> np.ndarray:
         elif a.dtype == np.uint16:
             out = a if depth == 16 else np.rint(a / 257.0).astype(np.uint8)
         elif np.issubdtype(a.dtype, np.floating):
-            out = quantize(torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1))), depth)
+            out = to_array(torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1))), depth)
         else:
             raise TypeError(f"expected uint8, uint16 or float pixels, got {a.dtype}")
     if out.shape[2] not in (1, 2, 3, 4):
@@ -620,7 +610,7 @@ def _resized_alpha(alpha: torch.Tensor, height: int, width: int, depth: int) -> 
     a = _as_chw(alpha)[:1]
     if tuple(a.shape[1:]) != (height, width):
         a = imresize(a.float(), size=(height, width))
-    return quantize(a, depth)[:, :, 0]
+    return to_array(a, depth)[:, :, 0]
 
 
 def _icc_matches(icc: bytes, channels: int) -> bool:
@@ -700,47 +690,3 @@ def _write_tiff16(fh: BinaryIO, hwc: np.ndarray, *, has_alpha: bool, icc: bytes 
     if icc:
         kwargs["iccprofile"] = icc
     tifffile.imwrite(fh, hwc, **kwargs)
-
-
-def _set_final_mode(tmp_name: str, dest: Path) -> None:
-    """NamedTemporaryFile is 0600; give the result the mode a plain open() would (or the old file's)."""
-    try:
-        mode = stat.S_IMODE(os.stat(dest).st_mode)
-    except OSError:
-        mode = 0o666 & ~_umask()
-    with contextlib.suppress(OSError):
-        os.chmod(tmp_name, mode)
-
-
-def _umask() -> int:
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    with _PIL_GLOBALS_LOCK:
-        current = os.umask(0o022)
-        os.umask(current)
-    return current
-
-
-def _commit(tmp_name: str, dest: Path, path: str | os.PathLike[str], overwrite: bool) -> None:
-    """Move the finished temp file into place; without overwrite, never clobber a file that
-    appeared meanwhile (os.link fails if the name exists, atomically)."""
-    if overwrite:
-        os.replace(tmp_name, dest)
-    else:
-        try:
-            os.link(tmp_name, dest)
-        except FileExistsError:
-            raise ImageError(path, "already exists (pass overwrite=True / --overwrite to replace it)") from None
-        except OSError:  # filesystem without hard links
-            if dest.exists():
-                raise ImageError(path, "already exists (pass overwrite=True / --overwrite to replace it)") from None
-            os.replace(tmp_name, dest)
-    with contextlib.suppress(OSError, AttributeError):
-        dir_fd = os.open(dest.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)

@@ -15,10 +15,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from restorekit.errors import RestorekitError
+
+if TYPE_CHECKING:
+    from restorekit.models import Model
 
 STRENGTH_GRID = tuple(round(0.01 * i, 2) for i in range(101))  # 0.00 .. 1.00 step 0.01 (spec 4.5)
 
@@ -51,7 +55,7 @@ def pinned_polyfit(start: float, end: float, levels: Sequence[float], strengths:
     if order < 2:
         return line.tolist()
     both = np.polymul([1.0, -start], [1.0, -end])
-    free = [(lv, s) for lv, s in zip(levels, strengths) if lv not in (start, end)]
+    free = [(lv, s) for lv, s in zip(levels, strengths, strict=True) if lv not in (start, end)]
     x = np.array([lv for lv, _ in free], dtype=np.float64)
     residual = np.array([s for _, s in free]) - np.polyval(line, x)
     design = np.polyval(both, x)[:, None] * np.vander(x, order - 1)  # columns: (l-s)(l-e) l^k
@@ -123,7 +127,7 @@ def fit_curve(
 
 
 def strength_sweep(
-    model,
+    model: Model,
     pairs: Sequence[tuple[object, object]],
     protocol,
     grid: Sequence[float] = STRENGTH_GRID,
@@ -131,15 +135,15 @@ def strength_sweep(
 ) -> list[float]:
     """Mean PSNR of a modulated model over (degraded, clean) pairs for each strength in `grid`.
 
-    The inputs are degraded once and reused for every strength, so the sweep costs len(grid) forward
-    passes per image and nothing else.
+    The inputs are degraded once and reused for every strength (a call argument), so the sweep costs
+    len(grid) forward passes per image and nothing else.
     """
     from restorekit.infer import run_model
     from restorekit.metrics import psnr_batch
 
     means = []
     for lam in grid:
-        model.set_strength(float(lam))
-        scores = [float(psnr_batch(run_model(model, degraded, device), clean, protocol)) for degraded, clean in pairs]
+        scores = [float(psnr_batch(run_model(model, degraded, device, strength=float(lam)), clean, protocol))
+                  for degraded, clean in pairs]
         means.append(sum(scores) / len(scores))
     return means

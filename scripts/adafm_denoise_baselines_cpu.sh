@@ -18,17 +18,17 @@ BASE=runs/adafm_denoise_basic_s15_from_zoo
 
 # The sigma-15 basic model, out of the zoo weights (the AdaFM parameters dropped; fp16 -> fp32).
 .venv/bin/python - "$BASE" <<'PY'
-import json, sys
+import sys
 from pathlib import Path
 from safetensors.torch import save_file
+from restorekit.card import ModelCard, write_card
 from restorekit.zoo import load_model
 out = Path(sys.argv[1]); out.mkdir(parents=True, exist_ok=True)
 model = load_model("adafm_denoise_s15_s75")
-state = {k: v.float().contiguous() for k, v in model.state_dict().items() if "adafm" not in k}
+state = {k: v.float().contiguous() for k, v in model.module.state_dict().items() if "adafm" not in k}
 save_file(state, str(out / "final.safetensors"))
-args = {**model.card["arguments"], "adafm": False}
-json.dump({"architecture": "adafm_net", "arguments": args, "task": "denoise", "levels": [15]},
-          open(out / "final.json", "w"), indent=2)
+write_card(out / "final.json", ModelCard(name=out.name, architecture="adafm_net", task="denoise", levels=(15, 15),
+                                         arguments={**model.card.arguments, "adafm": False}))
 print(f"basic model: {len(state)} tensors -> {out}")
 PY
 

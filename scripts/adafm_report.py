@@ -23,7 +23,7 @@ PAPER_TABLE3 = {  # level: (AdaBN, conditional IN, AdaFM-Net)
     "denoise": {15: (33.83, 31.33, 34.10), 75: (19.68, 24.15, 26.35)},
     "jpeg": {80: (38.29, 36.99, 38.81), 10: (27.61, 28.89, 29.35)},
 }
-TASKS = {
+REPORTS = {  # task: (zoo model, level grid JSON, baseline JSON pattern, dataset label, level symbol)
     "denoise": ("adafm_denoise_s15_s75", "cbsd68_levels.json", "baseline_s{}.json", "CBSD68", "sigma"),
     "jpeg": ("adafm_dejpeg_q80_q10", "live1_levels.json", "dejpeg_baseline_q{}.json", "LIVE1 (Y)", "q"),
 }
@@ -43,7 +43,7 @@ def level_key(level: float) -> str:
 
 
 def modulation_table(task: str) -> str:
-    model, grid_name, baseline_name, dataset, symbol = TASKS[task]
+    model, grid_name, baseline_name, dataset, symbol = REPORTS[task]
     grid = load(grid_name)
     if grid is None:
         return f"*{OUT / grid_name} is missing: run the recipe first.*\n"

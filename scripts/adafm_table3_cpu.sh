@@ -29,7 +29,6 @@ train configs/adafm/denoise_cin_s15_s75.yaml runs/adafm_denoise_cin_s15_s75 --se
 # AdaBN at sigma 75: BN running statistics over 64 batches of 16 random 48x48 BSD200 crops with sigma-75
 # float noise (the training patch size, so statistics match what the layers saw in training).
 .venv/bin/python - <<'PY'
-import json, shutil
 from pathlib import Path
 import numpy as np
 import torch
@@ -37,6 +36,7 @@ from safetensors.torch import save_file
 from restorekit.io import list_images, read_image
 from restorekit.models.adafm import recompute_bn_statistics
 from restorekit.paths import data_root
+from restorekit.card import read_card, write_card
 from restorekit.zoo import load_model
 
 source, target = Path("runs/adafm_denoise_adabn_s15"), Path("runs/adafm_denoise_adabn_s75")
@@ -54,12 +54,12 @@ def batches(count=64, size=16, patch=48):
         clean = torch.stack(crops)
         yield clean + torch.randn(clean.shape, generator=noise) * 75 / 255
 
-recompute_bn_statistics(model, batches())
+recompute_bn_statistics(model.module, batches())
 target.mkdir(parents=True, exist_ok=True)
-save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(target / "final.safetensors"))
-card = json.loads((source / "final.json").read_text())
-card["adabn"] = "BN statistics recomputed on sigma-75 data (64 x 16 BSD200 48x48 crops, seed 0)"
-(target / "final.json").write_text(json.dumps(card, indent=2))
+save_file({k: v.contiguous() for k, v in model.module.state_dict().items()}, str(target / "final.safetensors"))
+card = read_card(source / "final.json")
+note = "AdaBN: BN statistics recomputed on sigma-75 data (64 x 16 BSD200 48x48 crops, seed 0)"
+write_card(target / "final.json", card.model_copy(update={"name": target.name, "description": note}))
 print(f"AdaBN sigma-75 statistics -> {target}")
 PY
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import torch
 
-from restorekit.cli.common import write_json
-from restorekit.zoo import publish, weights_dir
+from restorekit.card import Result, read_card, write_card
+from restorekit.zoo import find, publish
 
 DENOISE = {
     "family": "adafm",
@@ -23,10 +23,11 @@ DENOISE = {
     "level_name": "Gaussian noise sigma (0-255 scale), colour (RGB)",
     "description": "AdaFM-Net colour denoiser: basic model at sigma 15, 1x1 AdaFM layers adapted to sigma 75; "
                    "the strength slider interpolates between them (lambda 0 = sigma 15, 1 = sigma 75).",
-    "supports_half": True,
     "training": {
         "recipe": "CPU recipe (reduced width 32 x 8 blocks; ~2,000 + 400 steps), NOT the paper's 1e6 iterations",
         "command": "scripts/adafm_denoise_cpu.sh",
+        # The two stage configs; configs/adafm/denoise_staged_s15_s75.yaml is the same recipe as one staged
+        # run (bit-identical weights, tests/test_recipes.py).
         "configs": ["configs/adafm/denoise_basic_s15.yaml", "configs/adafm/denoise_adafm_s15_s75.yaml"],
         "data": "BSD200 (BSDS300 train split; DIV2K unavailable here), 48x48 RGB patches, flips/rot90, "
                 "float Gaussian noise unclipped",
@@ -48,7 +49,6 @@ DEJPEG = {
     "grey": "y",
     "description": "AdaFM-Net JPEG deblocking on Y (MATLAB rgb2ycbcr Y): basic model at quality 80, 1x1 AdaFM layers "
                    "adapted to quality 10 (lambda 0 = q80, 1 = q10). Colour images are scored on their Y plane.",
-    "supports_half": True,
     "training": {
         "recipe": "CPU recipe (reduced width 32 x 8 blocks; 2,000 + 400 steps), NOT the paper's 1e6 iterations; "
                   "global_skip=true (residual learning, not in the paper: without it this budget gave 32.40 dB "
@@ -88,17 +88,17 @@ def main() -> None:
         print(f"published {path}")
         return
     grid = json.loads(Path(args.results).read_text())
-    card_file = weights_dir() / f"{args.name}.json"
-    card = json.loads(card_file.read_text())
+    card_file = find(args.name).weights.with_suffix(".json")
+    card = read_card(card_file)
     rows = grid["results"][args.name]
-    card["results"] = [
-        {"dataset": dataset, "task": card["task"], "level": r["level"], "strength": r.get("strength"),
-         "psnr": round(r["psnr"], 3), "ssim": round(r["ssim"], 4), "n_images": r["n_images"],
-         **({"psnr_b": round(r["psnr_b"], 3)} if "psnr_b" in r else {}),
-         "protocol": {**grid["protocol"], "degradation": r["spec"]}, "command": command}
+    results = [
+        Result(dataset=dataset, task=card.task, level=r["level"], strength=r.get("strength"),
+               psnr=round(r["psnr"], 3), ssim=round(r["ssim"], 4), n_images=r["n_images"],
+               psnr_b=round(r["psnr_b"], 3) if "psnr_b" in r else None,
+               protocol={**grid["protocol"], "degradation": r["spec"]}, command=command)
         for r in rows
     ]
-    write_json(card_file, card)
+    write_card(card_file, card.model_copy(update={"results": results}))
     print(f"added {len(rows)} results to {card_file}")
 
 

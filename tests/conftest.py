@@ -51,3 +51,18 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def tiny_zoo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Two tiny carded models (AdaFM-Net 15..75 with a linear lambda(level), DnCNN at 25) as the user's zoo,
+    the bundled zoo hidden."""
+    from zoo_helpers import save_zoo_model
+
+    zoo = tmp_path / "zoo"
+    save_zoo_model(zoo)
+    save_zoo_model(zoo, "tiny-dncnn", "dncnn", {"in_channels": 3, "depth": 3, "features": 8},
+                   task="denoise", family="dncnn", levels=(25, 25), curve=False)
+    monkeypatch.setenv("RESTOREKIT_WEIGHTS", str(zoo))
+    monkeypatch.setenv("RESTOREKIT_BUNDLED", "none")
+    return zoo

@@ -26,7 +26,8 @@ def adafm_zoo_and_images(tmp_path, monkeypatch):
     run = tmp_path / "run"
     run.mkdir()
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(run / "final.safetensors"))
-    (run / "final.json").write_text(json.dumps({"architecture": "adafm_net", "arguments": ARGS}))
+    (run / "final.json").write_text(json.dumps({"name": "final", "architecture": "adafm_net", "arguments": ARGS,
+                                                "task": "denoise"}))
     zoo = tmp_path / "zoo"
     publish(run / "final.safetensors", "tiny_adafm", {"family": "adafm", "task": "denoise", "levels": [15, 75]}, zoo)
     monkeypatch.setenv("RESTOREKIT_WEIGHTS", str(zoo))
@@ -73,7 +74,7 @@ def test_sweep_and_fit_lambda_write_the_curve_into_the_card(adafm_zoo_and_images
     assert main(["adafm", "fit-lambda", "--model", "tiny_adafm", "--dataset", str(images), "--task", "denoise",
                  "--sweeps", str(out)]) == 2  # a sweep file, not a fit-lambda file of this model
     # The card changed but the weights did not: the hash still verifies.
-    assert load_model("tiny_adafm").card["strength_curve"] == curve
+    assert load_model("tiny_adafm").card.strength_curve == curve
     # Several levels in one sweep, with the PSNR-versus-lambda plot (the paper's smoothness figure).
     plot = tmp_path / "sweeps.png"
     assert main(["adafm", "sweep", "--model", "tiny_adafm", "--dataset", str(images), "--task", "denoise",

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
 from restorekit.degrade import SHDD_POOL, Degradation, NotDifferentiableError, parse_spec, split_regions
-
-import numpy as np
 
 # The DL-Net operators: mask multiply (inpainting), Bernoulli mask (interpolation), blur, blur + ↓t.
 DLNET_SPECS = [
@@ -112,8 +111,8 @@ def test_split_regions_never_makes_empty_boxes():
     rng = np.random.default_rng(0)
     for _ in range(50):
         boxes = split_regions(rng, 9, 7, 4)
-        assert len(boxes) == 4 and all(b > t and r > l for t, l, b, r in boxes)
-        assert sum((b - t) * (r - l) for t, l, b, r in boxes) == 63
+        assert len(boxes) == 4 and all(b > t and r > left for t, left, b, r in boxes)
+        assert sum((b - t) * (r - left) for t, left, b, r in boxes) == 63
 
 
 @pytest.mark.parametrize("spec", ["blur:kind=motion", "blur:kind=trajectory", "blur:kind=gaussian,width=0..3", "blur:kind=disk,radius=0.5..4", "rain", "haze", "pink", "inpaint:kind=text,lines=1..4"])

@@ -9,9 +9,8 @@ import pytest
 import torch
 from scipy import ndimage
 
-from restorekit.degrade import parse_spec, parse_stage
+from restorekit.degrade import linear, parse_spec, parse_stage
 from restorekit.degrade.blur import MBN_MOTION_PRESETS, disk_kernel, motion_taps, trajectory_kernel
-from restorekit.degrade import linear
 from restorekit.degrade.linear import band_matrix, gaussian_kernel1d
 from restorekit.degrade.masks import MEAN_COLOUR
 from restorekit.degrade.tone import grey_mean

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 
+from restorekit.card import ModelCard
 from restorekit.demo import BASELINE_CASES, DemoCase, run_demo, zoo_cases
 
 
 def test_zoo_models_are_run_at_levels_inside_their_range():
-    cards = [{"name": "dn", "task": "denoise", "levels": [15, 75]}, {"name": "up", "task": "sr", "scales": [3, 4]}]
+    cards = [ModelCard(name="dn", architecture="adafm_net", task="denoise", levels=(15, 75)),
+             ModelCard(name="up", architecture="bicubic", task="sr", scales=[3, 4])]
     cases = zoo_cases(cards)
     assert [c.level for c in cases if c.model == "dn"] == [15, 25, 50, 75]
     assert [c.scale for c in cases if c.model == "up"] == [3, 4]

@@ -136,7 +136,7 @@ def test_grey_models_are_scored_on_the_matlab_y_plane_of_colour_images(tmp_path,
     """DeJPEG on LIVE1 (AdaFM, ARCNN): the Y channel of MATLAB rgb2ycbcr (studio swing) is compressed as a
     grey JPEG, restored and scored. A 1-channel model gets that plane from an RGB dataset by default."""
     from restorekit.data.sources import to_channels
-    from restorekit.models import create_model
+    from restorekit.models import build
 
     white_black = np.array([[[255, 255, 255], [0, 0, 0]]], np.uint8)
     assert to_channels(white_black, 1, grey="y")[..., 0].tolist() == [[235, 16]]  # studio swing
@@ -146,8 +146,8 @@ def test_grey_models_are_scored_on_the_matlab_y_plane_of_colour_images(tmp_path,
 
     array = (astronaut.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)[:64, :80]
     folder = _write_folder(tmp_path / "imgs", {"a.png": array})
-    model = create_model("dncnn", in_channels=1, depth=3, features=8)
-    for p in model.parameters():  # DnCNN predicts the residual: all zeros make it the identity
+    model = build("dncnn", in_channels=1, depth=3, features=8)
+    for p in model.module.parameters():  # DnCNN predicts the residual: all zeros make it the identity
         torch.nn.init.zeros_(p)
     setup = evaluation.default_setup("jpeg", level=10)
     result = evaluation.evaluate(model, folder, setup)
@@ -155,3 +155,56 @@ def test_grey_models_are_scored_on_the_matlab_y_plane_of_colour_images(tmp_path,
     degraded, clean = evaluation.make_input(astronaut[:, :64, :80], "a.png", evaluation.setup_for_model(setup, model))
     assert degraded.shape == clean.shape == (1, 64, 80)
     assert torch.equal(clean, evaluation.to_grey(astronaut[:, :64, :80], "y"))
+
+
+def test_y_only_sr_models_get_the_y_float_input_by_default(tmp_path, astronaut):
+    """Issue 12 item 7: the VDSR/IDN scripts degrade the unrounded HR Y as floating point (no uint8 LR)."""
+    from restorekit.models import build
+
+    grey, colour = build("vdsr", depth=3, features=4), build("bicubic", scale=2)
+    setup = evaluation.default_setup("sr", scale=2)
+    y_setup = evaluation.setup_for_model(setup, grey)
+    assert y_setup.sr_input == "y-float" and y_setup.grey == "y"
+    assert evaluation.setup_for_model(setup, colour).sr_input is None  # RGB models keep today's protocol
+    assert evaluation.setup_for_model(replace_sr_input(setup, "rgb-uint8"), grey).sr_input == "rgb-uint8"
+    low, high = evaluation.make_input(astronaut[:, :33, :40], "a.png", y_setup)
+    assert low.shape == (1, 16, 20) and high.shape == (1, 32, 40)
+    assert not torch.equal(high * 255, (high * 255).round())  # unrounded Y
+    assert not torch.equal(low * 255, (low * 255).round())  # no uint8 LR
+    assert y_setup.describe()["sr_input"] == "y-float"
+    assert y_setup.describe()["degradation"] == "y_unrounded+modcrop:2+matlab_bicubic_down:2"
+    rounded, _ = evaluation.make_input(astronaut[:, :32, :40], "a.png",
+                                       evaluation.setup_for_model(replace_sr_input(setup, "rgb-uint8"), grey))
+    assert torch.equal(rounded * 255, (rounded * 255).round())
+
+    array = (astronaut.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)[:48, :48]
+    folder = _write_folder(tmp_path / "imgs", {"a.png": array})
+    out = tmp_path / "r.json"
+    assert main(["eval", "--model", "bicubic", "--dataset", str(folder), "--task", "sr", "--scale", "2",
+                 "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["protocol"]["sr_input"] == "rgb-uint8"
+    assert main(["eval", "--model", "bicubic", "--dataset", str(folder), "--task", "sr", "--scale", "2",
+                 "--sr-input", "y-float", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["protocol"]["sr_input"] == "y-float" and result["protocol"]["grey"] == "y"
+
+
+def replace_sr_input(setup, sr_input):
+    from dataclasses import replace
+
+    return replace(setup, sr_input=sr_input)
+
+
+def test_scale_goes_to_the_builder_or_to_the_call(tmp_path):
+    """bicubic and IDN fix the scale when built; VDSR and DnCNN-3 take it per call (one model, x2-x4)."""
+    from restorekit.cli.eval_cmd import scale_argument
+    from restorekit.models import build
+
+    assert scale_argument("bicubic", "sr", 3) == {"scale": 3}
+    assert scale_argument("vdsr", "sr", 3) == {} and scale_argument("dncnn3", "sr", 3) == {}
+    assert scale_argument("bicubic", "denoise", None) == {}
+    idn = build("idn", scale=2, features=16, blocks=1, distilled=4)
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in idn.module.state_dict().items()}, str(tmp_path / "idn.safetensors"))
+    assert scale_argument(str(tmp_path / "idn.safetensors"), "sr", 4) == {"scale": 4}

@@ -21,8 +21,8 @@ from restorekit.io import (
     ImageMeta,
     is_image_file,
     list_images,
-    quantize,
     read_image,
+    to_array,
     to_tensor,
     to_uint8,
     write_image,
@@ -421,7 +421,7 @@ def test_16_bit_only_where_the_format_allows(tmp_path):
 def test_quantize_rounds_clamps_and_handles_nan():
     t = torch.tensor([[[0.6 / 255, 1.4 / 255, 254.5001 / 255, -0.2, 1.7, float("nan")]]])
     assert to_uint8(t)[0, :, 0].tolist() == [1, 1, 255, 0, 255, 0]
-    assert quantize(torch.tensor([[[0.5 / 65535 + 1e-7]]]), 16)[0, 0, 0] == 1
+    assert to_array(torch.tensor([[[0.5 / 65535 + 1e-7]]]), 16)[0, 0, 0] == 1
 
 
 # ------------------------------------------------------------------------- listing

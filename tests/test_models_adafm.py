@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from restorekit.models import create_model
+from restorekit import infer
+from restorekit.errors import ModelError
+from restorekit.models import build, create_model, describe
 from restorekit.models.adafm import AdaFM, AdaFMNet, count_weights, recompute_bn_statistics
 
 
@@ -51,39 +53,59 @@ def test_identity_initialisation_equals_the_basic_model():
 
 def test_strength_zero_reproduces_basic_and_one_the_adapted_model():
     torch.manual_seed(0)
-    basic = create_model("adafm_net", adafm=False, blocks=3, features=16).eval()
-    model = _with_random_adafm(create_model("adafm_net", blocks=3, features=16, kernel_size=5)).eval()
-    model.load_state_dict(basic.state_dict(), strict=False)
+    basic = build("adafm_net", adafm=False, blocks=3, features=16)
+    model = build("adafm_net", blocks=3, features=16, kernel_size=5)
+    _with_random_adafm(model.module).load_state_dict(basic.module.state_dict(), strict=False)
     x = torch.rand(2, 3, 20, 20)
     with torch.no_grad():
-        assert torch.equal(model.set_strength(0.0)(x), basic(x))
-        full = model.set_strength(1.0)(x)
+        assert torch.equal(model(x, strength=0.0), basic(x))
+        full = model(x, strength=1.0)
+        assert torch.equal(full, model(x))  # the adapted end is the default
         assert not torch.allclose(full, basic(x))
         # The paper's explicit form g* = I + lambda (g - I), b* = lambda b, applied to a single layer:
-        layer = next(m for m in model.modules() if isinstance(m, AdaFM))
+        layer = next(m for m in model.module.modules() if isinstance(m, AdaFM))
         feats = torch.rand(1, 16, 9, 9)
-        layer.strength = 0.3
         g, b = layer.filters(), layer.delta.bias
         identity = torch.zeros_like(g)
         identity[:, :, 2, 2] = 1
         g_star = identity + 0.3 * (g - identity)
         explicit = torch.nn.functional.conv2d(feats, g_star, 0.3 * b, padding=2, groups=16)
-        torch.testing.assert_close(layer(feats), explicit)
+        torch.testing.assert_close(layer(feats, 0.3), explicit)
 
 
-def test_set_strength_does_not_copy_or_change_base_weights():
-    model = _with_random_adafm(create_model("adafm_net", blocks=2, features=8))
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    model.set_strength(0.4)
-    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
-    with pytest.raises(ValueError):
-        model.set_strength(1.5)
+def test_strength_is_a_call_argument_that_neither_copies_nor_changes_weights():
+    """No module state: one loaded model serves concurrent calls at different strengths."""
+    model = build("adafm_net", blocks=2, features=8)
+    _with_random_adafm(model.module)
+    before = {k: v.clone() for k, v in model.module.state_dict().items()}
+    x = torch.rand(1, 3, 12, 14)
+    with torch.no_grad():
+        low, high = model(x, strength=0.2), model(x, strength=0.9)
+        assert torch.equal(model(x, strength=0.2), low)  # the high call left nothing behind
+    assert not torch.allclose(low, high)
+    assert all(torch.equal(before[k], v) for k, v in model.module.state_dict().items())
+    assert not hasattr(model.module, "set_strength") and not hasattr(model.module, "strength")
+    with pytest.raises(ModelError, match="strength must be in"):  # the range is checked where requests arrive
+        infer.resolve_strength(model, None, 1.5)
+    with pytest.raises(ModelError, match="takes no level"):
+        model(x, level=25)
 
 
 def test_sr_model_takes_the_lr_image_and_upsamples_it_first():
-    model = create_model("adafm_net", blocks=1, features=8, scale=4, kernel_size=5).eval()
-    assert model.info.scale == 4
-    assert model(torch.rand(1, 3, 10, 12)).shape == (1, 3, 40, 48)
+    model = build("adafm_net", blocks=1, features=8, scale=4, kernel_size=5)
+    assert model.info.scale == 4 and model.info.scales == (4,) and model.info.tasks == ("sr",)
+    with torch.no_grad():
+        assert model(torch.rand(1, 3, 10, 12)).shape == (1, 3, 40, 48)
+
+
+def test_descriptor_resolves_the_slider_and_receptive_field_per_variant():
+    assert describe("adafm_net").inputs == ("strength",)
+    assert describe("adafm_net", norm="cin", adafm=False).inputs == ("strength",)  # CIN interpolates levels
+    assert describe("adafm_net", norm="bn", adafm=False).inputs == ()  # AdaBN / N_bas: no slider
+    assert describe("adafm_net", channels=1).in_channels == 1
+    # Each 3x3 conv at half resolution reaches 2 input pixels; k x k AdaFM filters add (k // 2) * 2 each.
+    assert describe("adafm_net", blocks=2, kernel_size=3).receptive_field == \
+        describe("adafm_net", blocks=2).receptive_field + 2 * 4
 
 
 def test_adabn_recomputes_statistics_on_target_data():
@@ -101,9 +123,10 @@ def test_conditional_instance_norm_interpolates_level_affines():
     cin = model.body[0].norm1
     cin.gamma.data[1] = 3.0
     x = torch.rand(1, 8, 6, 6)
-    cin.strength = 0.5
     normalised = torch.nn.functional.instance_norm(x)
-    torch.testing.assert_close(cin(x), normalised * 2.0)
+    torch.testing.assert_close(cin(x, 0.5), normalised * 2.0)
+    torch.testing.assert_close(cin(x, 0.0), normalised)
+    torch.testing.assert_close(cin(x, 1.0), normalised * 3.0)
 
 
 def test_no_global_skip_by_default_and_the_option_learns_the_residual():

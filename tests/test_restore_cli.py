@@ -16,14 +16,12 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from zoo_helpers import save_zoo_model
 
 import restorekit
 from restorekit import io
+from restorekit.api import Restorer, choose_zoo_model
 from restorekit.cli import main
-from restorekit.cli.restore_cmd import choose_zoo_model
-from restorekit.infer import Restorer
-from test_zoo_cli import save_zoo_model, tiny_zoo  # noqa: F401  (fixture)
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny models run fastest on one thread
 
@@ -117,10 +115,10 @@ def test_one_liner_returns_the_input_type(tiny_zoo, photos, tmp_path):
 
 
 def test_task_auto_picks_the_blind_model(tiny_zoo):
-    with pytest.raises(restorekit.errors.ModelError, match="family mbn or mepsnet"):
+    with pytest.raises(restorekit.errors.ModelError, match="needs a blind/multi-factor zoo model"):
         choose_zoo_model("auto")
     save_zoo_model(tiny_zoo, "tiny-mbn", "dncnn", {"in_channels": 3, "depth": 3, "features": 8},
-                   task="restore", family="mbn", levels=None)
+                   task="restore", family="mbn", levels=None, blind=True)
     assert choose_zoo_model("auto") == "tiny-mbn"
 
 
@@ -135,7 +133,7 @@ def test_bad_inputs_give_one_line_and_no_output(tiny_zoo, photos, tmp_path):
         "mask size mismatch": ([image, "--model", "tiny-adafm", "--mask", str(small)], "mask is 10x10 but"),
         "unreadable file": ([str(photos / "sub" / "broken.png"), "--model", "tiny-adafm"], "broken.png: not a recognised"),
     }
-    env = {**os.environ, "RESTOREKIT_WEIGHTS": str(tiny_zoo), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "RESTOREKIT_WEIGHTS": str(tiny_zoo), "RESTOREKIT_BUNDLED": "none", "OMP_NUM_THREADS": "1"}
     running = {}
     for name, (args, _) in cases.items():
         out = tmp_path / "out" / name.replace(" ", "_")
@@ -172,13 +170,13 @@ def test_more_bad_inputs_in_process(tiny_zoo, photos, tmp_path, capsys):
 @pytest.mark.slow
 def test_every_installed_zoo_model_tiles_like_untiled():
     """Acceptance: tiled == untiled within 1/255 at the default overlap, 700x500 with tile 128 (real zoo)."""
-    from restorekit.zoo import weights_dir, zoo_cards
+    from restorekit.zoo import entries
 
-    cards = [c for c in zoo_cards() if (weights_dir() / c.get("file", "")).is_file()]
-    if not cards:
-        pytest.skip(f"no trained models installed in {weights_dir()} yet")
+    installed = [e for e in entries() if e.weights.is_file()]
+    if not installed:
+        pytest.skip("no trained models installed")
     image = torch.rand(3, 500, 700, generator=torch.Generator().manual_seed(0))
-    for card in cards:
-        restorer = Restorer(card["name"], device="cpu", tile=128)
+    for entry in installed:
+        restorer = Restorer(entry.card.name, device="cpu", tile=128)
         whole = Restorer(restorer.model, device="cpu", tile=0).restore(image)
-        assert (restorer.restore(image) - whole).abs().max() < 1 / 255, card["name"]
+        assert (restorer.restore(image) - whole).abs().max() < 1 / 255, entry.card.name

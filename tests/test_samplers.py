@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from test_train import read_log, tiny_config, write_config
 
 from restorekit.cli import main
 from restorekit.data.samplers import (
@@ -20,8 +21,6 @@ from restorekit.data.samplers import (
 )
 from restorekit.errors import ConfigError
 from restorekit.train.losses import UncertaintyWeighting
-
-from test_train import read_log, tiny_config, write_config
 
 
 def counts(levels, n):
@@ -197,4 +196,4 @@ def test_levels_with_their_own_folders_feed_mbn_cycles(tmp_path):
         "strategy": {"type": "mbn_cycle", "cycle": [1, 2]}, "train.steps": 6, "train.ema_decay": 0.0})
     out = tmp_path / "run"
     assert main(["train", str(write_config(tmp_path, cfg)), "--out", str(out)]) == 0
-    assert json.loads((out / "final.json").read_text())["levels"] == ["noise", "pairs"]
+    assert json.loads((out / "final.json").read_text())["training"]["levels"] == ["noise", "pairs"]

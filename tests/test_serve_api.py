@@ -8,16 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 pytest.importorskip("starlette")
 pytest.importorskip("httpx")
-from starlette.testclient import TestClient  # noqa: E402
+from starlette.testclient import TestClient
 
-from restorekit.serve.app import ServeConfig, create_app  # noqa: E402
-from test_zoo_cli import tiny_zoo  # noqa: E402,F401  (fixture)
-
+from restorekit.serve.app import ServeConfig, create_app
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny models run fastest on one thread
 
@@ -85,7 +82,7 @@ def test_restore_returns_png_and_strength_changes_it(client, private_tmp):
         ({"model": "tiny-adafm", "strength": "1.5"}, None, 400, "strength must be in [0, 1], got 1.5"),
         ({"model": "tiny-adafm", "strength": "abc"}, None, 400, "strength must be a number"),
         ({"model": "tiny-adafm", "level": "90"}, None, 400, "outside this model's range 15..75"),
-        ({"model": "tiny-dncnn", "strength": "0.5"}, None, 400, "this model has no strength control"),
+        ({"model": "tiny-dncnn", "strength": "0.5"}, None, 400, "has no strength control"),
         ({"model": "nope"}, None, 400, "unknown model 'nope'"),
         ({"model": "tiny-adafm"}, b"GIF89a definitely not an image", 400, "photo.png: not a recognised image format"),
         ({"model": "tiny-adafm"}, b"", 400, "no image in the request body"),
@@ -109,3 +106,17 @@ def test_pixel_limit_and_preview(tiny_zoo, private_tmp):
     Image.fromarray(np.zeros((10, 12, 3), np.uint8)).save(buffer, format="TIFF")
     preview = client.post("/api/preview", params={"filename": "scan.tif"}, content=buffer.getvalue())
     assert preview.status_code == 200 and Image.open(bytes_io.BytesIO(preview.content)).format == "PNG"
+
+
+def test_concurrent_requests_at_different_strengths_do_not_interfere(client):
+    """Strength is a call argument, not model state (issue 12 item 2): requests for ONE model run at the
+    same time, and each result equals the one it gets alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    body = _png()
+    strengths = [0.0, 1.0, 0.3, 0.7] * 3
+    alone = {s: _restore(client, body, model="tiny-adafm", strength=s).content for s in set(strengths)}
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        together = list(pool.map(lambda s: _restore(client, body, model="tiny-adafm", strength=s).content, strengths))
+    assert all(result == alone[s] for s, result in zip(strengths, together))
+    assert len(set(alone.values())) == 4

@@ -31,7 +31,6 @@ from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
 from restorekit.serve.app import ServeConfig, create_app  # noqa: E402
-from test_zoo_cli import tiny_zoo  # noqa: E402,F401  (fixture)
 
 CHROME_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                 "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-dev-shm-usage",
@@ -143,10 +142,10 @@ def test_upload_slide_compare_download(server, browser, sample):
     target = browser.downloads / "astronaut_restored.png"
     try:
         WebDriverWait(browser, 15).until(lambda _: target.is_file() and target.stat().st_size > 0)
-    except Exception:
+    except Exception as err:
         link = browser.find_element("id", "download")
         raise AssertionError(f"no download: {list(browser.downloads.iterdir())} href={link.get_attribute('href')} "
-                             f"download={link.get_attribute('download')} logs={browser.get_log('browser')}")
+                             f"download={link.get_attribute('download')} logs={browser.get_log('browser')}") from err
     downloaded = np.asarray(Image.open(target))
     assert downloaded.shape == (160, 200, 3)
     import urllib.request

@@ -1,7 +1,7 @@
 """`restorekit zoo list|show` and the tiny carded models the product tests share (`save_zoo_model`).
 
-The real zoo (weights/) is filled later by training; these tests build their own fp16 safetensors +
-card in tmp_path and point RESTOREKIT_WEIGHTS at it, exactly as a trained model would be installed.
+These tests build their own fp16 safetensors + card in tmp_path and point RESTOREKIT_WEIGHTS (the user's
+zoo) at it, exactly as a trained model would be installed; RESTOREKIT_BUNDLED=none hides the bundled models.
 """
 
 from __future__ import annotations
@@ -9,84 +9,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 import torch
+from zoo_helpers import save_zoo_model
 
 from restorekit.cli import main
 from restorekit.models import create_model
-from restorekit.modulation import StrengthCurve
 from restorekit.zoo import sha256
-
-
-def save_zoo_model(
-    folder: Path,
-    name: str = "tiny-adafm",
-    architecture: str = "adafm_net",
-    arguments: dict | None = None,
-    *,
-    task: str = "denoise",
-    family: str = "adafm",
-    levels: tuple[float, float] | None = (15, 75),
-    curve: bool = True,
-    seed: int = 0,
-) -> Path:
-    """A small model saved as the zoo stores them (fp16 safetensors + JSON card with sha256).
-
-    AdaFM layers are zero-initialised (strength has no effect); they are randomised here so that the
-    strength slider visibly changes the output, as it does for a trained model.
-    """
-    from safetensors.torch import save_file
-
-    arguments = {"blocks": 2, "features": 8} if arguments is None and architecture == "adafm_net" else arguments or {}
-    torch.manual_seed(seed)
-    model = create_model(architecture, **arguments)
-    if architecture == "adafm_net":
-        lively_adafm(model)
-    folder.mkdir(parents=True, exist_ok=True)
-    weights = folder / f"{name}.safetensors"
-    save_file({k: v.half().contiguous() for k, v in model.state_dict().items()}, str(weights))
-    card = {
-        "name": name, "family": family, "architecture": architecture, "arguments": arguments, "task": task,
-        "file": weights.name, "sha256": sha256(weights),
-        "training": {"command": "tests: random weights", "steps": 0},
-        "results": [{"dataset": "none", "task": task, "level": 25, "psnr": 20.0, "ssim": 0.5, "protocol": {}}],
-    }
-    if levels is not None:
-        card["levels"] = list(levels)
-        if curve:
-            card["strength_curve"] = StrengthCurve.linear(*levels).to_dict()
-    (folder / f"{name}.json").write_text(json.dumps(card))
-    return weights
-
-
-def lively_adafm(model: torch.nn.Module) -> torch.nn.Module:
-    """Random AdaFM-Net weights whose output is in range (std ~0.2 around 0.5), depends on the input and
-    moves with strength, with O(1) activations like a trained network's.
-
-    The paper's init (kaiming x 0.1, zero-initialised AdaFM) gives a near-zero output that strength does
-    not change, which would make tests of the slider, half precision or parity pass vacuously; plain
-    kaiming explodes through the residual blocks (activations in the hundreds), which no trained model does.
-    """
-    for module in model.modules():
-        if hasattr(module, "delta"):
-            torch.nn.init.normal_(module.delta.weight, std=0.3)
-            torch.nn.init.normal_(module.delta.bias, std=0.05)
-        elif isinstance(module, torch.nn.Conv2d):
-            torch.nn.init.kaiming_normal_(module.weight)
-            module.weight.data *= 0.5
-    model.hr_conv1.weight.data *= 2.0
-    model.hr_conv1.bias.data.fill_(0.5)
-    return model
-
-
-@pytest.fixture
-def tiny_zoo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    zoo = tmp_path / "zoo"
-    save_zoo_model(zoo)
-    save_zoo_model(zoo, "tiny-dncnn", "dncnn", {"in_channels": 3, "depth": 3, "features": 8},
-                   task="denoise", family="dncnn", levels=(25, 25), curve=False)
-    monkeypatch.setenv("RESTOREKIT_WEIGHTS", str(zoo))
-    return zoo
 
 
 def test_zoo_list_json_has_the_documented_keys(tiny_zoo, capsys):
@@ -113,14 +41,72 @@ def test_zoo_list_table_and_show(tiny_zoo, capsys):
 def test_zoo_show_reports_a_changed_weights_file(tiny_zoo, capsys):
     weights = tiny_zoo / "tiny-dncnn.safetensors"
     weights.write_bytes(weights.read_bytes()[:-4] + b"\0\0\0\0")
-    assert main(["zoo", "show", "tiny-dncnn"]) == 0
+    assert main(["zoo", "show", "tiny-dncnn"]) == 1  # a failed integrity check is not a success
     assert "sha256 mismatch" in capsys.readouterr().out
 
 
 def test_zoo_empty_folder_and_unknown_name(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("RESTOREKIT_WEIGHTS", str(tmp_path))
+    monkeypatch.setenv("RESTOREKIT_BUNDLED", "none")
     assert main(["zoo", "list", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == []
     assert main(["zoo", "show", "nope"]) == 2
     assert capsys.readouterr().err.strip().splitlines() == [
         f"restorekit: error: no zoo model 'nope'; installed: none installed in {tmp_path}"]
+
+
+def test_bundled_models_are_listed_with_the_users_and_found_without_the_checkout(tmp_path, monkeypatch, capsys):
+    """Issue 12 item 6: the bundled zoo is package data (restorekit/weights), listed beside the user's folder."""
+    from restorekit import zoo
+
+    monkeypatch.setenv("RESTOREKIT_WEIGHTS", str(tmp_path / "user"))
+    monkeypatch.delenv("RESTOREKIT_BUNDLED", raising=False)
+    bundled = zoo.bundled_dir()
+    assert bundled is not None and bundled.parent == Path(zoo.__file__).resolve().parent
+    save_zoo_model(tmp_path / "user", "mine")
+    assert main(["zoo", "list", "--json"]) == 0
+    listed = {c["name"]: c["source"] for c in json.loads(capsys.readouterr().out)}
+    assert listed["mine"] == "user" and listed["adafm_denoise_s15_s75"] == "bundled"
+
+
+def test_an_unreadable_card_does_not_break_the_others(tiny_zoo, capsys):
+    (tiny_zoo / "broken.json").write_text("{not json")
+    (tiny_zoo / "wrong.json").write_text(json.dumps({"name": "wrong", "architecture": "dncnn", "task": "colorize"}))
+    assert main(["zoo", "list", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert [c["name"] for c in json.loads(captured.out)] == ["tiny-adafm", "tiny-dncnn"]
+    assert "broken.json: unreadable model card" in captured.err and "task: Value error, unknown task" in captured.err
+
+
+def test_zoo_import_detects_converts_and_records_provenance(tiny_zoo, tmp_path, capsys):
+    """`zoo import`: a card-less KAIR-layout DnCNN file becomes a carded fp16 zoo model in the user's folder."""
+    from safetensors.torch import load_file
+
+    from restorekit.card import read_card
+    from restorekit.zoo import load_model
+
+    torch.manual_seed(0)
+    released = create_model("dncnn", in_channels=1, depth=4, features=8)
+    torch.save(released.state_dict(), tmp_path / "dncnn_tiny.pth")
+    assert main(["zoo", "import", str(tmp_path / "dncnn_tiny.pth"), "--name", "imported", "--license", "MIT",
+                 "--source", "cszn/KAIR : model_zoo/dncnn_tiny.pth"]) == 0
+    card = read_card(tiny_zoo / "imported.json")
+    assert card.architecture == "dncnn" and card.arguments["depth"] == 4 and card.task == "denoise"
+    assert card.provenance.license == "MIT" and card.provenance.original_sha256 == sha256(tmp_path / "dncnn_tiny.pth")
+    assert card.sha256 == sha256(tiny_zoo / "imported.safetensors")
+    assert all(v.dtype == torch.float16 for v in load_file(str(tiny_zoo / "imported.safetensors")).values())
+    x = torch.rand(1, 1, 16, 16)
+    assert (load_model("imported")(x) - released(x)).abs().max() < 1e-2  # fp16 storage
+    assert main(["zoo", "import", str(tmp_path / "dncnn_tiny.pth"), "--name", "imported"]) == 2
+    assert "exists already" in capsys.readouterr().err
+
+
+def test_fdncnn_layout_is_one_clear_line(tmp_path, capsys):
+    """A 4-in/3-out KAIR-layout file (FDnCNN: image + noise map) is recognised and refused, not mis-loaded."""
+    state = {"model.0.weight": torch.zeros(8, 4, 3, 3), "model.0.bias": torch.zeros(8),
+             "model.2.weight": torch.zeros(3, 8, 3, 3), "model.2.bias": torch.zeros(3)}
+    torch.save(state, tmp_path / "fdncnn.pth")
+    assert main(["restore", str(tmp_path / "fdncnn.pth"), "--model", str(tmp_path / "fdncnn.pth"),
+                 "-o", str(tmp_path / "out")]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "FDnCNN" in lines[0]

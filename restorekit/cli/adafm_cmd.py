@@ -14,10 +14,13 @@ from pathlib import Path
 from rich.console import Console
 
 from restorekit import evaluation, io, modulation, paths, plots
-from restorekit.cli.common import results_table, write_json
+from restorekit.atomic import write_json
+from restorekit.card import card_path, write_card
+from restorekit.cli.common import results_table
 from restorekit.errors import RestorekitError
-from restorekit.infer import is_modulated
-from restorekit.zoo import card_path, load_model
+from restorekit.models import Model
+from restorekit.tasks import EVAL_TASKS
+from restorekit.zoo import find, load_model
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--model", required=True, help="zoo name or carded safetensors file of an AdaFM model")
     common.add_argument("--dataset", required=True, help="validation images (folder or benchmark name)")
-    common.add_argument("--task", required=True, choices=sorted(evaluation.TASK_PROTOCOLS))
+    common.add_argument("--task", required=True, choices=EVAL_TASKS)
     common.add_argument("--grid-step", type=float, default=0.01, help="lambda grid step (paper: 0.01)")
     common.add_argument("--limit", type=int, help="only the first N images")
     common.add_argument("--seed", type=int, default=0)
@@ -58,7 +61,7 @@ def _grid(step: float) -> list[float]:
     return [round(i / n, 6) for i in range(n + 1)]
 
 
-def _pairs(args: argparse.Namespace, level: float, model) -> tuple[list, evaluation.EvalSetup]:
+def _pairs(args: argparse.Namespace, level: float, model: Model) -> tuple[list, evaluation.EvalSetup]:
     setup = evaluation.setup_for_model(evaluation.default_setup(args.task, level=level, seed=args.seed), model)
     folder = paths.resolve_dataset(args.dataset)
     pairs = []
@@ -69,14 +72,14 @@ def _pairs(args: argparse.Namespace, level: float, model) -> tuple[list, evaluat
     return pairs, setup
 
 
-def _modulated(name: str):
+def _modulated(name: str) -> Model:
     model = load_model(name)
-    if not is_modulated(model):
+    if not model.info.modulated:
         raise RestorekitError(f"{name}: not a modulated model (no strength control)")
     return model
 
 
-def sweep_level(model, args: argparse.Namespace, level: float) -> dict:
+def sweep_level(model: Model, args: argparse.Namespace, level: float) -> dict:
     pairs, setup = _pairs(args, level, model)
     grid = _grid(args.grid_step)
     psnrs = modulation.strength_sweep(model, pairs, setup.protocol, grid, args.device)
@@ -93,7 +96,7 @@ def run_sweep(args: argparse.Namespace) -> int:
         raise RestorekitError(f"--level {args.level!r}: expected a number or numbers separated by commas") from err
     results = [sweep_level(model, args, level) for level in levels]
     for result in results:
-        rows = [[f"{lam:.2f}", p] for lam, p in zip(result["strengths"], result["psnr"])]
+        rows = [[f"{lam:.2f}", p] for lam, p in zip(result["strengths"], result["psnr"], strict=True)]
         Console().print(results_table(f"{args.model}: PSNR vs lambda at level {result['level']:g}",
                                       ["lambda", "PSNR"], rows))
         Console().print(f"best lambda: {result['best_strength']:.2f}")
@@ -117,17 +120,26 @@ def _saved_sweeps(path: str, model_name: str) -> dict:
     return saved
 
 
-def _card_curve(model):
-    card = getattr(model, "card", None) or {}
-    return modulation.StrengthCurve.from_dict(card["strength_curve"]) if "strength_curve" in card else None
+def _card_curve(model: Model) -> modulation.StrengthCurve | None:
+    curve = model.card.strength_curve if model.card is not None else None
+    return modulation.StrengthCurve.from_dict(curve) if curve else None
+
+
+def _card_file(name: str) -> Path:
+    """The card file of a zoo model (by name) or of a carded weights file."""
+    path = Path(name).expanduser()
+    target = card_path(path) if path.is_file() else card_path(find(name).weights)
+    if not target.is_file():
+        raise RestorekitError(f"{name}: cannot locate its model card file to update")
+    return target
 
 
 def run_fit(args: argparse.Namespace) -> int:
     model = _modulated(args.model)
-    card = getattr(model, "card", None)
-    if not card or "levels" not in card:
+    card = model.card
+    if card is None or card.levels is None:
         raise RestorekitError(f"{args.model}: needs a model card with 'levels': [start, end]")
-    start, end = card["levels"][0], card["levels"][-1]
+    start, end = card.levels[0], card.levels[-1]
     provenance = {"dataset": args.dataset, "limit": args.limit, "grid_step": args.grid_step, "seed": args.seed,
                   "task": args.task}
     if args.sweeps:
@@ -158,12 +170,7 @@ def run_fit(args: argparse.Namespace) -> int:
         plots.plot_strength_sweeps(sweeps, args.plot, f"{args.model}: PSNR vs lambda, fitted lambda(level) dotted",
                                    curve)
     if args.write_card:
-        weights = Path(card.get("_weights_path", ""))
-        target = card_path(weights) if weights.name else None
-        if target is None or not target.is_file():
-            raise RestorekitError(f"{args.model}: cannot locate its model card file to update")
-        updated = {k: v for k, v in card.items() if not k.startswith("_")}
-        updated["strength_curve"] = {**curve.to_dict(), "fitted_on": fitted_on}
-        write_json(target, updated)
+        target = _card_file(args.model)
+        write_card(target, card.model_copy(update={"strength_curve": {**curve.to_dict(), "fitted_on": fitted_on}}))
         Console().print(f"wrote the curve into {target}")
     return 0

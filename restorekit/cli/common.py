@@ -1,10 +1,7 @@
-"""Helpers shared by subcommands: JSON output written atomically, one-line file errors, rich tables."""
+"""Helpers shared by subcommands: progress bars, one-line file errors, rich tables."""
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from pathlib import Path
 
 from rich.console import Console
@@ -12,22 +9,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 console = Console(stderr=True)
-
-
-def write_json(path: str | Path, payload: object) -> Path:
-    """Write JSON atomically (temp file + rename) so a crash never leaves half a report."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(payload, handle, indent=2)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def progress_bar() -> Progress:
@@ -38,7 +19,7 @@ def progress_bar() -> Progress:
 
 def error_line(source: str | Path, err: BaseException) -> str:
     """'file: reason' exactly once, whether or not the error already names the file."""
-    from restorekit.errors import RestorekitError  # noqa: PLC0415
+    from restorekit.errors import RestorekitError
 
     text = str(err) if isinstance(err, RestorekitError) else f"{type(err).__name__}: {err}"
     return text if str(source) in text else f"{source}: {text}"

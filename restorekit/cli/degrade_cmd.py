@@ -18,11 +18,11 @@ from typing import NamedTuple
 import torch
 
 from restorekit import __version__, evaluation, ops, paths
-from restorekit.cli.common import error_line, progress_bar, write_json
+from restorekit.atomic import write_json
+from restorekit.cli.common import error_line, progress_bar
 from restorekit.degrade import Degradation, Pipeline, image_seed, parse_spec
+from restorekit.degrade.seeding import SEED_MODES
 from restorekit.errors import RestorekitError
-
-SEED_MODES = ("name", "fixed")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -59,7 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def collect_inputs(inputs: list[str], recursive: bool) -> list[tuple[Path, str]]:
     """(path, name) pairs; the name (relative to its folder) names the output and seeds the image."""
-    from restorekit.io import is_image_file, list_images  # noqa: PLC0415 - keep `restorekit --help` light
+    from restorekit.io import is_image_file, list_images
 
     found: list[tuple[Path, str]] = []
     for item in inputs:
@@ -167,7 +167,7 @@ def _write_all(
 ) -> tuple[bool, list[str]]:
     """Degrade and write every output under `staging` (a progress bar on a terminal). Returns whether
     some PNG had to round float values, and a line per output (its final path and exact levels)."""
-    from restorekit.io import read_image  # noqa: PLC0415 - keep `restorekit --help` light
+    from restorekit.io import read_image
 
     results, clean, loaded = [], None, None
     with progress_bar() as progress:
@@ -190,7 +190,7 @@ def _write_all(
 
 def _write_one(degraded: torch.Tensor, record: Degradation, output: Output, staging: Path, args: argparse.Namespace) -> tuple[bool, str]:
     """Write one degraded image and its sidecar under `staging`; (rounded float values?, report line)."""
-    from restorekit.io import write_image  # noqa: PLC0415
+    from restorekit.io import write_image
 
     image_path = staging / output.image
     image_path.parent.mkdir(parents=True, exist_ok=True)
@@ -224,6 +224,6 @@ def _is_8bit(image: torch.Tensor) -> bool:
 
 def _save_npy(path: Path, image: torch.Tensor) -> None:
     """The exact float32 CHW array; written into the staging folder, so no temporary file of its own."""
-    import numpy as np  # noqa: PLC0415
+    import numpy as np
 
     np.save(path, image.detach().to("cpu", torch.float32).numpy())

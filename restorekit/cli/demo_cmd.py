@@ -17,7 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from restorekit.demo import summary, run_demo
+    from restorekit.demo import run_demo, summary
 
     out = Path(args.out)
     report = run_demo(out)

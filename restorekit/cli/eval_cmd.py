@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 from dataclasses import replace
 from pathlib import Path
 
 from rich.console import Console
 
-from restorekit import evaluation, ops, paths
-from restorekit.cli.common import results_table, write_json
-from restorekit.zoo import load_model
+from restorekit import evaluation, models, ops, paths
+from restorekit.atomic import write_json
+from restorekit.card import card_path
+from restorekit.cli.common import results_table
+from restorekit.degrade.seeding import SEED_MODES
+from restorekit.models import Model
+from restorekit.tasks import EVAL_TASKS
+from restorekit.zoo import load_model, read_weights
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -24,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="registered model name (bicubic, identity, ...) or weights file; repeat to compare models "
                    "(one line each on the --levels plot)")
     p.add_argument("--dataset", required=True, help="folder of images, or a benchmark name under RESTOREKIT_DATA")
-    p.add_argument("--task", required=True, choices=sorted(evaluation.TASK_PROTOCOLS))
+    p.add_argument("--task", required=True, choices=EVAL_TASKS)
     p.add_argument("--scale", type=int, help="SR scale factor")
     p.add_argument("--level", type=float, help="degradation level of the task's canonical degradation")
     p.add_argument("--degrade", action="append",
@@ -47,8 +53,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="turn RGB images into one channel before degrading them: y (MATLAB Y, the JPEG "
                        "benchmarks' protocol) or luma (full range); default: what a grey model's card says, "
                        "else y for grey models and none for colour models")
+    proto.add_argument("--sr-input", choices=evaluation.SR_INPUTS,
+                       help="how SR inputs are made: rgb-uint8 (degrade RGB, LR rounded to uint8; default for colour "
+                       "models) or y-float (unrounded Y of the HR image downscaled as floating point, no rounding: "
+                       "the VDSR/IDN/DnCNN-3 test scripts; default for Y-only models)")
     proto.add_argument("--seed", type=int, default=0, help="noise/mask seed (default 0)")
-    proto.add_argument("--seed-mode", choices=evaluation.SEED_MODES,
+    proto.add_argument("--seed-mode", choices=SEED_MODES,
                        help="'fixed': every image uses --seed (KAIR protocol, default for --task levels); "
                        "'name': derived from --seed and the file name (default with --degrade)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 or auto")
@@ -70,7 +80,7 @@ def setup_from_args(args: argparse.Namespace) -> evaluation.EvalSetup:
     setup = evaluation.default_setup(
         args.task, scale=args.scale, level=args.level, degrade=degrade,
         crop_to=evaluation.parse_crop(args.crop_to), seed=args.seed,
-        seed_mode=args.seed_mode or ("name" if degrade else "fixed"), grey=args.grey,
+        seed_mode=args.seed_mode or ("name" if degrade else "fixed"), grey=args.grey, sr_input=args.sr_input,
     )
     changes = {}
     if args.y_channel is not None:
@@ -82,6 +92,26 @@ def setup_from_args(args: argparse.Namespace) -> evaluation.EvalSetup:
     if args.y_formula is not None:
         changes["y_formula"] = args.y_formula
     return replace(setup, protocol=replace(setup.protocol, **changes))
+
+
+def scale_argument(name: str, task: str, scale: int | None) -> dict:
+    """{'scale': S} when the model fixes its scale when built (bicubic; an IDN file, which does not record
+    it); {} for models taking the scale per call (VDSR, DnCNN-3), carded zoo models and other tasks."""
+    if task != "sr" or not scale:
+        return {}
+    path = Path(name).expanduser()
+    if name in models.list_models():
+        architecture, found = models.get_architecture(name), {}
+    elif path.is_file() and not card_path(path).is_file():
+        architecture, found = models.detect(read_weights(path))
+    else:
+        return {}
+    builds_with_scale = "scale" in inspect.signature(architecture.build).parameters
+    return {"scale": scale} if builds_with_scale and "scale" not in (*architecture.inputs, *found) else {}
+
+
+def load_for(name: str, task: str, scale: int | None) -> Model:
+    return load_model(name, **scale_argument(name, task, scale))
 
 
 def is_grid(args: argparse.Namespace) -> bool:
@@ -120,9 +150,9 @@ def run_grid(args: argparse.Namespace) -> int:
         if label in models:
             label = name
         if args.task == "sr" and levels:
-            models[label] = (lambda scale, n=name: load_model(n, scale=scale))
+            models[label] = (lambda scale, n=name: load_for(n, "sr", scale))
         else:
-            models[label] = load_model(name)
+            models[label] = load_for(name, args.task, args.scale)
     console = Console(stderr=True)
     grid = evaluation.evaluate_grid(
         models, dataset, points, device=args.device, limit=args.limit, strength=args.strength,
@@ -154,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
     args.model = _single(args.model)
     setup = setup_from_args(args)
     dataset = paths.resolve_dataset(args.dataset)
-    model = load_model(args.model, **({"scale": setup.scale} if args.task == "sr" else {}))
+    model = load_for(args.model, setup.task, setup.scale)
     model.name = args.model
     result = evaluation.evaluate(model, dataset, setup, device=args.device, limit=args.limit, strength=args.strength)
     rows = [[r["name"], r["psnr"], r["ssim"]] for r in result["images"]]

@@ -6,7 +6,6 @@ import argparse
 import re
 
 from restorekit.errors import RestorekitError
-from restorekit.infer import is_modulated
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -41,7 +40,7 @@ def parse_size(text: str | None) -> tuple[int, int] | None:
 
 def run(args: argparse.Namespace) -> int:
     from restorekit import export
-    from restorekit.cli.restore_cmd import choose_model
+    from restorekit.api import choose_model
     from restorekit.zoo import load_model
 
     if args.opset < 17:
@@ -50,11 +49,11 @@ def run(args: argparse.Namespace) -> int:
         raise RestorekitError(f"strength must be in [0, 1], got {args.strength}")
     choice = choose_model(args.model, None, None, args.scale)
     model = load_model(choice.name, **choice.kwargs)
-    if args.strength is not None and not is_modulated(model):
+    if args.strength is not None and not model.info.modulated:
         raise RestorekitError(f"model {args.model!r} has no strength control; drop --strength")
     path, diff = export.export_file(model, args.onnx, name=args.model, strength=args.strength,
                                     input_size=parse_size(args.input_size), opset=args.opset,
                                     overwrite=args.overwrite)
-    inputs = "input, strength" if isinstance(export.load_onnx(path), export.ModulatedOnnxModel) else "input"
+    inputs = "input, strength" if export.load_onnx(path).info.modulated else "input"
     print(f"wrote {path} (inputs: {inputs}; max abs difference vs PyTorch {diff:.1e})")
     return 0

@@ -16,11 +16,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "train",
         help="train a model from a YAML config (resumable; torchrun for several processes)",
         description="Train a model from a YAML config (see docs/training.md for every key). Writes OUT/log.jsonl, "
-        "OUT/checkpoints/, OUT/config.yaml (the resolved config) and OUT/final.safetensors + OUT/final.json.",
+        "OUT/checkpoints/, OUT/config.yaml (the resolved config), OUT/final.safetensors + OUT/final.json (the model "
+        "card) and, for `recipe: staged`, OUT/stages/NAME.safetensors per stage.",
     )
     p.add_argument("config", help="YAML config file, e.g. configs/tiny/denoise.yaml")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set train.steps=100 --set seed=3 (repeatable)")
+                   help="override a config value, e.g. --set train.steps=100 --set seed=3 --set stages.1.steps=400 "
+                   "(repeatable)")
     p.add_argument("--out", help="output folder (default outputs/train/<config name>)")
     p.add_argument("--resume", nargs="?", const="latest", metavar="CHECKPOINT",
                    help="continue from the newest checkpoint in --out (or from CHECKPOINT)")

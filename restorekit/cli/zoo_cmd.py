@@ -1,20 +1,18 @@
-"""`restorekit zoo list|show`: what is installed, for which task and levels, and how well it does."""
+"""`restorekit zoo list|show|import`: what is installed, for which task and levels, and how well it does."""
 
 from __future__ import annotations
 
 import argparse
 import json
 
-from restorekit.errors import ModelError
-
-# Keys every card in `zoo list --json` carries (None / [] when the card leaves them out).
-REQUIRED_KEYS = ("name", "family", "task", "file", "sha256", "results")
+from restorekit.card import ModelCard
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("zoo", help="list and show the installed models (model cards)",
-                              description="The model zoo: weights/*.safetensors (fp16) with a JSON card each "
-                              "(RESTOREKIT_WEIGHTS overrides the folder).")
+    p = subparsers.add_parser("zoo", help="list, show and import models (model cards)",
+                              description="The model zoo: the bundled models and the user's folder "
+                              "(RESTOREKIT_WEIGHTS, default ~/.cache/restorekit/weights), each model an fp16 "
+                              "safetensors file with a JSON card.")
     actions = p.add_subparsers(dest="zoo_command", metavar="ACTION")
     listing = actions.add_parser("list", help="one line per model (--json: the cards as a JSON array)")
     listing.add_argument("--json", action="store_true", help="print the cards as a JSON array")
@@ -23,106 +21,106 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     show.add_argument("name")
     show.add_argument("--json", action="store_true", help="print the card as JSON")
     show.set_defaults(run=run_show)
+    imp = actions.add_parser("import", help="convert a released checkpoint (.pth, .safetensors, .mat) into "
+                             "the user's zoo, detected by its keys and shapes")
+    imp.add_argument("file", help="the released weights file")
+    imp.add_argument("--name", required=True, help="zoo name for it")
+    imp.add_argument("--source", help="where it came from (repository and path), recorded in the card")
+    imp.add_argument("--license", default="none stated", help="its license, recorded in the card")
+    imp.add_argument("--task", help="the task it serves when its architecture serves several")
+    imp.add_argument("--scale", type=int, help="the SR factor, for files that cannot show it (IDN's x2/x3/x4 "
+                     "releases have tensors of the same shapes)")
+    imp.add_argument("--no-measure", action="store_true", help="skip the quick benchmark run on import "
+                     "(Set12/McMaster sigma 25, Set5, classic5/LIVE1 q20; only when RESTOREKIT_DATA is present)")
+    imp.set_defaults(run=run_import)
     p.set_defaults(run=lambda args: p.print_help() or 2)
 
 
-def normalised(card: dict) -> dict:
-    """The card with the always-present keys filled in (levels or scales by task)."""
-    out = dict(card)
-    for key in REQUIRED_KEYS:
-        out.setdefault(key, [] if key == "results" else None)
-    if "levels" not in out and "scales" not in out:
-        out["scales" if out.get("task") == "sr" else "levels"] = None
-    return out
-
-
-def _range_text(card: dict) -> str:
-    from restorekit.infer import card_scales, level_range
-
-    span = level_range(card)
+def _range_text(card: ModelCard) -> str:
+    span = card.level_range()
     if span is not None:
         return f"{span[0]:g}..{span[1]:g}"
-    scales = card_scales(card)
+    scales = card.card_scales()
     return "x" + "/x".join(map(str, scales)) if scales else "-"
 
 
-def _best_result(card: dict) -> str:
-    results = card.get("results") or []
-    if not results:
+def _best_result(card: ModelCard) -> str:
+    if not card.results:
         return "-"
-    first = results[0]
-    level = f" @{first['level']:g}" if isinstance(first.get("level"), (int, float)) else ""
-    psnr = f"{first['psnr']:.2f} dB" if isinstance(first.get("psnr"), (int, float)) else "?"
-    return f"{first.get('dataset', '?')}{level}: {psnr}" + (f" (+{len(results) - 1} more)" if len(results) > 1 else "")
+    first = card.results[0]
+    level = f" @{first.level:g}" if first.level is not None else ""
+    more = f" (+{len(card.results) - 1} more)" if len(card.results) > 1 else ""
+    return f"{first.dataset}{level}: {first.psnr:.2f} dB{more}"
 
 
 def run_list(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from restorekit.zoo import weights_dir, zoo_cards
+    from restorekit.zoo import entries, weights_dirs
 
-    cards = [normalised(c) for c in zoo_cards()]
+    found = entries()
     if args.json:
-        print(json.dumps(cards, indent=2))
+        print(json.dumps([{**e.card.to_json(), "source": e.source} for e in found], indent=2))
         return 0
     console = Console()
-    if not cards:
-        console.print(f"no models installed in {weights_dir()} (set RESTOREKIT_WEIGHTS to another folder)")
+    if not console.is_terminal:
+        console.width = 200  # a pipe or a log: no terminal to wrap the table for
+    folders = ", ".join(str(d) for d in weights_dirs())
+    if not found:
+        console.print(f"no models installed in {folders} (set RESTOREKIT_WEIGHTS to another folder)")
         return 0
-    table = Table(title=f"model zoo: {weights_dir()}")
-    for column in ("name", "family", "task", "levels/scales", "strength", "result"):
+    table = Table(title=f"model zoo: {folders}")
+    for column in ("name", "family", "task", "levels/scales", "strength", "source", "result"):
         table.add_column(column)
-    for card in cards:
-        table.add_row(card["name"], str(card["family"]), str(card["task"]), _range_text(card),
-                      "lambda(level)" if card.get("strength_curve") else "-", _best_result(card))
+    for entry in found:
+        card = entry.card
+        table.add_row(card.name, str(card.family), card.task, _range_text(card),
+                      "lambda(level)" if card.strength_curve else "-", entry.source, _best_result(card))
     console.print(table)
     return 0
-
-
-def find_card(name: str) -> dict:
-    from restorekit.zoo import weights_dir, zoo_cards
-
-    cards = zoo_cards()
-    for card in cards:
-        if card.get("name") == name:
-            return card
-    names = ", ".join(c.get("name", "?") for c in cards) or f"none installed in {weights_dir()}"
-    raise ModelError(f"no zoo model {name!r}; installed: {names}")
-
-
-def weights_status(card: dict) -> str:
-    """'ok', 'missing' or 'sha256 mismatch': the check loading would do, without building the model."""
-    from restorekit.zoo import sha256, weights_dir
-
-    path = weights_dir() / str(card.get("file") or f"{card.get('name')}.safetensors")
-    if not path.is_file():
-        return f"missing ({path})"
-    if card.get("sha256") and sha256(path) != card["sha256"]:
-        return "sha256 mismatch (file changed or corrupt)"
-    return f"ok ({path})"
 
 
 def run_show(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    card = normalised(find_card(args.name))
+    from restorekit.zoo import find, weights_status
+
+    entry = find(args.name)
+    card = entry.card
     if args.json:
-        print(json.dumps(card, indent=2))
+        print(json.dumps(card.to_json(), indent=2))
         return 0
     console = Console(soft_wrap=True)
-    console.print(f"[bold]{card['name']}[/bold]  family {card['family']}, task {card['task']}, "
+    console.print(f"[bold]{card.name}[/bold]  family {card.family}, task {card.task}, "
                   f"levels/scales {_range_text(card)}")
-    console.print(f"architecture: {card.get('architecture')} {json.dumps(card.get('arguments', {}))}")
-    if card.get("strength_curve"):
-        console.print(f"strength curve: {json.dumps(card['strength_curve'])}")
-    training = card.get("training") or {}
+    console.print(f"architecture: {card.architecture} {json.dumps(card.arguments)}", markup=False)
+    if card.strength_curve:
+        console.print(f"strength curve: {json.dumps(card.strength_curve)}", markup=False)
+    if card.provenance:
+        console.print(f"provenance: {card.provenance.source} (license {card.provenance.license})", markup=False)
+    training = card.training.model_dump(exclude_none=True) if card.training else {}
     for key in ("command", "config", "data", "steps", "hardware"):
         if key in training:
             console.print(f"training {key}: {training[key]}", markup=False)
-    for result in card["results"]:
-        protocol = json.dumps(result.get("protocol", {}))
-        console.print(f"result: {result.get('dataset')} {result.get('task', '')} level {result.get('level')}: "
-                      f"PSNR {result.get('psnr')} SSIM {result.get('ssim')}  protocol {protocol}", markup=False)
-    console.print(f"weights: {weights_status(card)}  sha256 {card['sha256']}", markup=False)
+    for result in card.results:
+        console.print(f"result: {result.dataset} {result.task} level {result.level}: PSNR {result.psnr} "
+                      f"SSIM {result.ssim}  protocol {json.dumps(result.protocol)}", markup=False)
+    status = weights_status(entry)
+    console.print(f"weights: {status}  sha256 {card.sha256}", markup=False)
+    return 0 if status.startswith("ok") else 1
+
+
+def run_import(args: argparse.Namespace) -> int:
+    from restorekit.zoo import import_checkpoint
+
+    target, card = import_checkpoint(args.file, args.name, source=args.source, license=args.license,
+                                     task=args.task, measure_results=not args.no_measure,
+                                     arguments={"scale": args.scale} if args.scale else None)
+    print(f"imported {args.file} as {card.name!r} ({card.architecture} {json.dumps(card.arguments)}) -> {target}")
+    for result in card.results:
+        scale = f" x{result.scale}" if result.scale else ""
+        level = f" at {result.level:g}" if result.level is not None else ""
+        print(f"measured: {result.dataset} {result.task}{scale}{level}: PSNR {result.psnr:.2f} dB, "
+              f"SSIM {result.ssim:.4f} ({result.n_images} images)")
     return 0

@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 from restorekit.data.augment import dihedral_numpy
 from restorekit.data.samplers import SampleKey, mix_seed
 from restorekit.data.sources import ImageSet
+from restorekit.io import to_tensor
 
 
 @dataclass
@@ -48,11 +49,6 @@ def crop_box(height: int, width: int, size: int, seed: int, multiple: int = 1) -
     top = seed_field(seed, 0, (height - size) // multiple + 1) * multiple
     left = seed_field(seed, 1, (width - size) // multiple + 1) * multiple
     return top, left
-
-
-def to_chw_float(array: np.ndarray) -> torch.Tensor:
-    """(H, W, C) uint8 view -> (C, H, W) float32 in [0, 1], in one numpy pass (half the cost of torch ops)."""
-    return torch.from_numpy(np.divide(array.transpose(2, 0, 1), np.float32(255), dtype=np.float32))
 
 
 class PatchDataset(Dataset):
@@ -98,9 +94,9 @@ class PatchDataset(Dataset):
 
     def __getitem__(self, key: SampleKey) -> dict:
         hq_np, lq_np = self.clean_patch(key)
-        hq = to_chw_float(hq_np)
+        hq = to_tensor(hq_np)
         if lq_np is not None:
-            lq = to_chw_float(lq_np)
+            lq = to_tensor(lq_np)
         elif self.degrade and self.levels[key.level].pipeline is not None:
             lq = degrade_one(self.levels[key.level].pipeline, hq, mix_seed(key.seed, "degrade"))
         else:

@@ -22,6 +22,7 @@ import numpy as np
 
 from restorekit import io, ops
 from restorekit.errors import RestorekitError
+from restorekit.io import to_tensor  # noqa: F401 - re-exported: (H, W, C) uint8 -> CHW float
 
 # Sub-folders that hold the clean images in the common benchmark layouts (field-conventions 4.1).
 CLEAN_SUBFOLDERS = ("HR", "GTmod12", "GT", "clean", "target")
@@ -179,10 +180,3 @@ def center_crop(array: np.ndarray, size: int | None) -> np.ndarray:
     h, w = array.shape[:2]
     top, left = max(0, (h - size) // 2), max(0, (w - size) // 2)
     return array[top:top + size, left:left + size]
-
-
-def to_tensor(array: np.ndarray):
-    """(H, W, C) uint8 -> (C, H, W) float32 in [0, 1]."""
-    import torch
-
-    return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).float().div_(255.0)

@@ -26,12 +26,11 @@ from restorekit.degrade.params import Choice, Fixed, Param, Uniform
 from restorekit.degrade.pipeline import SHDD_LEVELS, Pipeline, Sequential, SpatiallyVarying, split_regions
 from restorekit.degrade.record import SHDD_POOL, Degradation, DegradationBatch, Region, Step
 from restorekit.degrade.seeding import Context, derive_seed, image_seed
-from restorekit.degrade.spec import TASKS, canonical_spec, parse_spec, parse_stage
+from restorekit.degrade.spec import canonical_spec, parse_spec, parse_stage
 
 __all__ = [
     "SHDD_LEVELS",
     "SHDD_POOL",
-    "TASKS",
     "Choice",
     "Context",
     "Degradation",

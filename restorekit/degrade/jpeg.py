@@ -76,7 +76,7 @@ def opencv_roundtrip(hwc: np.ndarray, quality: int, *, bgr: bool = False) -> np.
 
 def _import_cv2():
     try:
-        import cv2  # noqa: PLC0415 - optional dependency, only for encoder=opencv
+        import cv2
     except ImportError:
         raise SpecError(
             "jpeg:encoder=opencv needs OpenCV: pip install opencv-python-headless (or use encoder=pil)"

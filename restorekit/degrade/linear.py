@@ -12,7 +12,7 @@ import math
 import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from functools import lru_cache, partial
+from functools import cache, lru_cache, partial
 
 import numpy as np
 import torch
@@ -189,7 +189,7 @@ def _tap_arrays(taps: list[list[tuple[int, int, float]]]) -> tuple[list[np.ndarr
 AXPY_DTYPES = {torch.float32: "s", torch.float64: "d"}
 
 
-@lru_cache(maxsize=None)
+@cache
 def _blas_axpy(dtype: torch.dtype) -> tuple[Callable[..., np.ndarray], Callable[[], AbstractContextManager]]:
     """SciPy's BLAS `?axpy` for `dtype`, and a context that keeps OpenBLAS to one thread while it runs.
 

@@ -257,7 +257,7 @@ def freeform_mask(rng: np.random.Generator, height: int, width: int, strokes: in
     for _ in range(strokes):
         x, y = rng.uniform(0, width), rng.uniform(0, height)
         stroke_width = int(rng.integers(max(1, brush // 2), brush + 1))
-        for vertex in range(int(rng.integers(2, 9))):
+        for _ in range(int(rng.integers(2, 9))):
             angle = rng.uniform(0, 2 * np.pi)
             step = rng.uniform(length / 2, length)
             nx = min(max(x + step * math.cos(angle), 0.0), width - 1.0)

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
 from restorekit.errors import SpecError
 
-Number = Union[int, float]
-Scalar = Union[int, float, bool, str]
+Number = int | float
+Scalar = int | float | bool | str
 
 _REQUIRED = object()
 
@@ -137,7 +137,7 @@ class Choice:
         return "|".join(format_value(v) for v in self.values)
 
 
-Value = Union[Fixed, Uniform, Choice]
+Value = Fixed | Uniform | Choice
 
 
 def possible_values(value: Value) -> tuple[Scalar, ...] | None:

@@ -174,8 +174,8 @@ def split_regions(rng: np.random.Generator, height: int, width: int, count: int)
     """
     boxes = [(0, 0, height, width)]
     while len(boxes) < count:
-        areas = np.array([(b - t) * (r - l) for t, l, b, r in boxes], dtype=np.float64)
-        cuttable = [i for i, (t, l, b, r) in enumerate(boxes) if b - t >= 2 or r - l >= 2]
+        areas = np.array([(b - t) * (r - left) for t, left, b, r in boxes], dtype=np.float64)
+        cuttable = [i for i, (t, left, b, r) in enumerate(boxes) if b - t >= 2 or r - left >= 2]
         if not cuttable:
             raise SpecError(f"shdd: a {height}x{width} image cannot hold {count} regions")
         weights = areas[cuttable] / areas[cuttable].sum()
@@ -267,6 +267,6 @@ class SpatiallyVarying(Pipeline):
 
 
 def _parse_single(text: str) -> Operator:
-    from restorekit.degrade.spec import parse_stage  # noqa: PLC0415 - spec imports this module
+    from restorekit.degrade.spec import parse_stage
 
     return parse_stage(text)

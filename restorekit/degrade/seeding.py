@@ -21,6 +21,17 @@ import torch
 
 SEED_LIMIT = 2**32  # numpy's legacy RandomState (the KAIR/DnCNN protocol) takes seeds below 2**32
 
+# How a set of images is seeded: 'name' gives each image `image_seed(seed, file name)`; 'fixed' gives
+# every image `seed` itself (KAIR's np.random.seed(0) per image).
+SEED_MODES = ("name", "fixed")
+
+
+def seed_for(mode: str, seed: int, name: str) -> int:
+    """The seed of one image under a seed mode."""
+    if mode not in SEED_MODES:
+        raise ValueError(f"unknown seed mode {mode!r}; choose one of {', '.join(SEED_MODES)}")
+    return int(seed) if mode == "fixed" else image_seed(seed, name)
+
 
 def image_seed(base_seed: int, name: str) -> int:
     """Seed of one image: a hash of (`base_seed`, file name), identical on every machine and run.

@@ -17,6 +17,7 @@ from restorekit.degrade.operator import Operator, operator_class
 from restorekit.degrade.params import Fixed, Param, Value, format_number, parse_value
 from restorekit.degrade.pipeline import SHDD_LEVELS, Pipeline, Sequential, SpatiallyVarying
 from restorekit.errors import SpecError
+from restorekit.tasks import TASKS
 
 # Stage names that are not operators: composition and presets.
 SUBSET_PARAM = Param("k", "int", "how many of the following operators each sample gets", low=1, high=64)
@@ -125,7 +126,6 @@ def parse_spec(text: str) -> Pipeline:
 
 # --------------------------------------------------------------------------------------- tasks
 
-TASKS = ("denoise", "jpeg", "sr", "deblur", "inpaint", "interpolate", "derain", "dehaze")
 
 
 def canonical_spec(task: str, level: float | None = None, scale: int | None = None) -> str:

@@ -79,7 +79,7 @@ class NonLocalMeans(Operator):
 
 def _nl_means(job: tuple[np.ndarray, Level]) -> np.ndarray:
     """scikit-image's fast-mode non-local means of one (H, W, C) image at `level`, as (H, W, C)."""
-    from skimage.restoration import denoise_nl_means  # noqa: PLC0415 - heavy import, only when used
+    from skimage.restoration import denoise_nl_means
 
     image, level = job
     grey = image.shape[2] == 1

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from restorekit import ops
-from restorekit.models import ModelInfo, register_model
+from restorekit.models import register_model
 
 NORMS = ("none", "bn", "cin")
 PLACEMENTS = ("resblocks", "all")
@@ -38,12 +38,11 @@ class AdaFM(nn.Module):
         self.delta = nn.Conv2d(channels, channels, kernel_size, padding=kernel_size // 2, groups=channels)
         nn.init.zeros_(self.delta.weight)
         nn.init.zeros_(self.delta.bias)
-        self.strength = 1.0
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.strength == 0:
+    def forward(self, x: torch.Tensor, strength: float | torch.Tensor = 1.0) -> torch.Tensor:
+        if isinstance(strength, (int, float)) and strength == 0:
             return x
-        return x + self.strength * self.delta(x)
+        return x + strength * self.delta(x)
 
     def filters(self) -> torch.Tensor:
         """The paper's g (identity + learned delta) at strength 1, shape (C, 1, k, k)."""
@@ -60,25 +59,38 @@ class ConditionalInstanceNorm(nn.Module):
         self.norm = nn.InstanceNorm2d(channels, affine=False)
         self.gamma = nn.Parameter(torch.ones(n_levels, channels))
         self.beta = nn.Parameter(torch.zeros(n_levels, channels))
-        self.strength = 0.0
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        lam = self.strength
+    def forward(self, x: torch.Tensor, strength: float | torch.Tensor = 1.0) -> torch.Tensor:
+        lam = strength
         gamma = (1 - lam) * self.gamma[0] + lam * self.gamma[-1]
         beta = (1 - lam) * self.beta[0] + lam * self.beta[-1]
         return self.norm(x) * gamma[None, :, None, None] + beta[None, :, None, None]
 
 
+class _Unmodulated(nn.Identity):
+    """No norm / no AdaFM: takes the strength like the modulated layers and ignores it."""
+
+    def forward(self, x: torch.Tensor, strength: float | torch.Tensor = 1.0) -> torch.Tensor:
+        return x
+
+
+class _BatchNorm(nn.BatchNorm2d):
+    """BatchNorm (the AdaBN baseline) with the modulated layers' call; state-dict keys unchanged."""
+
+    def forward(self, x: torch.Tensor, strength: float | torch.Tensor = 1.0) -> torch.Tensor:
+        return super().forward(x)
+
+
 def _norm(kind: str, channels: int, n_levels: int) -> nn.Module:
     if kind == "bn":
-        return nn.BatchNorm2d(channels)
+        return _BatchNorm(channels)
     if kind == "cin":
         return ConditionalInstanceNorm(channels, n_levels)
-    return nn.Identity()
+    return _Unmodulated()
 
 
 def _modulation(enabled: bool, channels: int, kernel_size: int) -> nn.Module:
-    return AdaFM(channels, kernel_size) if enabled else nn.Identity()
+    return AdaFM(channels, kernel_size) if enabled else _Unmodulated()
 
 
 class ResidualBlock(nn.Module):
@@ -94,9 +106,9 @@ class ResidualBlock(nn.Module):
         self.norm2 = _norm(norm, channels, n_levels)
         self.adafm2 = _modulation(adafm, channels, kernel_size)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.relu(self.adafm1(self.norm1(self.conv1(x))))
-        return x + self.adafm2(self.norm2(self.conv2(out)))
+    def forward(self, x: torch.Tensor, strength: float | torch.Tensor = 1.0) -> torch.Tensor:
+        out = self.relu(self.adafm1(self.norm1(self.conv1(x), strength), strength))
+        return x + self.adafm2(self.norm2(self.conv2(out), strength), strength)
 
 
 class AdaFMNet(nn.Module):
@@ -123,8 +135,8 @@ class AdaFMNet(nn.Module):
             raise ValueError(f"placement must be one of {PLACEMENTS}, got {placement!r}")
         self.scale, self.global_skip = scale, global_skip
         self.conv_first = nn.Conv2d(channels, features, 3, stride=2, padding=1)
-        self.body = nn.Sequential(
-            *(ResidualBlock(features, adafm, kernel_size, norm, n_levels) for _ in range(blocks))
+        self.body = nn.ModuleList(
+            ResidualBlock(features, adafm, kernel_size, norm, n_levels) for _ in range(blocks)
         )
         self.lr_conv = nn.Conv2d(features, features, 3, padding=1)
         self.lr_norm = _norm(norm, features, n_levels)
@@ -134,18 +146,6 @@ class AdaFMNet(nn.Module):
         self.hr_conv0 = nn.Sequential(nn.Conv2d(features, features, 3, padding=1), nn.ReLU(inplace=True))
         self.hr_conv1 = nn.Conv2d(features, channels, 3, padding=1)
         self._init_weights()
-        n_adafm = (2 * blocks + (placement == "all")) if adafm else 0
-        radius = receptive_radius(blocks, kernel_size, n_adafm, scale)
-        self.info = ModelInfo(
-            family="adafm", task="sr" if scale > 1 else "restore", scale=scale, in_channels=channels,
-            size_multiple=2, receptive_field=radius,
-            # Conditional-IN fails bf16 in tests/test_half.py (6.7/255 max abs, 45.5 dB vs fp32: instance
-            # norm keeps every layer at unit scale, so rounding errors grow); the others pass fp16 and bf16.
-            supports_half=norm != "cin",
-            arguments={"channels": channels, "features": features, "blocks": blocks, "adafm": adafm,
-                       "kernel_size": kernel_size, "placement": placement, "norm": norm,
-                       "n_levels": n_levels, "scale": scale, "global_skip": global_skip},
-        )
 
     def _init_weights(self) -> None:
         """Kaiming-normal (fan_in) x 0.1 with zero biases, as the reference code ([C] in spec 4.3)."""
@@ -156,26 +156,17 @@ class AdaFMNet(nn.Module):
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, strength: float | torch.Tensor = 1.0) -> torch.Tensor:
+        """strength: lambda in [0, 1] (a float, or a 0-d/[1] tensor so that ONNX takes it as an input)."""
         if self.scale > 1:
             x = ops.imresize(x, self.scale)
         features = self.conv_first(x)
-        body = self.lr_adafm(self.lr_norm(self.lr_conv(self.body(features))))
+        body = features
+        for block in self.body:
+            body = block(body, strength)
+        body = self.lr_adafm(self.lr_norm(self.lr_conv(body), strength), strength)
         out = self.hr_conv1(self.hr_conv0(self.upsample(features + body)))
         return x + out if self.global_skip else out
-
-    # -- modulation ---------------------------------------------------------------------------------
-
-    def modulated_layers(self) -> list[nn.Module]:
-        return [m for m in self.modules() if isinstance(m, (AdaFM, ConditionalInstanceNorm))]
-
-    def set_strength(self, strength: float) -> AdaFMNet:
-        """lambda in [0, 1] for every AdaFM (or conditional-IN) layer at once; returns self."""
-        if not 0.0 <= float(strength) <= 1.0:
-            raise ValueError(f"strength must be in [0, 1], got {strength}")
-        for layer in self.modulated_layers():
-            layer.strength = float(strength)
-        return self
 
     def adafm_parameters(self) -> Iterable[nn.Parameter]:
         """The only parameters trained in the adaptation stage (the base stays frozen)."""
@@ -218,7 +209,55 @@ def recompute_bn_statistics(model: nn.Module, batches: Iterable[torch.Tensor]) -
     return model
 
 
-@register_model("adafm_net")
+def _describe(arguments: dict) -> dict:
+    """Per-instance fields: scale, channels, receptive field, and whether the slider exists."""
+    a = {**_DEFAULTS, **arguments}
+    n_adafm = (2 * a["blocks"] + (a["placement"] == "all")) if a["adafm"] else 0
+    modulated = bool(a["adafm"]) or a["norm"] == "cin"
+    return {
+        "tasks": ("sr",) if a["scale"] > 1 else ("restore",),
+        "scales": (a["scale"],), "in_channels": a["channels"],
+        "receptive_field": receptive_radius(a["blocks"], a["kernel_size"], n_adafm, a["scale"]),
+        "inputs": ("strength",) if modulated else (),
+        # Conditional IN fails bf16 in the contract tests (6.7/255 max abs, 45.5 dB vs fp32: instance norm keeps
+        # every layer at unit scale, so rounding errors grow); the other variants pass fp16 and bf16.
+        "fp16": a["norm"] != "cin", "bf16": a["norm"] != "cin",
+        # Instance norm uses whole-image statistics: a tile's output differs (74/255 in the contract test).
+        "tiling": "whole" if a["norm"] == "cin" else "tile",
+    }
+
+
+def detect(state: dict[str, torch.Tensor]) -> dict | None:
+    """Builder arguments from one of our AdaFM-Net state dicts (`conv_first`, `body.N.conv1`, ...), else None."""
+    needed = ("conv_first.weight", "body.0.conv1.weight", "lr_conv.weight", "hr_conv1.weight")
+    if not all(k in state for k in needed):
+        return None
+    blocks = 1 + max(int(k.split(".")[1]) for k in state if k.startswith("body."))
+    first = state["conv_first.weight"]
+    adafm = "body.0.adafm1.delta.weight" in state
+    cin = "body.0.norm1.gamma" in state
+    bn = "body.0.norm1.running_mean" in state
+    return {
+        "channels": first.shape[1], "features": first.shape[0], "blocks": blocks, "adafm": adafm,
+        "kernel_size": state["body.0.adafm1.delta.weight"].shape[-1] if adafm else 1,
+        "placement": "all" if "lr_adafm.delta.weight" in state else "resblocks",
+        "norm": "cin" if cin else "bn" if bn else "none",
+        "n_levels": state["body.0.norm1.gamma"].shape[0] if cin else 2,
+    }
+
+
+_DEFAULTS = {"channels": 3, "features": 64, "blocks": 16, "adafm": True, "kernel_size": 1, "placement": "resblocks",
+             "norm": "none", "n_levels": 2, "scale": 1, "global_skip": False}
+
+
+@register_model(
+    "adafm_net", tasks=("restore",), summary="AdaFM-Net (He et al. 2019): residual net with a strength slider",
+    size_multiple=2, resolve=_describe, detect=detect,
+    test_configs=({"features": 8, "blocks": 2}, {"features": 8, "blocks": 1, "kernel_size": 3, "placement": "all"},
+                  {"features": 8, "blocks": 1, "adafm": False, "norm": "bn"},
+                  {"features": 8, "blocks": 1, "norm": "cin"}, {"features": 8, "blocks": 1, "scale": 2},
+                  {"features": 8, "blocks": 1, "channels": 1, "global_skip": True}),
+)
 def adafm_net(
     channels: int = 3,
     features: int = 64,

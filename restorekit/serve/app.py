@@ -28,12 +28,12 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from restorekit.api import Restorer
 from restorekit.errors import ImageError, RestorekitError
 
 STATIC = Path(__file__).resolve().parent / "static"
 DEFAULT_MAX_UPLOAD_MB = 20.0
 DEFAULT_MAX_PIXELS = 40_000_000  # ~6300x6300; a web page should not decode a 179 MP bomb
-MODULATED_FAMILIES = ("adafm",)
 # Built-ins that work without trained weights: the "no change" reference and MATLAB bicubic SR.
 BUILTINS = {
     "identity": ("identity", {}, "any", "identity (no change)"),
@@ -64,49 +64,49 @@ class ServeConfig:
 
 def model_entries() -> list[dict]:
     """Zoo models first (what users trained for the purpose), then the built-ins."""
-    from restorekit.cli.restore_cmd import describe_card
-    from restorekit.infer import level_range
-    from restorekit.zoo import zoo_cards
+    from restorekit.models import get_architecture
+    from restorekit.zoo import entries as zoo_entries
 
     entries = []
-    for card in zoo_cards():
-        span = level_range(card)
+    for entry in zoo_entries():
+        card = entry.card
+        span = card.level_range()
+        info = get_architecture(card.architecture).info(card.arguments)
         entries.append({
-            "id": card["name"], "label": describe_card(card), "task": card.get("task", "any"), "source": "zoo",
-            "modulated": bool(card.get("strength_curve")) or card.get("family") in MODULATED_FAMILIES,
-            "levels": None if span is None else list(span), "family": card.get("family"),
+            "id": card.name, "label": card.describe(), "task": card.task, "source": entry.source,
+            "modulated": info.modulated, "takes_level": "level" in info.inputs,
+            "levels": None if span is None else list(span), "family": card.family,
         })
     for model_id, (_, _, task, label) in BUILTINS.items():
         entries.append({"id": model_id, "label": label, "task": task, "source": "built-in",
-                        "modulated": False, "levels": None, "family": "baseline"})
+                        "modulated": False, "takes_level": False, "levels": None, "family": "baseline"})
     return entries
 
 
 class Models:
-    """Loaded restorers, a few at a time (LRU), and one lock around loading and inference: inference is
-    CPU/GPU bound anyway, and modulated models carry their strength as state, so requests take turns."""
+    """Loaded restorers, a few at a time (LRU). The lock guards only the cache: a `Restorer` keeps no
+    per-request state (strength and level are call arguments), so requests for one model run concurrently."""
 
     def __init__(self, config: ServeConfig, keep: int = 3):
         self.config, self.keep = config, keep
-        self.loaded: OrderedDict[str, object] = OrderedDict()
+        self.loaded: OrderedDict[str, Restorer] = OrderedDict()
         self.lock = threading.Lock()
 
-    def get(self, model_id: str):
-        from restorekit.infer import Restorer
-
-        if model_id in self.loaded:
-            self.loaded.move_to_end(model_id)
-            return self.loaded[model_id]
-        known = {e["id"] for e in model_entries()}
-        if model_id not in known:
-            raise Problem(400, f"unknown model {model_id!r}; available: {', '.join(sorted(known))}")
-        name, kwargs = (BUILTINS[model_id][:2] if model_id in BUILTINS else (model_id, {}))
-        restorer = Restorer(name, device=self.config.device, tile=self.config.tile,
-                            tile_overlap=self.config.tile_overlap, **kwargs)
-        self.loaded[model_id] = restorer
-        while len(self.loaded) > self.keep:
-            self.loaded.popitem(last=False)
-        return restorer
+    def get(self, model_id: str) -> Restorer:
+        with self.lock:
+            if model_id in self.loaded:
+                self.loaded.move_to_end(model_id)
+                return self.loaded[model_id]
+            known = {e["id"] for e in model_entries()}
+            if model_id not in known:
+                raise Problem(400, f"unknown model {model_id!r}; available: {', '.join(sorted(known))}")
+            name, kwargs = (BUILTINS[model_id][:2] if model_id in BUILTINS else (model_id, {}))
+            restorer = Restorer(name, device=self.config.device, tile=self.config.tile,
+                                tile_overlap=self.config.tile_overlap, **kwargs)
+            self.loaded[model_id] = restorer
+            while len(self.loaded) > self.keep:
+                self.loaded.popitem(last=False)
+            return restorer
 
 
 def _megabytes(count: int) -> str:
@@ -198,11 +198,10 @@ def create_app(config: ServeConfig | None = None) -> Starlette:
         payload = await read_body(request, config.max_upload_bytes)
 
         def work() -> tuple[bytes, float | None]:
-            with models.lock:
-                restorer = models.get(model_id)
-                lam = restorer.strength_for(level, strength)
-                png = decode_and_encode(payload, name, config,
-                                        lambda image: restorer.restore(image, level=level, strength=strength))
+            restorer = models.get(model_id)
+            lam = restorer.strength_for(level, strength)
+            png = decode_and_encode(payload, name, config,
+                                    lambda image: restorer.restore(image, level=level, strength=strength))
             return png, lam
 
         png, lam = await run_in_threadpool(work)

@@ -1,4 +1,5 @@
-"""Training engine: YAML configs, losses, the resumable (and torchrun-distributable) loop. See docs/training.md.
+"""Training engine: YAML configs, losses, recipes, the resumable (and torchrun-distributable) loop. See
+docs/training.md.
 
     from restorekit.train import load_config, run
     run(load_config("configs/tiny/denoise.yaml", ["train.steps=50"]), "outputs/tiny")
@@ -8,10 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from restorekit.train.config import Node, load_config, validate_config
+from restorekit.train.config import Config, load_config, validate_config
 
 
-def run(cfg: Node, out: str | Path, resume: str | None = None, progress: str | None = None) -> dict:
+def run(cfg: Config, out: str | Path, resume: str | None = None, progress: str | None = None) -> dict:
     """Train `cfg` into `out` in this process (or this torchrun rank); see trainer.train."""
     from restorekit.train import distributed, trainer
 
@@ -22,4 +23,4 @@ def run(cfg: Node, out: str | Path, resume: str | None = None, progress: str | N
         distributed.teardown(dist)
 
 
-__all__ = ["Node", "load_config", "run", "validate_config"]
+__all__ = ["Config", "load_config", "run", "validate_config"]

@@ -1,23 +1,24 @@
 """Checkpoints that survive a SIGKILL and resume bit-exactly.
 
 A checkpoint holds the model, EMA, optimizer, scheduler, loss scaler, level-strategy and uncertainty
-states, every rank's RNG states and the data position (the next step: the sampler is a pure function of
-seed and step). It is written to a temporary file in the same folder, fsync'ed and renamed, so a crash
-leaves either the old or the new checkpoint, never half of one. Everything stored is plain tensors,
-numbers, strings and lists, so loading uses `torch.load(weights_only=True)`: no arbitrary unpickling.
+states, every rank's RNG states, the data position (the next step: the sampler is a pure function of
+seed and step) and, for staged runs, the stage. It is written with `restorekit.atomic.atomic_write`
+(temporary file, fsync, rename), so a crash leaves either the old or the new checkpoint, never half of one.
+The recipe decides the network keys (`model`, `ema`, `optimizer`, ...; `discriminator`, `d_optimizer`, ...).
+Everything stored is plain tensors, numbers, strings and lists, so loading uses
+`torch.load(weights_only=True)`: no arbitrary unpickling.
 """
 
 from __future__ import annotations
 
-import os
 import random
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from restorekit.atomic import atomic_write
 from restorekit.errors import RestorekitError
 
 FORMAT = "restorekit-checkpoint-1"
@@ -46,36 +47,6 @@ def latest_checkpoint(out: Path) -> Path | None:
     return found[-1][1] if found else None
 
 
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: Path, write) -> Path:
-    """Call write(file object) on a temp file beside `path`, fsync, rename over `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-    return path
-
-
 def save_checkpoint(state: dict, path: Path) -> Path:
     state = {"format": FORMAT, **state}
     return atomic_write(path, lambda handle: torch.save(state, handle))
@@ -86,7 +57,7 @@ def load_checkpoint(path: Path) -> dict:
         state = torch.load(str(path), map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise RestorekitError(f"{path}: no such checkpoint") from None
-    except Exception as err:  # noqa: BLE001 - a damaged file, whatever the exception
+    except Exception as err:
         raise RestorekitError(f"{path}: cannot read the checkpoint ({type(err).__name__}: {err})") from err
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise RestorekitError(f"{path}: not a restorekit training checkpoint")

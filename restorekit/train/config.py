@@ -1,412 +1,504 @@
 """Training configs: BasicSR-like YAML, one file per experiment, every key declared here with its default.
 
 Users' complaint about toolbox configs is that they are unclear: keys come from registries, defaults hide
-in code, typos are ignored. Here the whole schema is one table (`SCHEMA`) that the loader, the error
-messages and docs/training.md all read. Loading is strict:
+in code, typos are ignored. Here the schema is a tree of pydantic models (`Config`) with `extra="forbid"`
+that the loader, the error messages and docs/training.md (`reference_markdown`) all read. Loading is strict:
 
-* an unknown key fails, naming the file, the key and the closest known key;
+* an unknown key fails, naming the file, the dotted key and the closest known key;
 * a value of the wrong type fails, naming the file, the key, the expected type and the value;
-* `--set key=value` overrides (values parsed as YAML) are checked the same way;
+* `--set key=value` overrides (values parsed as YAML; `stages.1.steps=5` indexes lists) are checked the
+  same way and named in the message;
+* task names come from `restorekit.tasks`, loss names from the loss registry (`register_loss` included);
 * the semantic checks that need the outside world (dataset folders exist, degradation specs parse,
-  the model builds, freeze patterns match) run in `restorekit.train.trainer.prepare`, still before the
-  first step.
+  the model builds, freeze patterns match) run in `restorekit.train.trainer.prepare`, before the first step.
 
-Numbers written like `1e-4` are accepted for float keys (PyYAML reads them as strings: a classic trap).
+Every error is one line, `FILE: dotted.key: what is wrong`. Numbers written like `1e-4` are accepted for
+float keys (PyYAML reads them as strings: a classic trap).
 """
 
 from __future__ import annotations
 
 import copy
 import difflib
-import math
-from dataclasses import dataclass
+import typing
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    FiniteFloat,
+    PrivateAttr,
+    StrictBool,
+    StrictStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticCustomError, PydanticUndefined
 
 from restorekit.errors import ConfigError
 from restorekit.ops import GREY_FORMULAS
+from restorekit.tasks import EVAL_TASKS
+
+# ------------------------------------------------------------------------------------ value types
+
+# Plain pydantic types; `_message` words their errors ("expected an integer, got 'big' (str)").
+Int, Float, Bool, Str, Mapping = int, FiniteFloat, StrictBool, StrictStr, dict
+Strs, Ints, Floats = list[StrictStr], list[int], list[FiniteFloat]
+OptInt, OptFloat, OptStr = int | None, FiniteFloat | None, StrictStr | None
+OptStrs, OptInts, OptFloats = list[StrictStr] | None, list[int] | None, list[FiniteFloat] | None
 
 
-class _Required:
-    def __repr__(self) -> str:
-        return "required"
+def _fail(message: str, **context: Any) -> PydanticCustomError:
+    return PydanticCustomError("restorekit", message, context)
 
 
-REQUIRED = _Required()
+class Section(BaseModel):
+    """A config section: unknown keys refused, values checked against `choices`, null means {}."""
 
+    model_config = ConfigDict(extra="forbid", validate_default=True, protected_namespaces=())
 
-@dataclass(frozen=True)
-class Key:
-    """One config key: its type, default (or REQUIRED), allowed values and meaning."""
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_is_default(cls, data: Any) -> Any:
+        return {} if data is None else data
 
-    kind: str  # int | float | bool | str | list[str] | list[int] | list[float] | dict | levels | loss
-    default: Any
-    doc: str
-    choices: tuple = ()
-    nullable: bool = False
-
-
-def _k(kind, default, doc, choices=(), nullable=False) -> Key:
-    return Key(kind, default, doc, tuple(choices), nullable)
-
-
-AUGS = ("blend", "rgb", "mixup", "cutout", "cutmix", "cutmixup", "cutblur")
-TASKS = ("sr", "denoise", "jpeg", "deblur", "inpaint", "interpolate", "derain", "dehaze", "restore")
-SOURCES = ("folder", "skimage", "synthetic")
-
-SCHEMA: dict[str, Any] = {
-    "name": _k("str", "run", "Run name, written into logs and the model card."),
-    "seed": _k("int", 0, "Seed of everything random: image order, crops, flips, levels, noise, augmentation, init."),
-    "task": _k("str", "denoise", "Task whose metric protocol validation uses (RGB or Y, border crop), as in "
-               "`restorekit eval`.", TASKS),
-    "device": _k("str", "auto", "cpu, cuda, cuda:N or auto (CUDA when available). Under torchrun each process "
-                 "uses cuda:LOCAL_RANK."),
-    "threads": _k("int", None, "CPU threads for the model (torch.set_num_threads); null: the cores left after the "
-                  "loader workers (on a 2-core machine with 2 workers: 1), which avoids oversubscription stalls.",
-                  nullable=True),
-    "deterministic": _k("bool", False, "torch.use_deterministic_algorithms(True) and no cuDNN autotuning: "
-                        "bit-identical reruns and resumes (slower on GPU)."),
-    "model": {
-        "type": _k("str", REQUIRED, "Registered architecture (`restorekit.models.list_models()`), e.g. dncnn."),
-        "args": _k("dict", {}, "Keyword arguments of the architecture, e.g. {depth: 5, features: 16}."),
-        "init": _k("str", None, "Weights file to start from (safetensors or .pth, read weights-only).",
-                   nullable=True),
-        "init_strict": _k("bool", True, "Whether `init` must match every parameter name."),
-        "freeze": _k("list[str]", [], "Parameter-name patterns (fnmatch, e.g. 'model.0.*') to freeze."),
-        "train_only": _k("list[str]", [], "If not empty, freeze every parameter NOT matching one of these patterns "
-                         "(AdaFM: train only the AdaFM layers)."),
-        "compile": _k("bool", False, "Wrap the model in torch.compile (opt-in: slow start, faster steps on GPU)."),
-        "strength": _k("float", None, "Modulation strength lambda set on a modulated model (`set_strength`) for "
-                       "training and validation; null keeps the model's own (AdaFM layers: 1, the adapted end; "
-                       "conditional IN: 0, the start level). Conditional-IN adaptation trains at 1.", nullable=True),
-    },
-    "data": {
-        "train": {
-            "source": _k("str", "folder", "Where clean images come from: folder (any usual layout, or "
-                         "degraded/ + clean/ pairs), skimage (bundled samples), synthetic.", SOURCES),
-            "folder": _k("str", None, "Image folder, or a benchmark name under RESTOREKIT_DATA (e.g. Train400).",
-                         nullable=True),
-            "images": _k("list[str]", ["astronaut", "camera", "coffee", "chelsea", "coins", "moon"],
-                         "source skimage: which bundled samples."),
-            "count": _k("int", 16, "source synthetic: number of images."),
-            "size": _k("int", 128, "source synthetic: image side in pixels."),
-            "limit": _k("int", None, "Use only the first N images of the folder.", nullable=True),
-            "channels": _k("int", None, "1 (grey), 3 (RGB) or null (as stored).", (1, 3), nullable=True),
-            "grey": _k("str", "luma", "How RGB images become 1 channel: luma (full-range BT.601, as PIL/OpenCV) "
-                       "or y (MATLAB rgb2ycbcr Y, studio swing: the JPEG and SR benchmarks' Y channel).", tuple(GREY_FORMULAS)),
-            "levels": _k("levels", REQUIRED, "Degradation levels: a list (or name -> value mapping) of degradation "
-                         "specs such as 'noise:sigma=0..20'; null for a paired folder; a mapping {spec, folder, "
-                         "patch} gives a level its own images (MBN's per-factor data)."),
-            "patch": _k("int", 48, "Side of the clean (target) patch; the degraded input is patch/scale."),
-            "scale": _k("int", 1, "Size factor between target and input (SR); patch must be a multiple."),
-            "flip": _k("bool", True, "Random horizontal flips."),
-            "rot": _k("bool", True, "Random quarter-turn rotations (with flip: all 8 dihedral transforms)."),
-            "workers": _k("int", 2, "DataLoader worker processes per training process (0: in the main process)."),
-            "prefetch": _k("int", 4, "Batches each worker prepares ahead."),
-            "degrade_on": _k("str", "worker", "worker: per-sample degradation in the loader (rank-invariant, exact "
-                             "resume); device: batched on the training device (fastest on GPU).",
-                             ("worker", "device")),
-        },
-        "val": {
-            "source": _k("str", "skimage", "Validation images: folder, skimage or synthetic.", SOURCES),
-            "folder": _k("str", None, "Folder or benchmark name (e.g. Set12).", nullable=True),
-            "images": _k("list[str]", ["astronaut", "camera"], "source skimage: which bundled samples."),
-            "count": _k("int", 4, "source synthetic: number of images."),
-            "size": _k("int", 96, "source synthetic: image side."),
-            "limit": _k("int", None, "Only the first N images.", nullable=True),
-            "channels": _k("int", None, "1, 3 or null (as the training data).", (1, 3), nullable=True),
-            "grey": _k("str", None, "RGB to 1 channel for validation: luma or y; null: as data.train.grey.",
-                       tuple(GREY_FORMULAS), nullable=True),
-            "crop": _k("int", 128, "Central crop side (keeps validation fast; null: whole images).", nullable=True),
-            "levels": _k("levels", None, "Levels to validate (same form as data.train.levels); null: the training "
-                         "levels. Fixed levels (sigma=25) give comparable numbers.", nullable=True),
-            "every": _k("int", 0, "Validate every N steps (0: only at the end and, for on_demand, after each "
-                        "epoch)."),
-            "seed": _k("int", 0, "Seed of the validation degradations (per image, from its file name)."),
-        },
-    },
-    "strategy": {
-        "type": _k("str", "rigid_joint", "How levels are sampled: single, rigid_joint, on_demand, uncertainty, "
-                   "curriculum, anti_curriculum, mbn_cycle.",
-                   ("single", "rigid_joint", "on_demand", "uncertainty", "curriculum", "anti_curriculum",
-                    "mbn_cycle")),
-        "level": _k("int", 0, "single: index of the level to train on."),
-        "epoch_steps": _k("int", None, "Steps per epoch (on_demand updates shares after each); null: one pass "
-                          "over the training images.", nullable=True),
-        "curriculum": _k("str", "staged", "curriculum/anti_curriculum: staged (one level per stage) or cumulative "
-                         "(stages add levels).", ("staged", "cumulative")),
-        "cycle": _k("list[int]", None, "mbn_cycle: minibatches of each level per cycle, e.g. [1, 1, 1, 3].",
-                    nullable=True),
-    },
-    "augment": {
-        "moa": _k("bool", False, "Mixture of augmentations (thesis Ch. 4) on each batch."),
-        "p": _k("float", 0.6, "MoA decision probability: 1.0 for SR, 0.6 for DN/JPEG/mixed, 0.2 for small SR nets."),
-        "augs": _k("list[str]", list(AUGS), "MoA members (any of blend, rgb, mixup, cutout, cutmix, cutmixup, "
-                   "cutblur)."),
-        "mix_p": _k("list[float]", None, "Ratios of the members (null: uniform); RealSR: 0.1 each, 0.4 cutblur.",
-                    nullable=True),
-        "alpha": {
-            "blend": _k("float", 0.6, "Blend: v ~ U(alpha, 1)."),
-            "mixup": _k("float", 1.2, "Mixup: v ~ Beta(alpha, alpha)."),
-            "cutout": _k("float", 0.001, "Cutout: probability of erasing each input pixel."),
-            "cutmix": _k("float", 0.7, "CutMix: box side ratio ~ N(alpha, 0.01^2)."),
-            "cutmixup": _k("float", 0.7, "CutMixup: box side ratio ~ N(alpha, 0.01^2)."),
-            "cutmixup_mixup": _k("float", 1.2, "CutMixup: mixup Beta(alpha, alpha)."),
-            "cutblur": _k("float", 0.7, "CutBlur: box side ratio ~ N(alpha, 0.01^2)."),
-        },
-    },
-    "train": {
-        "steps": _k("int", REQUIRED, "Optimizer steps (override with --set train.steps=N)."),
-        "batch_size": _k("int", 16, "GLOBAL batch: split evenly over torchrun processes, so 1 and N processes "
-                         "see the same samples per step."),
-        "loss": _k("loss", "l1", "l1, l2, charbonnier, ssim, mbn (DuRN's -1.1*SSIM + 0.75*L1), or a list of "
-                   "{type, weight} terms."),
-        "charbonnier_eps": _k("float", 1e-3, "Charbonnier: sqrt(d^2 + eps^2)."),
-        "optimizer": {
-            "type": _k("str", "adam", "adam or adamw.", ("adam", "adamw")),
-            "lr": _k("float", 1e-4, "Initial learning rate."),
-            "betas": _k("list[float]", [0.9, 0.999], "Adam betas."),
-            "eps": _k("float", 1e-8, "Adam epsilon."),
-            "weight_decay": _k("float", 0.0, "Weight decay (decoupled for adamw)."),
-        },
-        "scheduler": {
-            "type": _k("str", "constant", "constant, multistep or cosine.", ("constant", "multistep", "cosine")),
-            "milestones": _k("list[int]", [], "multistep: steps at which the lr is multiplied by gamma."),
-            "gamma": _k("float", 0.5, "multistep: factor per milestone."),
-            "eta_min": _k("float", 0.0, "cosine: final learning rate."),
-            "warmup_steps": _k("int", 0, "Linear warm-up from 0 over this many steps."),
-        },
-        "grad_clip_norm": _k("float", 0.0, "Clip the global gradient norm to this (0: off)."),
-        "grad_clip_value": _k("float", 0.0, "Clip each gradient value to +-this (0: off; RCAN fine-tuning: 0.5)."),
-        "ema_decay": _k("float", 0.0, "Exponential moving average of the weights (0: off; BasicSR/KAIR: 0.999). "
-                        "Validation and final.safetensors use the EMA weights."),
-        "amp": _k("str", "none", "Mixed precision on GPU: none, bf16 or fp16 (with loss scaling).",
-                  ("none", "bf16", "fp16")),
-        "log_every": _k("int", 10, "Write a log.jsonl line every N steps."),
-        "checkpoint_every": _k("int", 1000, "Write a checkpoint every N steps (0: only the final one)."),
-        "keep_checkpoints": _k("int", 2, "How many recent checkpoints to keep."),
-    },
-    "logging": {
-        "tensorboard": _k("bool", True, "Write TensorBoard event files under OUT/tensorboard."),
-        "progress": _k("str", "auto", "Progress bar: auto (only on a terminal), on, off.", ("auto", "on", "off")),
-    },
-}
-
-
-class Node(dict):
-    """A validated config section: a dict that also allows attribute access (cfg.train.steps)."""
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(name) from None
+    @field_validator("*", mode="after")
+    @classmethod
+    def _one_of(cls, value: Any, info: ValidationInfo) -> Any:
+        choices = choices_of(cls.model_fields[info.field_name])
+        if choices and value is not None and value not in choices:
+            raise _fail("{value} is not one of: {options}", value=repr(value), options=", ".join(map(str, choices)))
+        return value
 
     def to_plain(self) -> dict:
-        return {k: v.to_plain() if isinstance(v, Node) else copy.deepcopy(v) for k, v in self.items()}
+        """Plain YAML-able data (levels and loss terms in their normalised mapping form)."""
+        return self.model_dump(mode="python")
 
 
-# ------------------------------------------------------------------------------------------ helpers
+def key(default: Any, doc: str, choices: tuple = ()) -> Any:
+    """A config key: default (`...` = required), the doc line docs/training.md shows, allowed values."""
+    extra = {"choices": list(choices)} if choices else None
+    if isinstance(default, (list, dict)):
+        return Field(default_factory=lambda: copy.deepcopy(default), description=doc, json_schema_extra=extra)
+    return Field(default, description=doc, json_schema_extra=extra)
 
 
-def iter_keys(schema: dict = SCHEMA, prefix: str = ""):
-    """(dotted key, Key) for every leaf, in schema order (used by the docs and tests)."""
-    for name, value in schema.items():
-        dotted = f"{prefix}{name}"
-        if isinstance(value, dict):
-            yield from iter_keys(value, dotted + ".")
-        else:
-            yield dotted, value
+def choices_of(info: FieldInfo) -> tuple:
+    extra = info.json_schema_extra
+    return tuple(extra.get("choices", ())) if isinstance(extra, dict) else ()
 
 
-def _type_name(value: Any) -> str:
-    return "null" if value is None else type(value).__name__
+class LevelEntry(Section):
+    """One training/validation level: a degradation spec, optionally with its own images and patch size.
+    A bare string is its spec; null is a paired folder's level (the folder provides the inputs)."""
+
+    name: OptStr = None
+    spec: OptStr = None
+    folder: OptStr = None
+    patch: OptInt = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _spec_only(cls, data: Any) -> Any:
+        return {"spec": data} if data is None or isinstance(data, str) else data
 
 
-def _number(value: Any) -> float | None:
-    """A real number from an int, float or numeric string ('1e-4'); None if it is not one."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return None
-    return None
-
-
-def _check_scalar(kind: str, value: Any) -> tuple[bool, Any]:
-    if kind == "bool":
-        return isinstance(value, bool), value
-    if kind == "str":
-        return isinstance(value, str), value
-    if kind == "int":
-        number = _number(value)
-        if number is None or not math.isfinite(number) or number != int(number):
-            return False, value
-        return True, int(number)
-    if kind == "float":
-        number = _number(value)
-        return (number is not None and math.isfinite(number)), number
-    raise AssertionError(kind)
-
-
-KIND_TEXT = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string",
-             "list[str]": "a list of strings", "list[int]": "a list of integers", "list[float]": "a list of numbers",
-             "dict": "a mapping", "levels": "a list or mapping of degradation specs",
-             "loss": "a loss name or a list of {type, weight}"}
-
-
-def check_value(key: Key, value: Any, where: str) -> Any:
-    """`value` converted to the key's type, or ConfigError '<where>: expected ..., got ...'."""
-    if value is None:
-        if key.nullable:
-            return None
-        raise ConfigError(f"{where}: must not be null; expected {KIND_TEXT[key.kind]}")
-    kind = key.kind
-    ok, out = True, value
-    if kind in ("int", "float", "bool", "str"):
-        ok, out = _check_scalar(kind, value)
-    elif kind.startswith("list["):
-        inner = kind[5:-1]
-        if not isinstance(value, list):
-            ok = False
-        else:
-            out = []
-            for i, item in enumerate(value):
-                good, converted = _check_scalar(inner, item)
-                if not good:
-                    raise ConfigError(f"{where}[{i}]: expected {KIND_TEXT[inner]}, got {item!r} ({_type_name(item)})")
-                out.append(converted)
-    elif kind == "dict":
-        ok = isinstance(value, dict)
-    elif kind == "levels":
-        out = check_levels(value, where)
-    elif kind == "loss":
-        out = check_loss(value, where)
-    if not ok:
-        raise ConfigError(f"{where}: expected {KIND_TEXT[kind]}, got {value!r} ({_type_name(value)})")
-    if key.choices and out not in key.choices:
-        options = ", ".join(str(c) for c in key.choices)
-        raise ConfigError(f"{where}: {out!r} is not one of: {options}")
-    return out
-
-
-LEVEL_KEYS = ("spec", "folder", "patch")
-
-
-def check_levels(value: Any, where: str) -> list[dict]:
-    """Normalise levels to [{name, spec, folder, patch}] (specs are parsed later, at start-up)."""
+def _level_list(value: Any) -> Any:
+    """The mapping form {name: spec or {spec, folder, patch}} as a list with names; at least one level."""
     if isinstance(value, dict):
-        items = list(value.items())
-    elif isinstance(value, list):
-        items = [(None, v) for v in value]
-    else:
-        raise ConfigError(f"{where}: expected {KIND_TEXT['levels']}, got {value!r} ({_type_name(value)})")
-    if not items:
-        raise ConfigError(f"{where}: needs at least one level")
-    levels = []
-    for i, (name, item) in enumerate(items):
-        here = f"{where}.{name}" if name is not None else f"{where}[{i}]"
-        entry = {"name": str(name) if name is not None else None, "spec": None, "folder": None, "patch": None}
-        if isinstance(item, dict):
-            for key in item:
-                if key not in LEVEL_KEYS:
-                    raise ConfigError(f"{here}: unknown key {key!r}; a level takes {', '.join(LEVEL_KEYS)}")
-            entry.update({k: item.get(k) for k in LEVEL_KEYS})
-            for key, kind in (("spec", "str"), ("folder", "str"), ("patch", "int")):
-                if entry[key] is not None:
-                    good, entry[key] = _check_scalar(kind, entry[key])
-                    if not good:
-                        raise ConfigError(f"{here}.{key}: expected {KIND_TEXT[kind]}, got {item[key]!r}")
-        elif isinstance(item, str) or item is None:
-            entry["spec"] = item
-        else:
-            raise ConfigError(f"{here}: expected a degradation spec string, null or a mapping, got {item!r}")
-        if entry["name"] is None:
-            entry["name"] = entry["spec"] or f"level{i}"
-        levels.append(entry)
+        value = [{**(v if isinstance(v, dict) else {"spec": v}), "name": str(k)} for k, v in value.items()]
+    if isinstance(value, list) and not value:
+        raise _fail("needs at least one level")
+    if value is not None and not isinstance(value, list):
+        raise _fail("expected a list or mapping of degradation specs, got {value}", value=repr(value))
+    return value
+
+
+def _named(levels: list[LevelEntry] | None) -> list[LevelEntry] | None:
+    for i, level in enumerate(levels or []):
+        level.name = level.name or level.spec or f"level{i}"
     return levels
 
 
-LOSS_NAMES = ("l1", "l2", "charbonnier", "ssim", "mbn")
+class LossTerm(Section):
+    type: StrictStr
+    weight: FiniteFloat = 1.0
+
+    @field_validator("type")
+    @classmethod
+    def _registered(cls, name: str) -> str:
+        """Loss names come from the one registry in losses.py (`register_loss` included)."""
+        from restorekit.train.losses import loss_names
+
+        if name not in loss_names():
+            raise _fail("unknown loss {name}; choose one of: {names}", name=repr(name), names=", ".join(loss_names()))
+        return name
 
 
-def check_loss(value: Any, where: str) -> list[dict]:
-    """Normalise the loss to [{type, weight}]."""
-    terms = [{"type": value, "weight": 1.0}] if isinstance(value, str) else value
-    if not isinstance(terms, list) or not terms:
-        raise ConfigError(f"{where}: expected {KIND_TEXT['loss']}, got {value!r} ({_type_name(value)})")
-    out = []
-    for i, term in enumerate(terms):
-        here = where if isinstance(value, str) else f"{where}[{i}]"
-        if not isinstance(term, dict) or set(term) - {"type", "weight"} or "type" not in term:
-            raise ConfigError(f"{here}: expected {{type: NAME, weight: NUMBER}}, got {term!r}")
-        if term["type"] not in LOSS_NAMES:
-            raise ConfigError(f"{here}: unknown loss {term['type']!r}; choose one of: {', '.join(LOSS_NAMES)}")
-        weight = _number(term.get("weight", 1.0))
-        if weight is None:
-            raise ConfigError(f"{here}.weight: expected a number, got {term.get('weight')!r}")
-        out.append({"type": term["type"], "weight": weight})
-    return out
+def _loss_list(value: Any) -> Any:
+    return [{"type": value}] if isinstance(value, str) else value
 
 
-def _validate(raw: Any, schema: dict, prefix: str, origin_of) -> Node:
-    """Check `raw` against `schema`; `origin_of(key)` says where a key came from (file, or file + --set)."""
-    if raw is None:
-        raw = {}
-    section = prefix.rstrip(".")
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{origin_of(section)}: {section}: expected a mapping of keys, got {raw!r}")
-    for name in raw:
-        if name not in schema:
-            close = difflib.get_close_matches(str(name), list(schema), n=1)
-            hint = f" (did you mean {prefix}{close[0]}?)" if close else f"; known keys here: {', '.join(schema)}"
-            dotted = prefix + str(name)
-            raise ConfigError(f"{origin_of(dotted)}: unknown key {dotted!r}{hint}")
-    node = Node()
-    for name, spec in schema.items():
-        dotted = prefix + name
-        if isinstance(spec, dict):
-            node[name] = _validate(raw.get(name), spec, dotted + ".", origin_of)
-        elif name in raw:
-            node[name] = check_value(spec, raw[name], f"{origin_of(dotted)}: {dotted}")
-        elif spec.default is REQUIRED:
-            raise ConfigError(f"{origin_of(dotted)}: {dotted} is required ({spec.doc})")
-        else:  # defaults go through the same normalisation as given values
-            node[name] = check_value(spec, copy.deepcopy(spec.default), f"default of {dotted}")
-    return node
+def _recipe(value: str) -> str:
+    """Recipe names come from the recipe registry (`register_recipe`), like loss names from the losses'."""
+    from restorekit.train.recipes import recipe_names
+
+    if value not in recipe_names():
+        raise _fail("{value} is not one of: {options}", value=repr(value), options=", ".join(recipe_names()))
+    return value
+
+
+Levels = Annotated[list[LevelEntry], BeforeValidator(_level_list), AfterValidator(_named)]
+OptLevels = Annotated[list[LevelEntry] | None, BeforeValidator(_level_list), AfterValidator(_named)]
+Losses = Annotated[list[LossTerm], BeforeValidator(_loss_list), Field(min_length=1)]
+OptLosses = Annotated[list[LossTerm] | None, BeforeValidator(_loss_list)]
+RecipeName = Annotated[StrictStr, AfterValidator(_recipe)]
+
+# ------------------------------------------------------------------------------------ the schema
+
+AUGS = ("blend", "rgb", "mixup", "cutout", "cutmix", "cutmixup", "cutblur")
+SOURCES = ("folder", "skimage", "synthetic")
+STRATEGIES = ("single", "rigid_joint", "on_demand", "uncertainty", "curriculum", "anti_curriculum", "mbn_cycle")
+
+
+class ModelSection(Section):
+    type: Str = key(..., "Registered architecture (`restorekit.models.list_models()`), e.g. dncnn.")
+    args: Mapping = key({}, "Keyword arguments of the architecture, e.g. {depth: 5, features: 16}.")
+    init: OptStr = key(None, "Weights file to start from (safetensors or .pth, read weights-only).")
+    init_strict: Bool = key(True, "Whether `init` must match every parameter name.")
+    freeze: Strs = key([], "Parameter-name patterns (fnmatch, e.g. 'model.0.*') to freeze.")
+    train_only: Strs = key([], "If not empty, freeze every parameter NOT matching one of these patterns "
+                           "(AdaFM: train only the AdaFM layers).")
+    compile: Bool = key(False, "Wrap the model in torch.compile (opt-in: slow start, faster steps on GPU).")
+    strength: OptFloat = key(None, "Modulation strength lambda passed in the forward call of a modulated model "
+                             "(`module(x, strength=...)`) in training and validation; null: the model's default "
+                             "(1, the adapted end).")
+
+
+class TrainData(Section):
+    source: Str = key("folder", "Where clean images come from: folder (any usual layout, or degraded/ + clean/ "
+                      "pairs), skimage (bundled samples), synthetic.", SOURCES)
+    folder: OptStr = key(None, "Image folder, or a benchmark name under RESTOREKIT_DATA (e.g. Train400).")
+    images: Strs = key(["astronaut", "camera", "coffee", "chelsea", "coins", "moon"],
+                       "source skimage: which bundled samples.")
+    count: Int = key(16, "source synthetic: number of images.")
+    size: Int = key(128, "source synthetic: image side in pixels.")
+    limit: OptInt = key(None, "Use only the first N images of the folder.")
+    channels: OptInt = key(None, "1 (grey), 3 (RGB) or null (as stored).", (1, 3))
+    grey: Str = key("luma", "How RGB images become 1 channel: luma (full-range BT.601, as PIL/OpenCV) or y "
+                    "(MATLAB rgb2ycbcr Y, studio swing: the JPEG and SR benchmarks' Y channel).", tuple(GREY_FORMULAS))
+    levels: Levels = key(..., "Degradation levels: a list (or name -> value mapping) of degradation specs such as "
+                         "'noise:sigma=0..20'; null for a paired folder; a mapping {spec, folder, patch} gives a "
+                         "level its own images (MBN's per-factor data).")
+    patch: Int = key(48, "Side of the clean (target) patch; the degraded input is patch/scale.")
+    scale: Int = key(1, "Size factor between target and input (SR); patch must be a multiple.")
+    flip: Bool = key(True, "Random horizontal flips.")
+    rot: Bool = key(True, "Random quarter-turn rotations (with flip: all 8 dihedral transforms).")
+    workers: Int = key(2, "DataLoader worker processes per training process (0: in the main process).")
+    prefetch: Int = key(4, "Batches each worker prepares ahead.")
+    degrade_on: Str = key("worker", "worker: per-sample degradation in the loader (rank-invariant, exact resume); "
+                          "device: batched on the training device (fastest on GPU).", ("worker", "device"))
+
+
+class ValData(Section):
+    source: Str = key("skimage", "Validation images: folder, skimage or synthetic.", SOURCES)
+    folder: OptStr = key(None, "Folder or benchmark name (e.g. Set12).")
+    images: Strs = key(["astronaut", "camera"], "source skimage: which bundled samples.")
+    count: Int = key(4, "source synthetic: number of images.")
+    size: Int = key(96, "source synthetic: image side.")
+    limit: OptInt = key(None, "Only the first N images.")
+    channels: OptInt = key(None, "1, 3 or null (as the training data).", (1, 3))
+    grey: OptStr = key(None, "RGB to 1 channel for validation: luma or y; null: as data.train.grey.",
+                       tuple(GREY_FORMULAS))
+    crop: OptInt = key(128, "Central crop side (keeps validation fast; null: whole images).")
+    levels: OptLevels = key(None, "Levels to validate (same form as data.train.levels); null: the training levels. "
+                            "Fixed levels (sigma=25) give comparable numbers.")
+    every: Int = key(0, "Validate every N steps (0: only at the end and, for on_demand, after each epoch).")
+    seed: Int = key(0, "Seed of the validation degradations (per image, from its file name).")
+
+
+class DataSection(Section):
+    train: TrainData
+    val: ValData = Field(default_factory=ValData)
+
+
+class StrategySection(Section):
+    type: Str = key("rigid_joint", "How levels are sampled: single, rigid_joint, on_demand, uncertainty, "
+                    "curriculum, anti_curriculum, mbn_cycle.", STRATEGIES)
+    level: Int = key(0, "single: index of the level to train on.")
+    epoch_steps: OptInt = key(None, "Steps per epoch (on_demand updates shares after each); null: one pass over "
+                              "the training images.")
+    curriculum: Str = key("staged", "curriculum/anti_curriculum: staged (one level per stage) or cumulative "
+                          "(stages add levels).", ("staged", "cumulative"))
+    cycle: OptInts = key(None, "mbn_cycle: minibatches of each level per cycle, e.g. [1, 1, 1, 3].")
+
+
+class Alphas(Section):
+    blend: Float = key(0.6, "Blend: v ~ U(alpha, 1).")
+    mixup: Float = key(1.2, "Mixup: v ~ Beta(alpha, alpha).")
+    cutout: Float = key(0.001, "Cutout: probability of erasing each input pixel.")
+    cutmix: Float = key(0.7, "CutMix: box side ratio ~ N(alpha, 0.01^2).")
+    cutmixup: Float = key(0.7, "CutMixup: box side ratio ~ N(alpha, 0.01^2).")
+    cutmixup_mixup: Float = key(1.2, "CutMixup: mixup Beta(alpha, alpha).")
+    cutblur: Float = key(0.7, "CutBlur: box side ratio ~ N(alpha, 0.01^2).")
+
+
+class AugmentSection(Section):
+    moa: Bool = key(False, "Mixture of augmentations (thesis Ch. 4) on each batch.")
+    p: Float = key(0.6, "MoA decision probability: 1.0 for SR, 0.6 for DN/JPEG/mixed, 0.2 for small SR nets.")
+    augs: Strs = key(list(AUGS), "MoA members (any of blend, rgb, mixup, cutout, cutmix, cutmixup, cutblur).")
+    mix_p: OptFloats = key(None, "Ratios of the members (null: uniform); RealSR: 0.1 each, 0.4 cutblur.")
+    alpha: Alphas = Field(default_factory=Alphas)
+
+
+class Optimizer(Section):
+    type: Str = key("adam", "adam or adamw.", ("adam", "adamw"))
+    lr: Float = key(1e-4, "Initial learning rate.")
+    betas: Floats = key([0.9, 0.999], "Adam betas.")
+    eps: Float = key(1e-8, "Adam epsilon.")
+    weight_decay: Float = key(0.0, "Weight decay (decoupled for adamw).")
+
+
+class Scheduler(Section):
+    type: Str = key("constant", "constant, multistep or cosine.", ("constant", "multistep", "cosine"))
+    milestones: Ints = key([], "multistep: steps at which the lr is multiplied by gamma.")
+    gamma: Float = key(0.5, "multistep: factor per milestone.")
+    eta_min: Float = key(0.0, "cosine: final learning rate.")
+    warmup_steps: Int = key(0, "Linear warm-up from 0 over this many steps.")
+
+
+class TrainSection(Section):
+    steps: Int = key(..., "Optimizer steps (override with --set train.steps=N); the default steps of a stage.")
+    batch_size: Int = key(16, "GLOBAL batch: split evenly over torchrun processes, so 1 and N processes see the "
+                          "same samples per step.")
+    loss: Losses = key("l1", "l1, l2, charbonnier, ssim, mbn (DuRN's -1.1*SSIM + 0.75*L1), any name added with "
+                       "`register_loss`, or a list of {type, weight} terms.")
+    charbonnier_eps: Float = key(1e-3, "Charbonnier: sqrt(d^2 + eps^2).")
+    optimizer: Optimizer = Field(default_factory=Optimizer)
+    scheduler: Scheduler = Field(default_factory=Scheduler)
+    grad_clip_norm: Float = key(0.0, "Clip the global gradient norm to this (0: off).")
+    grad_clip_value: Float = key(0.0, "Clip each gradient value to +-this (0: off; RCAN fine-tuning: 0.5).")
+    ema_decay: Float = key(0.0, "Exponential moving average of the weights (0: off; BasicSR/KAIR: 0.999). "
+                           "Validation and final.safetensors use the EMA weights.")
+    amp: Str = key("none", "Mixed precision: none, bf16 (CUDA, or CPU autocast with fp32 master weights and an fp32 "
+                   "loss) or fp16 (CUDA only, with loss scaling).", ("none", "bf16", "fp16"))
+    channels_last: Bool = key(False, "Train in the channels_last memory format (with amp bf16 on CPU: the fast "
+                              "oneDNN kernels).")
+    log_every: Int = key(10, "Write a log.jsonl line every N steps.")
+    checkpoint_every: Int = key(1000, "Write a checkpoint every N steps (0: only the final one).")
+    keep_checkpoints: Int = key(2, "How many recent checkpoints to keep.")
+
+
+class Discriminator(Section):
+    type: Str = key("patch", "recipe adversarial: the discriminator; patch: a small strided-conv PatchGAN.",
+                    ("patch",))
+    features: Int = key(32, "patch: features of the first conv (doubled per stride-2 conv).")
+    depth: Int = key(3, "patch: number of stride-2 convs.")
+
+
+class AdversarialSection(Section):
+    gan_loss: Str = key("vanilla", "recipe adversarial: vanilla (BCE, SRGAN/ESRGAN) or lsgan (least squares).",
+                        ("vanilla", "lsgan"))
+    weight: Float = key(5e-3, "recipe adversarial: weight of the generator's adversarial term next to train.loss "
+                        "(ESRGAN: 5e-3).")
+    discriminator: Discriminator = Field(default_factory=Discriminator)
+    optimizer: Optimizer = Field(default_factory=Optimizer)
+    scheduler: Scheduler = Field(default_factory=Scheduler)
+
+
+class Stage(Section):
+    """One stage of recipe staged: overrides of the base config, applied in order (stage i+1 starts from
+    stage i's final weights). Only the keys given override."""
+
+    name: Str = key(..., "recipe staged: the stage's name (logs, OUT/stages/NAME.safetensors).")
+    steps: OptInt = key(None, "recipe staged: the stage's steps (null: train.steps).")
+    recipe: RecipeName = key("supervised", "recipe staged: the stage's recipe (supervised, adversarial, ...).")
+    levels: OptLevels = key(None, "recipe staged: data.train.levels of the stage (and data.val.levels unless "
+                            "val_levels is given).")
+    val_levels: OptLevels = key(None, "recipe staged: data.val.levels of the stage.")
+    model_args: Mapping = key({}, "recipe staged: merged into model.args (AdaFM: {adafm: true} inserts the layers).")
+    init_strict: Bool = key(True, "recipe staged: whether the previous stage's weights must fit every parameter "
+                            "(false when this stage adds layers).")
+    freeze: OptStrs = key(None, "recipe staged: model.freeze of the stage.")
+    train_only: OptStrs = key(None, "recipe staged: model.train_only of the stage (AdaFM: ['*adafm*']).")
+    strength: OptFloat = key(None, "recipe staged: model.strength of the stage (null here: the base config's).")
+    loss: OptLosses = key(None, "recipe staged: train.loss of the stage.")
+    set: Mapping = key({}, "recipe staged: any other overrides, dotted key -> value (e.g. {train.optimizer.lr: "
+                       "5e-4}), as --set.")
+
+
+class LoggingSection(Section):
+    tensorboard: Bool = key(True, "Write TensorBoard event files under OUT/tensorboard.")
+    progress: Str = key("auto", "Progress bar: auto (only on a terminal), on, off.", ("auto", "on", "off"))
+
+
+class Config(Section):
+    name: Str = key("run", "Run name, written into logs and the model card.")
+    seed: Int = key(0, "Seed of everything random: image order, crops, flips, levels, noise, augmentation, init.")
+    task: Str = key("denoise", "Task whose metric protocol validation uses (RGB or Y, border crop), as in "
+                    "`restorekit eval`.", EVAL_TASKS)
+    device: Str = key("auto", "cpu, cuda, cuda:N or auto (CUDA when available). Under torchrun each process uses "
+                      "cuda:LOCAL_RANK.")
+    threads: OptInt = key(None, "CPU threads for the model (torch.set_num_threads); null: the cores left after the "
+                          "loader workers (on a 2-core machine with 2 workers: 1), which avoids oversubscription "
+                          "stalls.")
+    deterministic: Bool = key(False, "torch.use_deterministic_algorithms(True) and no cuDNN autotuning: "
+                              "bit-identical reruns and resumes (slower on GPU).")
+    recipe: RecipeName = key("supervised", "How the networks learn: supervised (one network, train.loss), "
+                             "adversarial (generator + discriminator, section adversarial), staged (the stages list, "
+                             "one after the other), or a recipe added with `register_recipe`.")
+    model: ModelSection
+    data: DataSection
+    strategy: StrategySection = Field(default_factory=StrategySection)
+    augment: AugmentSection = Field(default_factory=AugmentSection)
+    train: TrainSection
+    adversarial: AdversarialSection = Field(default_factory=AdversarialSection)
+    stages: list[Stage] = key([], "recipe staged: the stages, each a mapping of the stage keys below.")
+    logging: LoggingSection = Field(default_factory=LoggingSection)
+
+    _origin: str = PrivateAttr("<config>")
+
+    @property
+    def origin(self) -> str:
+        """The file (or '<config>') the config came from: the prefix of every error about it."""
+        return self._origin
+
+    @model_validator(mode="after")
+    def _stages_need_staged(self) -> Config:
+        if (self.recipe == "staged") != bool(self.stages):
+            raise _fail("recipe staged needs a non-empty stages list, and stages need recipe staged",
+                        where="stages" if self.stages else "recipe")
+        return self
+
+
+# ------------------------------------------------------------------------------------ helpers
+
+
+def _annotation_model(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model inside an annotation (Section, list[Stage], Annotated[...]), if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _annotation_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _sections(model: type[BaseModel]) -> Iterator[tuple[str, FieldInfo, type[BaseModel] | None]]:
+    for name, info in model.model_fields.items():
+        yield name, info, _annotation_model(info.annotation)
+
+
+def iter_keys(model: type[BaseModel] = Config, prefix: str = "") -> Iterator[tuple[str, FieldInfo]]:
+    """(dotted key, FieldInfo) for every leaf, in schema order (docs and tests). Stage keys are listed
+    as `stages[].KEY`."""
+    for name, info, section in _sections(model):
+        dotted = f"{prefix}{name}"
+        if section is Stage:
+            yield dotted, info
+            yield from iter_keys(section, dotted + "[].")
+        elif section is not None and section is not LevelEntry and section is not LossTerm:
+            yield from iter_keys(section, dotted + ".")
+        else:
+            yield dotted, info
+
+
+def is_required(info: FieldInfo) -> bool:
+    return info.default is PydanticUndefined and info.default_factory is None
+
+
+def default_of(info: FieldInfo) -> Any:
+    return info.default_factory() if info.default_factory is not None else info.default
+
+
+def _model_at(parts: list[str]) -> type[BaseModel] | None:
+    """The section model a dotted path leads to (list indices skipped)."""
+    model: type[BaseModel] | None = Config
+    for part in parts:
+        if model is None:
+            return None
+        if part.startswith("["):
+            continue
+        info = model.model_fields.get(part)
+        model = _annotation_model(info.annotation) if info is not None else None
+    return model
+
+
+def _dotted(parts: list[str]) -> str:
+    return "".join(p if p.startswith("[") or i == 0 else "." + p for i, p in enumerate(parts))
+
+
+EXPECTED = {"int": "an integer", "float": "a number", "finite": "a finite number", "bool": "true or false",
+            "string": "a string", "list": "a list", "dict": "a mapping of keys", "model": "a mapping of keys"}
+
+
+def _message(error: dict) -> tuple[str, str]:
+    """(dotted key, what is wrong) of pydantic's first error, in our wording."""
+    parts = [f"[{p}]" if isinstance(p, int) else str(p) for p in error["loc"]]
+    kind, value = error["type"], error.get("input")
+    if kind == "extra_forbidden":
+        known = list((_model_at(parts[:-1]) or Config).model_fields)
+        close = difflib.get_close_matches(parts[-1], known, n=1)
+        parent = _dotted(parts[:-1])
+        hint = f" (did you mean {parent + '.' if parent else ''}{close[0]}?)" if close else \
+            f"; known keys here: {', '.join(known)}"
+        dotted = _dotted(parts)
+        return dotted, f"unknown key {dotted!r}{hint}"
+    where = (error.get("ctx") or {}).get("where")
+    dotted = _dotted(parts + [where] if where else parts)
+    if kind == "missing":
+        section = _model_at(parts[:-1])
+        info = section.model_fields.get(parts[-1]) if section is not None else None
+        return dotted, f"is required ({info.description})" if info is not None else "is required"
+    expected = EXPECTED.get(kind.split("_")[0])
+    if expected and kind != "restorekit":
+        shown = "null" if value is None else type(value).__name__
+        return dotted, f"expected {expected}, got {value!r} ({shown})"
+    return dotted, error["msg"].removeprefix("Value error, ")
 
 
 def parse_override(text: str) -> tuple[str, Any]:
     """'train.steps=20' -> ('train.steps', 20): the value is read as YAML ('1e-4' stays a numeric string)."""
     if "=" not in text:
         raise ConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. --set train.steps=1000")
-    key, _, value = text.partition("=")
-    key = key.strip()
-    if not key:
+    dotted, _, value = text.partition("=")
+    dotted = dotted.strip()
+    if not dotted:
         raise ConfigError(f"--set {text!r}: empty key")
     try:
-        return key, yaml.safe_load(value) if value.strip() else None
+        return dotted, yaml.safe_load(value) if value.strip() else None
     except yaml.YAMLError as err:
         raise ConfigError(f"--set {text!r}: the value is not valid YAML ({err})") from err
 
 
-def apply_override(raw: dict, key: str, value: Any) -> None:
-    parts = key.split(".")
-    node = raw
+def apply_override(raw: dict, dotted: str, value: Any) -> None:
+    """Set `dotted` in the raw mapping, creating sections; a numeric part indexes a list (stages.1.steps)."""
+    parts = dotted.split(".")
+    node: Any = raw
     for part in parts[:-1]:
-        if not isinstance(node.get(part), dict):
+        if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+            continue
+        if not isinstance(node.get(part), (dict, list)):
             node[part] = {}
         node = node[part]
-    node[parts[-1]] = value
+    if isinstance(node, list) and parts[-1].isdigit() and int(parts[-1]) < len(node):
+        node[int(parts[-1])] = value
+    else:
+        node[parts[-1]] = value
 
 
-def load_config(path: str | Path, overrides: list[str] = ()) -> Node:
+def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
     """Read, override and validate a config; every error names the file and the key."""
     path = Path(path)
     try:
@@ -422,32 +514,54 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> Node:
     return validate_config(raw, str(path), overrides)
 
 
-def validate_config(raw: Any, origin: str = "<config>", overrides: list[str] = ()) -> Node:
+def validate_config(raw: Any, origin: str = "<config>", overrides: list[str] | tuple = ()) -> Config:
+    """Validate a raw mapping (after `--set` overrides); errors are one line, `ORIGIN: dotted.key: ...`."""
     raw = copy.deepcopy(raw) if raw is not None else {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{origin}: expected a mapping of keys at the top level")
     overridden: dict[str, str] = {}
     for text in overrides:
-        key, value = parse_override(text)
-        apply_override(raw, key, value)
-        overridden[key] = text
+        dotted, value = parse_override(text)
+        apply_override(raw, dotted, value)
+        overridden[dotted.replace(".", "").replace("[", "").replace("]", "")] = text
 
-    def origin_of(key: str) -> str:
+    def origin_of(dotted: str) -> str:
+        flat = dotted.replace(".", "").replace("[", "").replace("]", "")
         for set_key, text in overridden.items():
-            if key == set_key or key.startswith(set_key + ".") or set_key.startswith(key + "."):
+            if flat.startswith(set_key) or set_key.startswith(flat):
                 return f"{origin} (--set {text})"
         return origin
 
-    config = _validate(raw, SCHEMA, "", origin_of)
-    config.origin = origin
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as err:
+        dotted, message = _message(err.errors()[0])
+        where = f"{dotted}: " if dotted else ""
+        raise ConfigError(f"{origin_of(dotted)}: {where}{message}") from None
+    config._origin = origin
     return config
 
 
+# ------------------------------------------------------------------------------------ docs
+
+
+def _yaml_inline(value: Any) -> str:
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+
+
 def reference_markdown() -> str:
-    """The config reference table of docs/training.md, generated from SCHEMA."""
+    """The config reference table of docs/training.md, generated from the schema."""
     lines = ["| key | default | meaning |", "|---|---|---|"]
-    for dotted, key in iter_keys():
-        default = "**required**" if key.default is REQUIRED else f"`{yaml.safe_dump(key.default, default_flow_style=True).strip().removesuffix('...').strip()}`"
-        choices = f" One of: {', '.join(f'`{c}`' for c in key.choices)}." if key.choices and len(key.choices) <= 3 else ""
-        lines.append(f"| `{dotted}` | {default} | {key.doc}{choices} |")
+    for dotted, info in iter_keys():
+        default = "**required**" if is_required(info) else f"`{_yaml_inline(_plain(default_of(info)))}`"
+        choices = choices_of(info)
+        one_of = f" One of: {', '.join(f'`{c}`' for c in choices)}." if choices and len(choices) <= 3 else ""
+        lines.append(f"| `{dotted}` | {default} | {info.description}{one_of} |")
     return "\n".join(lines)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump()
+    return value
+

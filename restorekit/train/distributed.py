@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as tdist
 
+from restorekit.infer import pick_device
+
 
 @dataclass(frozen=True)
 class Dist:
@@ -31,21 +33,12 @@ class Dist:
         return self.world > 1
 
 
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", local_rank)
-    return device
-
-
 def setup(device: str = "auto") -> Dist:
     """Join the process group when launched by torchrun (WORLD_SIZE > 1); otherwise a single process."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    dev = resolve_device(device, local_rank)
+    dev = pick_device(device, local_rank)
     if world > 1 and not tdist.is_initialized():
         backend = "nccl" if dev.type == "cuda" else "gloo"
         if dev.type == "cuda":

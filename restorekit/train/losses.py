@@ -21,14 +21,6 @@ import torch.nn.functional as F
 from torch import nn
 
 PerSampleLoss = Callable[..., torch.Tensor]
-_EXTRA: dict[str, PerSampleLoss] = {}
-
-
-def register_loss(name: str, fn: PerSampleLoss) -> None:
-    """Add a loss term usable in configs (perceptual, adversarial, ...): fn(pred, target, mask=None) -> (B,)."""
-    if name in LOSSES or name in _EXTRA:
-        raise ValueError(f"loss {name!r} exists already")
-    _EXTRA[name] = fn
 
 
 def _mean(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -90,19 +82,38 @@ def mbn(pred, target, mask=None, **_):
     return -1.1 * ssim_value(pred, target, mask) + 0.75 * l1(pred, target, mask)
 
 
+# THE loss registry: config validation (`train.loss`, stage losses) and `Loss` both read it.
 LOSSES: dict[str, PerSampleLoss] = {"l1": l1, "l2": l2, "charbonnier": charbonnier, "ssim": ssim, "mbn": mbn}
+
+
+def register_loss(name: str, fn: PerSampleLoss) -> None:
+    """Add a loss term usable in configs (perceptual, adversarial, ...): fn(pred, target, mask=None) -> (B,)."""
+    if name in LOSSES:
+        raise ValueError(f"loss {name!r} exists already")
+    LOSSES[name] = fn
+
+
+def unregister_loss(name: str) -> None:
+    """Remove a registered loss (tests; the built-in ones stay)."""
+    if name in ("l1", "l2", "charbonnier", "ssim", "mbn"):
+        raise ValueError(f"loss {name!r} is built in")
+    LOSSES.pop(name, None)
+
+
+def loss_names() -> list[str]:
+    return list(LOSSES)
 
 
 class Loss:
     """Weighted sum of terms; call -> per-sample loss (B,)."""
 
-    def __init__(self, terms: list[dict], charbonnier_eps: float = 1e-3):
+    def __init__(self, terms: list, charbonnier_eps: float = 1e-3):
         self.terms = []
         for term in terms:
-            fn = LOSSES.get(term["type"]) or _EXTRA.get(term["type"])
-            if fn is None:
-                raise ValueError(f"unknown loss {term['type']!r}")
-            self.terms.append((fn, float(term["weight"])))
+            kind, weight = (term["type"], term["weight"]) if isinstance(term, dict) else (term.type, term.weight)
+            if kind not in LOSSES:
+                raise ValueError(f"unknown loss {kind!r}")
+            self.terms.append((LOSSES[kind], float(weight)))
         self.eps = charbonnier_eps
 
     def __call__(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -12,7 +12,7 @@ import math
 import sys
 from pathlib import Path
 
-from restorekit.train.checkpoint import atomic_write
+from restorekit.atomic import write_bytes
 
 
 class JsonlLog:
@@ -24,9 +24,8 @@ class JsonlLog:
         elif path.exists():
             kept = [line for line in path.read_text().splitlines() if _step_of(line) is not None
                     and _step_of(line) <= resume_step]
-            data = ("\n".join(kept) + "\n" if kept else "").encode()
-            atomic_write(path, lambda handle: handle.write(data))
-        self._handle = open(path, "a")  # noqa: SIM115 - kept open for the run, closed in close()
+            write_bytes(path, ("\n".join(kept) + "\n" if kept else "").encode())
+        self._handle = open(path, "a")
 
     def write(self, record: dict) -> None:
         self._handle.write(json.dumps(_finite(record)) + "\n")
@@ -88,8 +87,8 @@ class Progress:
         if not enabled:
             return
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn, \
-            TimeRemainingColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+        from rich.progress import Progress as RichProgress
 
         self.bar = RichProgress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),

@@ -2,10 +2,14 @@
 
 `prepare` builds everything (model, images, degradation pipelines, strategy, validation inputs) and runs
 every check that can fail, so a bad config stops before the first step with a message naming the file
-and the key. `train` then runs the steps:
+and the key. `train` then runs the steps of each stage (one, unless `recipe: staged`):
 
-    plan keys (levels, images, seeds) -> workers crop/flip/degrade -> [MoA] -> model -> per-sample loss
-    -> [uncertainty weighting] -> backward (DDP averages gradients) -> clip -> optimizer -> scheduler -> EMA
+    plan keys (levels, images, seeds) -> workers crop/flip/degrade -> [MoA] -> recipe.train_step
+    (Supervised: model -> per-sample loss -> [uncertainty weighting] -> backward (DDP) -> clip -> optimizer
+    -> scheduler -> EMA; Adversarial adds the discriminator's step) -> validate / log / checkpoint
+
+The loop owns data, validation, logs and checkpoints; what happens to the networks in a step is the
+recipe's (`restorekit.train.recipes`).
 
 Reproducibility: every random choice of a step derives from (seed, step) (and the rank only for MoA),
 the global batch is split over ranks by position, and checkpoints hold every state, so a rerun, a
@@ -14,16 +18,14 @@ resumed run and an N-process run agree (bit-exactly on CPU with `deterministic: 
 
 from __future__ import annotations
 
-import contextlib
-import copy
 import fnmatch
-import json
 import math
 import os
 import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,24 +34,21 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from restorekit import __version__, evaluation, metrics, paths
+from restorekit.atomic import write_bytes
+from restorekit.card import ModelCard, Training, write_card
 from restorekit.data.augment import MoA
 from restorekit.data.datasets import Level, PatchDataset, degrade_batch
 from restorekit.data.samplers import LevelStrategy, StepBatchSampler, StepPlan, build_strategy, mix_seed
 from restorekit.data.sources import ImageSet, center_crop, load_folder, load_skimage, synthesize, to_tensor
 from restorekit.errors import ConfigError, RestorekitError
-from restorekit.infer import is_modulated, run_model
+from restorekit.infer import run_model
+from restorekit.models import Model, ModelInfo
 from restorekit.train import checkpoint as ckpt
-from restorekit.train.config import Node
-from restorekit.train.distributed import (
-    Dist,
-    all_reduce_mean,
-    average_gradients,
-    barrier,
-    broadcast_object,
-    gather_objects,
-)
+from restorekit.train.config import Config, LevelEntry
+from restorekit.train.distributed import Dist, all_reduce_mean, barrier, broadcast_object, gather_objects
 from restorekit.train.losses import Loss, UncertaintyWeighting
 from restorekit.train.monitor import JsonlLog, Progress, TensorBoard
+from restorekit.train.recipes import RECIPES, Batch, Recipe, StagePlan, plan_stages, state_dict_cpu
 
 # ------------------------------------------------------------------------------------- start-up
 
@@ -65,9 +64,10 @@ class ValLevel:
 class Prepared:
     """Everything built and checked at start-up."""
 
-    cfg: Node
+    cfg: Config
     origin: str
-    model: nn.Module
+    module: nn.Module
+    info: ModelInfo
     sources: list[ImageSet]
     levels: list[Level]
     strategy: LevelStrategy
@@ -78,39 +78,49 @@ class Prepared:
     weighting: UncertaintyWeighting | None
     moa: MoA | None
     epoch_steps: int
+    channels: int | None
     trainable: list[str] = field(default_factory=list)
+
+    @property
+    def conditions(self) -> dict[str, Any]:
+        """The forward call's conditions: the configured strength of a modulated model (else none)."""
+        strength = self.cfg.model.strength
+        return {"strength": strength} if strength is not None and self.info.modulated else {}
 
 
 def _fail(origin: str, key: str, message: str) -> ConfigError:
     return ConfigError(f"{origin}: {key}: {message}")
 
 
-def build_model(cfg: Node, origin: str) -> nn.Module:
-    from restorekit.models import create_model, list_models
+def build_model(cfg: Config, origin: str, init_state: dict | None = None, init_strict: bool = True
+                ) -> tuple[nn.Module, ModelInfo]:
+    """The module and its description; weights from `model.init` or, for a later stage, `init_state`."""
+    from restorekit.models import create_model, get_architecture, list_models
+    from restorekit.zoo import read_weights
 
     if cfg.model.type not in list_models():
         raise _fail(origin, "model.type", f"unknown model {cfg.model.type!r}; registered: {', '.join(list_models())}")
     try:
-        model = create_model(cfg.model.type, **cfg.model.args)
-    except TypeError as err:
-        raise _fail(origin, "model.args", f"{cfg.model.type}: {err}") from None
+        module = create_model(cfg.model.type, **cfg.model.args)
+    except RestorekitError as err:
+        raise _fail(origin, "model.args", str(err)) from None
+    info = get_architecture(cfg.model.type).info(cfg.model.args)
     if cfg.model.init:
-        from restorekit.zoo import load_state_dict
-
         try:
-            state = load_state_dict(Path(cfg.model.init).expanduser())
-            missing, unexpected = model.load_state_dict(state, strict=cfg.model.init_strict)
+            init_state, init_strict = read_weights(Path(cfg.model.init).expanduser()), cfg.model.init_strict
         except RestorekitError as err:
             raise _fail(origin, "model.init", str(err)) from None
+    if init_state is not None:
+        try:
+            module.load_state_dict(init_state, strict=init_strict)
         except RuntimeError as err:
             raise _fail(origin, "model.init", f"does not fit {cfg.model.type}: {str(err).splitlines()[0]}") from None
     if cfg.model.strength is not None:
-        if not is_modulated(model):
+        if not info.modulated:
             raise _fail(origin, "model.strength", f"{cfg.model.type} has no strength control")
         if not 0.0 <= cfg.model.strength <= 1.0:
             raise _fail(origin, "model.strength", f"must be in [0, 1], got {cfg.model.strength}")
-        model.set_strength(cfg.model.strength)
-    return model
+    return module, info
 
 
 def apply_freezing(model: nn.Module, freeze: list[str], train_only: list[str], origin: str) -> list[str]:
@@ -133,7 +143,7 @@ def apply_freezing(model: nn.Module, freeze: list[str], train_only: list[str], o
     return trainable
 
 
-def load_source(section: Node, key: str, origin: str, channels: int | None, folder: str | None = None,
+def load_source(section: Any, key: str, origin: str, channels: int | None, folder: str | None = None,
                 grey: str = "luma") -> ImageSet:
     """Images of a data section (or of one level's own folder); `grey`: how RGB becomes 1 channel."""
     try:
@@ -166,24 +176,24 @@ def parse_level_spec(spec: str, key: str, origin: str):
         raise _fail(origin, key, f"invalid degradation spec {spec!r}: {err}") from None
 
 
-def build_levels(cfg: Node, origin: str, channels: int | None) -> tuple[list[ImageSet], list[Level]]:
+def build_levels(cfg: Config, origin: str, channels: int | None) -> tuple[list[ImageSet], list[Level]]:
     train = cfg.data.train
     sources: list[ImageSet] = [load_source(train, "data.train", origin, channels, grey=train.grey)]
     levels = []
     for i, entry in enumerate(train.levels):
         key = f"data.train.levels[{i}]"
         source = 0
-        if entry["folder"]:
-            sources.append(load_source(train, f"{key}.folder", origin, channels, folder=entry["folder"],
+        if entry.folder:
+            sources.append(load_source(train, f"{key}.folder", origin, channels, folder=entry.folder,
                                        grey=train.grey))
             source = len(sources) - 1
         paired = sources[source].paired
-        if paired and entry["spec"]:
+        if paired and entry.spec:
             raise _fail(origin, key, "a paired folder (degraded/ + clean/) provides the inputs; use null as its spec")
-        if not paired and not entry["spec"]:
+        if not paired and not entry.spec:
             raise _fail(origin, key, "needs a degradation spec (e.g. 'noise:sigma=25'): the images are clean")
-        pipeline = parse_level_spec(entry["spec"], key, origin) if entry["spec"] else None
-        patch = entry["patch"] or train.patch
+        pipeline = parse_level_spec(entry.spec, key, origin) if entry.spec else None
+        patch = entry.patch or train.patch
         scale = sources[source].scale if paired else train.scale
         if patch % scale:
             raise _fail(origin, "data.train.patch", f"{patch} is not a multiple of the scale {scale}")
@@ -191,18 +201,18 @@ def build_levels(cfg: Node, origin: str, channels: int | None) -> tuple[list[Ima
         if patch > smallest:
             raise _fail(origin, "data.train.patch", f"{patch} is larger than the smallest training image "
                         f"({smallest} px) of {sources[source].origin}")
-        levels.append(Level(entry["name"], entry["spec"], source, patch, pipeline))
+        levels.append(Level(entry.name, entry.spec, source, patch, pipeline))
     if len({lv.patch for lv in levels}) > 1 and cfg.strategy.type not in ("single", "mbn_cycle"):
         raise _fail(origin, "data.train.levels", "levels with different patch sizes need strategy single or "
                     "mbn_cycle (every batch must hold one patch size)")
     return sources, levels
 
 
-def build_validation(cfg: Node, origin: str, channels: int | None) -> list[ValLevel]:
+def build_validation(cfg: Config, origin: str, channels: int | None) -> list[ValLevel]:
     val = cfg.data.val
     images = load_source(val, "data.val", origin, channels, grey=val.grey or cfg.data.train.grey)
     scale = cfg.data.train.scale
-    entries = val.levels if val.levels is not None else cfg.data.train.levels
+    entries: list[LevelEntry] = val.levels if val.levels is not None else cfg.data.train.levels
     key_base = "data.val.levels" if val.levels is not None else "data.train.levels"
     out = []
     for i, entry in enumerate(entries):
@@ -211,55 +221,70 @@ def build_validation(cfg: Node, origin: str, channels: int | None) -> list[ValLe
             protocol = evaluation.default_setup(cfg.task, scale=images.scale if cfg.task == "sr" else None).protocol
             crop_lq = val.crop // images.scale if val.crop else None
             pairs = [(to_tensor(center_crop(d, crop_lq)), to_tensor(center_crop(c, val.crop)))
-                     for d, c in zip(images.degraded, images.clean)]
+                     for d, c in zip(images.degraded, images.clean, strict=True)]
             out.append(ValLevel("paired", pairs, protocol))
             break
-        if not entry["spec"]:
+        if not entry.spec:
             raise _fail(origin, key, "validation on clean images needs a degradation spec")
-        parse_level_spec(entry["spec"], key, origin)
+        parse_level_spec(entry.spec, key, origin)
         try:
             setup = evaluation.default_setup(cfg.task, scale=scale if (scale > 1 or cfg.task == "sr") else None,
-                                             degrade=entry["spec"], seed=val.seed, seed_mode="name")
+                                             degrade=entry.spec, seed=val.seed, seed_mode="name")
             pairs = []
-            for name, array in zip(images.names, images.clean):
+            for name, array in zip(images.names, images.clean, strict=True):
                 clean = to_tensor(center_crop(array, val.crop))
                 pairs.append(evaluation.make_input(clean, name, setup))
         except RestorekitError as err:
             raise _fail(origin, key, str(err)) from None
-        out.append(ValLevel(entry["name"], pairs, setup.protocol))
+        out.append(ValLevel(entry.name, pairs, setup.protocol))
     return out
 
 
-def model_channels(model: nn.Module) -> int | None:
-    info = getattr(model, "info", None)
-    return getattr(info, "in_channels", None)
-
-
-def prepare(cfg: Node, dist: Dist) -> Prepared:
-    """Build and check everything; raises ConfigError (naming file and key) before any training."""
-    origin = getattr(cfg, "origin", "<config>")
-    if cfg.train.amp != "none" and dist.device.type != "cuda":
-        raise _fail(origin, "train.amp", f"{cfg.train.amp} needs a CUDA device; this run is on {dist.device}")
-    for key in ("steps", "batch_size", "log_every", "data.train.patch", "data.train.scale"):
-        section, name = (cfg.train, key) if "." not in key else (cfg.data.train, key.split(".")[-1])
-        if section[name] <= 0:
-            raise _fail(origin, key if "." in key else f"train.{key}", f"must be positive, got {section[name]}")
+def check_numbers(cfg: Config, origin: str, dist: Dist) -> None:
+    """Range checks the schema cannot express alone (positive counts, the batch splitting over ranks)."""
+    if cfg.train.amp == "fp16" and dist.device.type != "cuda":
+        raise _fail(origin, "train.amp", f"fp16 needs a CUDA device (loss scaling); this run is on {dist.device}")
+    for key, value in (("train.steps", cfg.train.steps), ("train.batch_size", cfg.train.batch_size),
+                       ("train.log_every", cfg.train.log_every), ("data.train.patch", cfg.data.train.patch),
+                       ("data.train.scale", cfg.data.train.scale)):
+        if value <= 0:
+            raise _fail(origin, key, f"must be positive, got {value}")
     if cfg.train.batch_size % dist.world:
         raise _fail(origin, "train.batch_size", f"{cfg.train.batch_size} does not split evenly over {dist.world} "
                     "processes (it is the global batch)")
-    milestones = cfg.train.scheduler.milestones
-    if milestones != sorted(milestones):
-        raise _fail(origin, "train.scheduler.milestones", f"must be increasing, got {milestones}")
+    for key, sched in (("train.scheduler", cfg.train.scheduler), ("adversarial.scheduler", cfg.adversarial.scheduler)):
+        if sched.milestones != sorted(sched.milestones):
+            raise _fail(origin, f"{key}.milestones", f"must be increasing, got {sched.milestones}")
+
+
+def build_moa(cfg: Config, origin: str) -> MoA | None:
+    if not cfg.augment.moa:
+        return None
+    a = cfg.augment.alpha
+    try:
+        return MoA(tuple(cfg.augment.augs), cfg.augment.p, tuple(cfg.augment.mix_p) if cfg.augment.mix_p else None,
+                   {"blend": a.blend, "mixup": a.mixup, "cutout": a.cutout, "cutmix": a.cutmix,
+                    "cutmixup": a.cutmixup, "cutblur": a.cutblur}, a.cutmixup_mixup)
+    except ValueError as err:
+        raise _fail(origin, "augment", str(err)) from None
+
+
+def prepare(cfg: Config, dist: Dist, init_state: dict | None = None, init_strict: bool = True) -> Prepared:
+    """Build and check everything; raises ConfigError (naming file and key) before any training.
+
+    init_state: the previous stage's final weights (recipe staged), loaded like `model.init`."""
+    origin = cfg.origin
+    check_numbers(cfg, origin, dist)
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg, origin)
-    trainable = apply_freezing(model, cfg.model.freeze, cfg.model.train_only, origin)
-    channels = cfg.data.train.channels or model_channels(model)
-    if model_channels(model) and cfg.data.train.channels and cfg.data.train.channels != model_channels(model):
+    module, info = build_model(cfg, origin, init_state, init_strict)
+    trainable = apply_freezing(module, cfg.model.freeze, cfg.model.train_only, origin)
+    takes = info.in_channels
+    if takes and cfg.data.train.channels and cfg.data.train.channels != takes:
         raise _fail(origin, "data.train.channels", f"{cfg.data.train.channels}, but {cfg.model.type} takes "
-                    f"{model_channels(model)}-channel images")
+                    f"{takes}-channel images")
+    channels = cfg.data.train.channels or takes
     sources, levels = build_levels(cfg, origin, channels)
-    val_channels = cfg.data.val.channels or channels
-    validation = build_validation(cfg, origin, val_channels)
+    validation = build_validation(cfg, origin, cfg.data.val.channels or channels)
     s = cfg.strategy
     if s.type == "mbn_cycle" and (s.cycle is None or len(s.cycle) != len(levels)):
         raise _fail(origin, "strategy.cycle", f"mbn_cycle needs one count per level ({len(levels)}), got {s.cycle}")
@@ -270,90 +295,36 @@ def prepare(cfg: Node, dist: Dist) -> Prepared:
                               curriculum=s.curriculum, cycle=s.cycle, seed=cfg.seed)
     plan = StepPlan(strategy, [lv.source for lv in levels], [len(src) for src in sources],
                     cfg.train.batch_size, cfg.seed)
-    scale = cfg.data.train.scale
-    dataset = PatchDataset(sources, levels, scale=scale, flip=cfg.data.train.flip, rot=cfg.data.train.rot,
-                           degrade=cfg.data.train.degrade_on == "worker")
-    loss = Loss(cfg.train.loss, cfg.train.charbonnier_eps)
+    dataset = PatchDataset(sources, levels, scale=cfg.data.train.scale, flip=cfg.data.train.flip,
+                           rot=cfg.data.train.rot, degrade=cfg.data.train.degrade_on == "worker")
     weighting = UncertaintyWeighting(len(levels)) if strategy.weights_loss else None
-    moa = None
-    if cfg.augment.moa:
-        a = cfg.augment.alpha
-        try:
-            moa = MoA(tuple(cfg.augment.augs), cfg.augment.p, tuple(cfg.augment.mix_p) if cfg.augment.mix_p else None,
-                      {"blend": a.blend, "mixup": a.mixup, "cutout": a.cutout, "cutmix": a.cutmix,
-                       "cutmixup": a.cutmixup, "cutblur": a.cutblur}, a.cutmixup_mixup)
-        except ValueError as err:
-            raise _fail(origin, "augment", str(err)) from None
     epoch_steps = s.epoch_steps or max(1, math.ceil(len(sources[0]) / cfg.train.batch_size))
     if epoch_steps <= 0:
         raise _fail(origin, "strategy.epoch_steps", f"must be positive, got {epoch_steps}")
-    return Prepared(cfg, origin, model, sources, levels, strategy, plan, dataset, validation, loss, weighting, moa,
-                    epoch_steps, trainable)
+    return Prepared(cfg, origin, module, info, sources, levels, strategy, plan, dataset, validation,
+                    Loss(cfg.train.loss, cfg.train.charbonnier_eps), weighting, build_moa(cfg, origin), epoch_steps,
+                    channels, trainable)
 
 
 # ------------------------------------------------------------------------------------- pieces
 
 
-def lr_factor(step: int, sched: Node, total: int, base_lr: float) -> float:
-    """Multiplier of the base lr at `step` (0-based): linear warm-up, then constant / multistep / cosine."""
-    if sched.warmup_steps and step < sched.warmup_steps:
-        return (step + 1) / sched.warmup_steps
-    if sched.type == "multistep":
-        return sched.gamma ** sum(1 for m in sched.milestones if step >= m)
-    if sched.type == "cosine":
-        span = max(1, total - sched.warmup_steps)
-        t = min(1.0, (step - sched.warmup_steps) / span)
-        floor = sched.eta_min / base_lr if base_lr else 0.0
-        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t))
-    return 1.0
-
-
-def build_optimizer(cfg: Node, params: list[nn.Parameter]) -> torch.optim.Optimizer:
-    o = cfg.train.optimizer
-    kind = torch.optim.AdamW if o.type == "adamw" else torch.optim.Adam
-    return kind(params, lr=o.lr, betas=tuple(o.betas), eps=o.eps, weight_decay=o.weight_decay)
-
-
-def clip_gradients(params: list[nn.Parameter], norm: float = 0.0, value: float = 0.0) -> None:
-    """Global-norm clipping, then per-value clipping (RCAN fine-tuning: value 0.5); 0 turns either off."""
-    if norm > 0:
-        torch.nn.utils.clip_grad_norm_(params, norm)
-    if value > 0:
-        torch.nn.utils.clip_grad_value_(params, value)
-
-
-class EMA:
-    """Exponential moving average of the weights (BasicSR/KAIR's `net_g_ema`, decay 0.999 there)."""
-
-    def __init__(self, model: nn.Module, decay: float):
-        self.decay = decay
-        self.model = copy.deepcopy(model).eval()
-        for p in self.model.parameters():
-            p.requires_grad_(False)
-
-    @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
-        for ema_p, p in zip(self.model.parameters(), model.parameters()):
-            ema_p.lerp_(p.detach(), 1.0 - self.decay)
-        for ema_b, b in zip(self.model.buffers(), model.buffers()):
-            ema_b.copy_(b)
-
-
 @torch.no_grad()
-def validate(model: nn.Module, validation: list[ValLevel], device: torch.device) -> dict[str, float]:
-    """Mean PSNR per validation level under the task's protocol (output clamped, then quantised)."""
-    was_training = model.training
-    model.eval()
+def validate(model: Model, validation: list[ValLevel], device: torch.device, **conditions: Any) -> dict[str, float]:
+    """Mean PSNR per validation level under the task's protocol (output clamped, then quantised), in fp32
+    through `infer.run_model`, the code path of `restorekit eval`."""
+    was_training = model.module.training
+    model.module.eval()
     results = {}
     try:
         for level in validation:
             values = []
             for degraded, target in level.pairs:
-                output = run_model(model, degraded, device).clamp(0, 1)
+                output = run_model(model, degraded, device, **conditions).clamp(0, 1)
                 values.append(float(metrics.psnr_batch(output, target, level.protocol)))
             results[level.name] = float(np.mean(values))
     finally:
-        model.train(was_training)
+        model.module.train(was_training)
     return results
 
 
@@ -376,22 +347,22 @@ def segment_end(step: int, total: int, prepared: Prepared) -> int:
     return min(total, (step // prepared.epoch_steps + 1) * prepared.epoch_steps)
 
 
-def state_dict_cpu(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
-
-
-def save_final(out: Path, model: nn.Module, card: dict) -> Path:
-    """OUT/final.safetensors and its model card OUT/final.json (what zoo.load_model rebuilds it from)."""
+def save_weights(path: Path, model: nn.Module, architecture: str) -> Path:
     from safetensors.torch import save as save_bytes
 
-    data = save_bytes(state_dict_cpu(model), metadata={"architecture": card["architecture"]})
-    path = ckpt.atomic_write(out / "final.safetensors", lambda handle: handle.write(data))
-    text = (json.dumps(card, indent=2) + "\n").encode()
-    ckpt.atomic_write(out / "final.json", lambda handle: handle.write(text))
+    return write_bytes(path, save_bytes(state_dict_cpu(model), metadata={"architecture": architecture}))
+
+
+def save_final(out: Path, model: nn.Module, card: ModelCard | dict) -> Path:
+    """OUT/final.safetensors and its model card OUT/final.json (what the zoo rebuilds it from)."""
+    if isinstance(card, dict):
+        card = ModelCard.model_validate({"name": out.name, **card})
+    path = save_weights(out / "final.safetensors", model, card.architecture)
+    write_card(out / "final.json", card)
     return path
 
 
-def cpu_threads(cfg: Node, dist: Dist) -> int:
+def cpu_threads(cfg: Config, dist: Dist) -> int:
     """Intra-op threads: the configured number, else the cores this process may use minus its loader
     workers (shared between torchrun processes). OpenMP threads that outnumber free cores spin-wait and
     make small models 10x slower, so erring low is the safe side."""
@@ -409,7 +380,7 @@ def cpu_threads(cfg: Node, dist: Dist) -> int:
 # ------------------------------------------------------------------------------------- the loop
 
 
-def train(cfg: Node, out: Path, dist: Dist, resume: str | None = None, progress_mode: str | None = None) -> dict:
+def train(cfg: Config, out: Path, dist: Dist, resume: str | None = None, progress_mode: str | None = None) -> dict:
     """Run (or continue) training; returns a summary. Only rank 0 writes files."""
     saved = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark, torch.get_num_threads())
     try:
@@ -418,199 +389,227 @@ def train(cfg: Node, out: Path, dist: Dist, resume: str | None = None, progress_
             torch.use_deterministic_algorithms(True)
             torch.backends.cudnn.benchmark = False
         torch.set_num_threads(cpu_threads(cfg, dist))
-        return _train(cfg, Path(out), dist, resume, progress_mode)
+        return Session(cfg, Path(out), dist, progress_mode).run(resume)
     finally:  # a library call must not leave process-wide torch settings changed
         torch.use_deterministic_algorithms(saved[0])
         torch.backends.cudnn.benchmark = saved[1]
         torch.set_num_threads(saved[2])
 
 
-def _train(cfg: Node, out: Path, dist: Dist, resume: str | None, progress_mode: str | None) -> dict:
-    prepared = prepare(cfg, dist)
-    device = dist.device
-    model = prepared.model.to(device)
-    raw_model = model
-    total = cfg.train.steps
+class Session:
+    """One `restorekit train`: its stages (one unless staged), outputs, log, TensorBoard and progress bar.
+    Steps in logs and checkpoint names count over all stages; each stage counts its own from 0 inside."""
 
-    params = [p for p in model.parameters() if p.requires_grad]
-    extra_params = list(prepared.weighting.parameters()) if prepared.weighting is not None else []
-    if prepared.weighting is not None:
-        prepared.weighting.to(device)
-    optimizer = build_optimizer(cfg, params + extra_params)
-    base_lr = cfg.train.optimizer.lr
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(s, cfg.train.scheduler, total, base_lr))
-    scaler = torch.amp.GradScaler("cuda", enabled=cfg.train.amp == "fp16")
-    ema = EMA(model, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
+    def __init__(self, cfg: Config, out: Path, dist: Dist, progress_mode: str | None):
+        self.cfg, self.out, self.dist, self.progress_mode = cfg, out, dist, progress_mode
+        self.plans = plan_stages(cfg)
+        self.offsets = np.cumsum([0] + [p.cfg.train.steps for p in self.plans]).tolist()
+        self.total = self.offsets[-1]
+        self.staged = cfg.recipe == "staged"
 
-    step = 0
-    resume_path = None
-    if resume:
-        resume_path = Path(resume) if resume != "latest" else ckpt.latest_checkpoint(out)
-    if resume_path is not None:
-        state = ckpt.load_checkpoint(resume_path)
-        if state["config"].get("model") != cfg.to_plain().get("model"):
-            raise ConfigError(f"{prepared.origin}: model: differs from the checkpoint's ({resume_path}); "
+    # -- set-up -------------------------------------------------------------------------------------
+
+    def _resume_state(self, resume: str | None) -> tuple[dict | None, Path | None]:
+        path = None
+        if resume:
+            path = Path(resume) if resume != "latest" else ckpt.latest_checkpoint(self.out)
+        if path is None:
+            if self.dist.main and resume:
+                print(f"restorekit: no checkpoint in {ckpt.checkpoint_dir(self.out)}; starting from step 0")
+            return None, None
+        return ckpt.load_checkpoint(path), path
+
+    def _open_outputs(self, fresh: bool, step: int) -> None:
+        out, main = self.out, self.dist.main
+        if main:
+            out.mkdir(parents=True, exist_ok=True)
+            if fresh:
+                for stale in (out / "final.safetensors", out / "final.json"):
+                    stale.unlink(missing_ok=True)
+                for _, old in ckpt.list_checkpoints(out):
+                    old.unlink()
+                shutil.rmtree(out / "tensorboard", ignore_errors=True)  # a fresh run: no stale curves
+                shutil.rmtree(out / "stages", ignore_errors=True)
+            write_bytes(out / "config.yaml", yaml.safe_dump(self.cfg.to_plain(), sort_keys=False).encode())
+        self.log = JsonlLog(out / "log.jsonl", resume_step=None if fresh else step) if main else None
+        self.board = TensorBoard(out / "tensorboard", self.cfg.logging.tensorboard and main,
+                                 purge_step=None if fresh else step)
+        mode = (self.progress_mode or self.cfg.logging.progress) if main else "off"
+        self.bar = Progress(self.total, step, mode, self.cfg.name)
+
+    # -- the run ------------------------------------------------------------------------------------
+
+    def _check_later_stages(self, first: Prepared, index: int) -> None:
+        """Prepare every later stage once before the first step (a typo in stage 3 must not wait for hours
+        of stage 1), loading the previous stage's untrained state dict: same names and shapes as its
+        trained one. The global RNGs are left as they were, so stage 1 trains as a separate run would."""
+        previous = first.module.state_dict()
+        with torch.random.fork_rng(devices=[]):
+            for plan in self.plans[index + 1:]:
+                previous = prepare(plan.cfg, self.dist, previous, plan.init_strict).module.state_dict()
+
+    def run(self, resume: str | None) -> dict:
+        state, path = self._resume_state(resume)
+        first = int(state.get("stage", 0)) if state is not None else 0
+        plan = self.plans[first]
+        # Everything that can fail does so before any file is written.
+        prepared = prepare(plan.cfg, self.dist, None, plan.init_strict)
+        if state is not None and state["config"].get("model") != plan.cfg.to_plain().get("model"):
+            raise ConfigError(f"{plan.cfg.origin}: model: differs from the checkpoint's ({path}); "
                               "resume with the same model section")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        if ema is not None and state.get("ema") is not None:
-            ema.model.load_state_dict(state["ema"])
-        if prepared.weighting is not None and state.get("weighting") is not None:
-            prepared.weighting.load_state_dict(state["weighting"])
-        prepared.strategy.load_state_dict(state.get("strategy", {}))
+        self._check_later_stages(prepared, first)
+        self._open_outputs(state is None, int(state["step"]) if state is not None else 0)
+        weights, last_val = None, {}
+        try:
+            for index, plan in enumerate(self.plans):
+                if index < first:
+                    continue
+                resuming = state is not None and index == first
+                if index > first:
+                    prepared = prepare(plan.cfg, self.dist, weights, plan.init_strict)
+                recipe = RECIPES[plan.cfg.recipe](prepared, self.dist)
+                start = self._restore(state, recipe) - self.offsets[index] if resuming else 0
+                last_val = StageRun(self, index, plan, prepared, recipe).run(start)
+                weights = state_dict_cpu(recipe.eval_module())
+                if self.staged and self.dist.main:
+                    save_weights(self.out / "stages" / f"{plan.name}.safetensors", recipe.eval_module(),
+                                 plan.cfg.model.type)
+            if self.dist.main:
+                save_final(self.out, recipe.eval_module(), self._card(prepared, last_val))
+            barrier(self.dist)
+        finally:
+            self.bar.close()
+            self.board.close()
+            if self.log is not None:
+                self.log.close()
+        return {"out": str(self.out), "steps": self.total, "val_psnr": last_val}
+
+    def _restore(self, state: dict, recipe: Recipe) -> int:
+        """Load a checkpoint into the recipe, strategy and RNGs; -> the global step it was taken at."""
+        recipe.load_state_dict(state)
+        recipe.prepared.strategy.load_state_dict(state.get("strategy", {}))
         rngs = state["rng"]
-        ckpt.set_rng_state(rngs[dist.rank] if len(rngs) == dist.world else rngs[0], device)
-        step = int(state["step"])
-    elif dist.main and resume:
-        print(f"restorekit: no checkpoint in {ckpt.checkpoint_dir(out)}; starting from step 0")
+        ckpt.set_rng_state(rngs[self.dist.rank] if len(rngs) == self.dist.world else rngs[0], self.dist.device)
+        return int(state["step"])
 
-    if dist.main:
-        out.mkdir(parents=True, exist_ok=True)
-        if resume_path is None:
-            for stale in (out / "final.safetensors", out / "final.json"):
-                stale.unlink(missing_ok=True)
-            for _, old in ckpt.list_checkpoints(out):
-                old.unlink()
-            shutil.rmtree(out / "tensorboard", ignore_errors=True)  # a fresh run: no stale curves
-        config_text = yaml.safe_dump(cfg.to_plain(), sort_keys=False).encode()
-        ckpt.atomic_write(out / "config.yaml", lambda handle: handle.write(config_text))
+    def _card(self, prepared: Prepared, last_val: dict[str, float]) -> ModelCard:
+        cfg = prepared.cfg  # the last stage's: its model is the final one
+        steps: int | dict[str, int] = {p.name: p.cfg.train.steps for p in self.plans} if self.staged else self.total
+        levels = [lv.name for p in self.plans for lv in p.cfg.data.train.levels]
+        training = Training(recipe=self.cfg.recipe, config="config.yaml", steps=steps, seed=self.cfg.seed,
+                            ema=cfg.train.ema_decay > 0, strategy=cfg.strategy.type, val_psnr=last_val,
+                            levels=list(dict.fromkeys(levels)))
+        return ModelCard(name=self.cfg.name, architecture=cfg.model.type, arguments=dict(cfg.model.args),
+                         task=cfg.task, training=training, restorekit_version=__version__,
+                         grey=cfg.data.train.grey if prepared.channels == 1 else None)
 
-    train_model: nn.Module = model
-    if dist.active:
-        train_model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
-    if cfg.model.compile:
-        train_model = torch.compile(train_model)
 
-    log = JsonlLog(out / "log.jsonl", resume_step=step if resume_path else None) if dist.main else None
-    board = TensorBoard(out / "tensorboard", cfg.logging.tensorboard and dist.main,
-                        purge_step=step if resume_path else None)
-    bar = Progress(total, step, (progress_mode or cfg.logging.progress) if dist.main else "off", cfg.name)
-    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.train.amp)
-    pipelines = [lv.pipeline for lv in prepared.levels]
-    last_val: dict[str, float] = {}
-    running, running_n = torch.zeros((), device=device), 0
-    started, started_step = time.perf_counter(), step
+class StageRun:
+    """The steps of one stage: batches in, recipe steps, validation, log lines and checkpoints."""
 
-    def eval_model() -> nn.Module:
-        return ema.model if ema is not None else raw_model
+    def __init__(self, session: Session, index: int, plan: StagePlan, prepared: Prepared, recipe: Recipe):
+        self.session, self.index, self.plan, self.prepared, self.recipe = session, index, plan, prepared, recipe
+        self.cfg, self.dist, self.device = plan.cfg, session.dist, session.dist.device
+        self.offset = session.offsets[index]
+        self.pipelines = [lv.pipeline for lv in prepared.levels]
+        self.last_val: dict[str, float] = {}
 
-    def run_validation() -> dict[str, float]:
-        result = validate(eval_model(), prepared.validation, device) if dist.main else None
-        return broadcast_object(result, dist)
+    def batch(self, raw: dict, step: int) -> Batch:
+        """Loader output on the device, degraded there (degrade_on: device) and mixed (MoA) as configured."""
+        cfg, device, rank = self.cfg, self.device, self.dist.rank
+        lq = raw["lq"].to(device, non_blocking=True)
+        hq = raw["hq"].to(device, non_blocking=True)
+        levels = raw["level"].to(device)
+        if cfg.data.train.degrade_on == "device":
+            g = torch.Generator(device=device).manual_seed(mix_seed(cfg.seed, "device", step, rank) % 2**63)
+            lq = degrade_batch(self.pipelines, lq, levels, g)  # clean for spec levels, as loaded for paired
+        mask = None
+        if self.prepared.moa is not None:
+            rng = np.random.default_rng(mix_seed(cfg.seed, "moa", step, rank))
+            lq, hq, mask, _ = self.prepared.moa(lq, hq, rng)
+        return Batch(lq, hq, levels, mask)
 
-    def save_checkpoint_now() -> None:
-        rngs = gather_objects(ckpt.rng_state(device), dist)
-        if not dist.main:
+    def validate(self) -> dict[str, float]:
+        model = Model(self.recipe.eval_module(), self.prepared.info)
+        result = validate(model, self.prepared.validation, self.device, **self.prepared.conditions) \
+            if self.dist.main else None
+        return broadcast_object(result, self.dist)
+
+    def save_checkpoint(self, step: int) -> None:
+        rngs = gather_objects(ckpt.rng_state(self.device), self.dist)
+        if not self.dist.main:
             return
+        global_step = self.offset + step
         state = {
-            "step": step, "config": cfg.to_plain(), "world_size": dist.world,
-            "model": state_dict_cpu(raw_model), "ema": state_dict_cpu(ema.model) if ema is not None else None,
-            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict() if scaler.is_enabled() else None,
-            "strategy": prepared.strategy.state_dict(),
-            "weighting": prepared.weighting.state_dict() if prepared.weighting is not None else None,
-            "rng": rngs, "data": {"next_step": step, "epoch": prepared.plan.epoch_of(step)},
+            "step": global_step, "stage": self.index, "stage_name": self.plan.name, "recipe": self.cfg.recipe,
+            "config": self.cfg.to_plain(), "world_size": self.dist.world, **self.recipe.state_dict(),
+            "strategy": self.prepared.strategy.state_dict(), "rng": rngs,
+            "data": {"next_step": step, "epoch": self.prepared.plan.epoch_of(step)},
         }
-        ckpt.save_checkpoint(state, ckpt.checkpoint_path(out, step))
-        ckpt.prune(out, cfg.train.keep_checkpoints)
+        ckpt.save_checkpoint(state, ckpt.checkpoint_path(self.session.out, global_step))
+        ckpt.prune(self.session.out, self.cfg.train.keep_checkpoints)
 
-    train_model.train()
-    try:
+    def run(self, step: int) -> dict[str, float]:
+        """Train steps `step`..train.steps of this stage; -> the last validation PSNRs."""
+        total, prepared = self.cfg.train.steps, self.prepared
+        self.running, self.running_n = torch.zeros((), device=self.device), 0
+        self.started, self.started_step = time.perf_counter(), step
         while step < total:
             stop = segment_end(step, total, prepared)
-            for batch in make_loader(prepared, step, stop, dist):
-                lq = batch["lq"].to(device, non_blocking=True)
-                hq = batch["hq"].to(device, non_blocking=True)
-                levels = batch["level"].to(device)
-                if cfg.data.train.degrade_on == "device":
-                    g = torch.Generator(device=device).manual_seed(mix_seed(cfg.seed, "device", step, dist.rank) % 2**63)
-                    lq = degrade_batch(pipelines, lq, levels, g)  # clean for spec levels, as loaded for paired
-                mask = None
-                if prepared.moa is not None:
-                    rng = np.random.default_rng(mix_seed(cfg.seed, "moa", step, dist.rank))
-                    lq, hq, mask, _ = prepared.moa(lq, hq, rng)
-                autocast = (torch.autocast(device_type=device.type, dtype=amp_dtype) if amp_dtype is not None
-                            else contextlib.nullcontext())
-                with autocast:
-                    pred = train_model(lq)
-                per_sample = prepared.loss(pred, hq, mask)
-                if prepared.weighting is not None:
-                    loss = prepared.weighting(per_sample, levels)
-                else:
-                    loss = per_sample.mean()
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                average_gradients(extra_params, dist)
-                if cfg.train.grad_clip_norm > 0 or cfg.train.grad_clip_value > 0:
-                    scaler.unscale_(optimizer)
-                    clip_gradients(params, cfg.train.grad_clip_norm, cfg.train.grad_clip_value)
-                scaler.step(optimizer)
-                scaler.update()
-                scheduler.step()
-                if ema is not None:
-                    ema.update(raw_model)
+            for raw in make_loader(prepared, step, stop, self.dist):
+                losses = self.recipe.train_step(self.batch(raw, step))
                 step += 1
-                running += loss.detach()
-                running_n += 1
-
-                record: dict = {}
-                if prepared.strategy.needs_validation and step % prepared.epoch_steps == 0:
-                    last_val = run_validation()
-                    prepared.strategy.update([last_val[v.name] for v in prepared.validation])
-                    record["val_psnr"] = last_val
-                    record["shares"] = dict(zip([lv.name for lv in prepared.levels],
-                                                prepared.strategy.shares(step).tolist()))
-                if (cfg.data.val.every and step % cfg.data.val.every == 0) or step == total:
-                    if "val_psnr" not in record:
-                        last_val = run_validation()
-                        record["val_psnr"] = last_val
-                if record or step % cfg.train.log_every == 0 or step == total:
-                    step_loss = float(all_reduce_mean(loss.detach(), dist))
-                    avg_loss = float(all_reduce_mean(running, dist)) / max(1, running_n)
-                    running.zero_()
-                    running_n = 0
-                    elapsed = time.perf_counter() - started
-                    speed = (step - started_step) / elapsed if elapsed > 0 else 0.0
-                    entry = {"step": step, "loss": step_loss, "loss_avg": avg_loss,
-                             "lr": optimizer.param_groups[0]["lr"], "it_per_s": round(speed, 3),
-                             "epoch": prepared.plan.epoch_of(step - 1), **record}
-                    if prepared.weighting is not None:
-                        entry["level_weights"] = dict(zip([lv.name for lv in prepared.levels],
-                                                          prepared.weighting.weights()))
-                    if dist.main:
-                        log.write(entry)
-                        scalars = {"train/loss": step_loss, "train/lr": entry["lr"], "train/it_per_s": speed}
-                        scalars.update({f"val/psnr/{k}": v for k, v in record.get("val_psnr", {}).items()})
-                        scalars.update({f"strategy/share/{k}": v for k, v in record.get("shares", {}).items()})
-                        board.scalars(scalars, step)
-                    mean_psnr = float(np.mean(list(last_val.values()))) if last_val else None
-                    bar.update(step, step_loss, mean_psnr, speed)
-                else:
-                    bar.update(step)
-                if cfg.train.checkpoint_every and step % cfg.train.checkpoint_every == 0 and step < total:
-                    save_checkpoint_now()
+                self.after_step(step, losses)
+                if self.cfg.train.checkpoint_every and step % self.cfg.train.checkpoint_every == 0 and step < total:
+                    self.save_checkpoint(step)
                 if step >= stop:
                     break
-        save_checkpoint_now()
-        card = {
-            "architecture": cfg.model.type, "arguments": dict(cfg.model.args), "task": cfg.task, "name": cfg.name,
-            "steps": total, "seed": cfg.seed, "ema": ema is not None, "strategy": cfg.strategy.type,
-            "levels": [lv.name for lv in prepared.levels], "val_psnr": last_val,
-            "config": "config.yaml", "restorekit_version": __version__,
-        }
-        if (cfg.data.train.channels or model_channels(prepared.model)) == 1:
-            card["grey"] = cfg.data.train.grey  # how RGB test images become its input (eval reads it)
+        self.save_checkpoint(step)
+        return self.last_val
+
+    def after_step(self, step: int, losses: dict[str, torch.Tensor]) -> None:
+        """Validation (on schedule, or per epoch for strategies steered by it) and the log line."""
+        cfg, prepared, total = self.cfg, self.prepared, self.cfg.train.steps
+        self.running += losses["loss"]
+        self.running_n += 1
+        record: dict = {}
+        if prepared.strategy.needs_validation and step % prepared.epoch_steps == 0:
+            self.last_val = self.validate()
+            prepared.strategy.update([self.last_val[v.name] for v in prepared.validation])
+            record["val_psnr"] = self.last_val
+            shares = prepared.strategy.shares(step).tolist()
+            record["shares"] = dict(zip([lv.name for lv in prepared.levels], shares, strict=True))
+        if ((cfg.data.val.every and step % cfg.data.val.every == 0) or step == total) and "val_psnr" not in record:
+            self.last_val = self.validate()
+            record["val_psnr"] = self.last_val
+        global_step = self.offset + step
+        if record or step % cfg.train.log_every == 0 or step == total:
+            self.log_line(step, losses, record)
+        else:
+            self.session.bar.update(global_step)
+
+    def log_line(self, step: int, losses: dict[str, torch.Tensor], record: dict) -> None:
+        session, dist, prepared = self.session, self.dist, self.prepared
+        values = {k: float(all_reduce_mean(v, dist)) for k, v in losses.items()}
+        avg_loss = float(all_reduce_mean(self.running, dist)) / max(1, self.running_n)
+        self.running.zero_()
+        self.running_n = 0
+        elapsed = time.perf_counter() - self.started
+        speed = (step - self.started_step) / elapsed if elapsed > 0 else 0.0
+        global_step = self.offset + step
+        entry = {"step": global_step, **values, "loss_avg": avg_loss, "lr": self.recipe.lr,
+                 "it_per_s": round(speed, 3), "epoch": prepared.plan.epoch_of(step - 1), **record}
+        if session.staged:
+            entry["stage"] = self.plan.name
+        if prepared.weighting is not None:
+            weights = prepared.weighting.weights()
+            entry["level_weights"] = dict(zip([lv.name for lv in prepared.levels], weights, strict=True))
         if dist.main:
-            save_final(out, eval_model(), card)
-        barrier(dist)
-    finally:
-        bar.close()
-        board.close()
-        if log is not None:
-            log.close()
-    return {"out": str(out), "steps": total, "val_psnr": last_val}
+            session.log.write(entry)
+            scalars = {f"train/{k}": v for k, v in values.items()}
+            scalars.update({"train/lr": entry["lr"], "train/it_per_s": speed})
+            scalars.update({f"val/psnr/{k}": v for k, v in record.get("val_psnr", {}).items()})
+            scalars.update({f"strategy/share/{k}": v for k, v in record.get("shares", {}).items()})
+            session.board.scalars(scalars, global_step)
+        mean_psnr = float(np.mean(list(self.last_val.values()))) if self.last_val else None
+        session.bar.update(global_step, values["loss"], mean_psnr, speed)

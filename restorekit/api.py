@@ -1,0 +1,336 @@
+"""The Python API: `Restorer` (load once, restore many) and `restore` (one call), below the CLI and the server.
+
+    restorer = Restorer("adafm_denoise_s15_s75", tile=512)
+    clean = restorer.restore(chw_tensor, level=30)           # strength from the card's lambda(level)
+    out = restorekit.restore("noisy.png", task="denoise", level=25)
+
+A restore call is: choose the model (a name, or the zoo model for a task that covers the level/scale),
+check it fits the request, turn level/strength into call conditions, then `infer` (tiles, ensemble,
+Y-channel models on colour photos, mask blending). The Restorer holds no per-request state, so the web
+server calls one Restorer from several threads at different strengths.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from restorekit import infer, io
+from restorekit.card import ModelCard
+from restorekit.errors import ModelError, RestorekitError
+from restorekit.models import Model, get_architecture, list_models
+from restorekit.tasks import AUTO, check_task
+
+BACKENDS = ("torch", "onnxruntime")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Choosing a model
+# ---------------------------------------------------------------------------------------------------
+
+
+def _is_blind(card: ModelCard) -> bool:
+    if card.blind:
+        return True
+    try:
+        return get_architecture(card.architecture).blind
+    except ModelError:
+        return False
+
+
+def choose_zoo_model(task: str, level: float | None = None, scale: int | None = None) -> str:
+    """The zoo model for `task` (first by name among those whose levels/scales fit); errors list candidates."""
+    from restorekit.zoo import weights_dirs, zoo_cards
+
+    cards = zoo_cards()
+    installed = "; ".join(c.describe() for c in cards) or \
+        f"none installed in {', '.join(str(d) for d in weights_dirs())}"
+    if task == AUTO:
+        matching = [c for c in cards if _is_blind(c)]
+        if not matching:
+            raise ModelError("--task auto needs a blind/multi-factor zoo model; "
+                             f"installed: {installed}. Pick a --task or a --model instead")
+        return matching[0].name
+    matching = [c for c in cards if c.task == task]
+    if not matching:
+        builtin = " (or --model bicubic)" if task == "sr" else ""
+        raise ModelError(f"no zoo model for task {task!r}; installed: {installed}. "
+                         f"Pass --model NAME or a weights file{builtin}")
+    fitting = [c for c in matching if c.covers(level) and not (scale and c.card_scales() and scale not in c.card_scales())]
+    if not fitting:
+        wanted = " and ".join(w for w in (f"level {level:g}" if level is not None else "",
+                                         f"scale x{scale}" if scale is not None else "") if w)
+        raise ModelError(f"no zoo model for {task!r} covers {wanted}; candidates: "
+                         + "; ".join(c.describe() for c in matching))
+    return fitting[0].name
+
+
+@dataclass
+class ModelChoice:
+    """What to load: a name or path, the builder arguments (built-ins only) and whether the zoo chose it."""
+
+    name: str
+    kwargs: dict = field(default_factory=dict)
+    chosen_by_task: bool = False
+
+
+def choose_model(model: str | None, task: str | None, level: float | None, scale: int | None) -> ModelChoice:
+    """--model wins; else the zoo card for --task. Single-scale built-ins are built at the asked scale."""
+    check_task(task)
+    if model:
+        takes_scale = model in list_models() and "scale" in inspect.signature(get_architecture(model).build).parameters
+        return ModelChoice(model, {"scale": scale} if scale is not None and takes_scale else {})
+    if task is None:
+        raise RestorekitError("say what to do: --task TASK (denoise, sr, ..., auto) or --model NAME|PATH")
+    return ModelChoice(choose_zoo_model(task, level, scale), {}, chosen_by_task=True)
+
+
+def load_backend(choice: ModelChoice, backend: str = "torch") -> Model:
+    """The chosen model on PyTorch, or as an ONNX graph on onnxruntime (same `Model` interface)."""
+    from restorekit.zoo import load_model
+
+    if backend not in BACKENDS:
+        raise RestorekitError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
+    if backend == "onnxruntime" or choice.name.lower().endswith(".onnx"):
+        from restorekit import export
+
+        if choice.name.lower().endswith(".onnx"):
+            return export.load_onnx(choice.name)
+        return export.onnx_runner(load_model(choice.name, **choice.kwargs))
+    return load_model(choice.name, **choice.kwargs)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Masks
+# ---------------------------------------------------------------------------------------------------
+
+
+def load_mask(source: str | Path | np.ndarray | torch.Tensor) -> torch.Tensor:
+    """A 1xHxW mask in [0, 1] from a file, array or tensor: 1 (white) = take the model's output there."""
+    if isinstance(source, (str, Path)):
+        mask, _ = io.read_image(source)
+    elif isinstance(source, np.ndarray):
+        mask = io.to_tensor(source)
+    else:
+        mask = source.float()
+    if mask.ndim == 2:
+        mask = mask[None]
+    return mask.mean(dim=0, keepdim=True).clamp(0, 1)
+
+
+def apply_mask(restored: torch.Tensor, degraded: torch.Tensor, mask: torch.Tensor, what: str = "the image") -> torch.Tensor:
+    """Keep the input where the mask is black; inpainting masks are white over the holes (LaMa's convention)."""
+    if restored.shape[-2:] != degraded.shape[-2:]:
+        raise RestorekitError("--mask cannot be used with a model that changes the image size")
+    check_mask_size(mask, degraded, what)
+    return mask * restored + (1 - mask) * degraded
+
+
+def check_mask_size(mask: torch.Tensor, image: torch.Tensor, what: str = "the image") -> None:
+    if mask.shape[-2:] != image.shape[-2:]:
+        raise RestorekitError(f"mask is {mask.shape[-1]}x{mask.shape[-2]} but {what} is "
+                              f"{image.shape[-1]}x{image.shape[-2]}")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Restorer
+# ---------------------------------------------------------------------------------------------------
+
+
+class Restorer:
+    """Load a model once, restore many images of any size.
+
+    model: registry name, zoo name, weights path or a `Model`. precision: 'fp32' | 'fp16' | 'bf16'
+    (only where the architecture's flag was measured; on the CPU bf16 is autocast over fp32 weights).
+    tile: core tile size in input pixels (0 disables tiling); tile_overlap: blending width.
+    ensemble: average the 8 flip/rotation variants (RED-Net's test-time trick; 8x slower).
+    """
+
+    def __init__(
+        self,
+        model: str | Model = "identity",
+        device: str = "auto",
+        precision: str = "fp32",
+        tile: int = 512,
+        tile_overlap: int = 32,
+        ensemble: bool = False,
+        **model_kwargs: Any,
+    ):
+        from restorekit.zoo import load_model
+
+        self.model = load_model(model, **model_kwargs) if isinstance(model, str) else model.eval()
+        self.device = infer.pick_device(device)
+        self.precision = precision
+        infer.place(self.model, self.device, precision)
+        self.tile, self.tile_overlap, self.ensemble = tile, tile_overlap, ensemble
+
+    @property
+    def name(self) -> str:
+        return self.model.name
+
+    @property
+    def info(self):
+        return self.model.info
+
+    @property
+    def card(self) -> ModelCard | None:
+        return self.model.card
+
+    def strength_for(self, level: float | None, strength: float | None) -> float | None:
+        return infer.resolve_strength(self.model, level, strength)
+
+    def check(self, task: str | None = None, level: float | None = None, scale: int | None = None) -> None:
+        check_task(task)
+        infer.check_fit(self.model, task, level, scale)
+
+    def restore(
+        self,
+        image: torch.Tensor,
+        *,
+        task: str | None = None,
+        level: float | None = None,
+        strength: float | None = None,
+        scale: int | None = None,
+        mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Restore one CHW float image in [0, 1] (host memory); returns CHW float in [0, 1] on the CPU.
+
+        task: what the caller expects the model to do ('denoise', 'sr', ...); a model made for another
+        task, or a level outside the model's trained range, is refused (ModelError) instead of silently
+        producing a wrong image. level: the degradation level (a modulated model's strength from its
+        card's lambda(level); FFDNet's noise map); strength: the raw lambda in [0, 1], which wins over
+        level. mask (1xHxW, white = restore): a model that takes a mask gets it, any other model's
+        output is blended with the input through it.
+        """
+        self.check(task, level, scale)
+        takes_mask = "mask" in self.info.inputs
+        if mask is not None:
+            check_mask_size(mask, image)
+        conditions = infer.conditions_for(self.model, level=level, strength=strength,
+                                          scale=scale if "scale" in self.info.inputs else None,
+                                          mask=mask if takes_mask else None)
+        scale_out = self.info.scale_for(conditions.get("scale"))
+
+        def once(im: torch.Tensor) -> torch.Tensor:
+            return infer.run_tiled(self.model, im, self.tile, self.tile_overlap, self.device,
+                                   precision=self.precision, **conditions)
+
+        if self.ensemble and takes_mask and mask is not None:
+            raise ModelError("--ensemble cannot be combined with a model that takes the mask")
+
+        def restore_channels(im: torch.Tensor) -> torch.Tensor:
+            return infer.run_ensemble(once, im) if self.ensemble else once(im)
+
+        if self.info.in_channels == 1 and image.shape[-3] == 3:
+            out = infer.restore_luma(restore_channels, image, scale_out)
+        else:
+            out = restore_channels(image)
+        if mask is not None and not takes_mask:
+            out = apply_mask(out, image, mask)
+        return out.clamp(0, 1)
+
+
+def build_restorer(
+    choice: ModelChoice,
+    *,
+    task: str | None = None,
+    level: float | None = None,
+    scale: int | None = None,
+    backend: str = "torch",
+    device: str = "auto",
+    precision: str = "fp32",
+    tile: int = 512,
+    tile_overlap: int = 32,
+    ensemble: bool = False,
+) -> Restorer:
+    """A ready `Restorer` for the choice, checked against task/level/scale; ONNX runs through onnxruntime."""
+    if backend == "onnxruntime" or choice.name.lower().endswith(".onnx"):
+        if device not in ("auto", "cpu") or precision != "fp32":
+            raise RestorekitError("the onnxruntime backend runs on the CPU in fp32 (drop --device/--precision)")
+        device = "cpu"
+    model = load_backend(choice, backend)
+    check_task(task)
+    infer.check_fit(model, task, level, scale)
+    return Restorer(model, device=device, precision=precision, tile=tile, tile_overlap=tile_overlap,
+                    ensemble=ensemble)
+
+
+# ---------------------------------------------------------------------------------------------------
+# restorekit.restore: one call
+# ---------------------------------------------------------------------------------------------------
+
+_RESTORERS: dict[tuple, Restorer] = {}
+
+
+def _cached_restorer(key: tuple, make) -> Restorer:
+    """Keep the last restorer so that repeated one-liner calls with the same settings load the model once."""
+    if key not in _RESTORERS:
+        _RESTORERS.clear()
+        _RESTORERS[key] = make()
+    return _RESTORERS[key]
+
+
+def restore(
+    image: str | Path | np.ndarray | torch.Tensor,
+    output: str | Path | None = None,
+    *,
+    model: str | None = None,
+    task: str | None = None,
+    level: float | None = None,
+    strength: float | None = None,
+    scale: int | None = None,
+    mask: Any = None,
+    device: str = "auto",
+    precision: str = "fp32",
+    tile: int = 512,
+    tile_overlap: int = 32,
+    ensemble: bool = False,
+    backend: str = "torch",
+    overwrite: bool = False,
+):
+    """Restore a path, an HxW[xC] array or a CHW tensor; the result has the input's type.
+
+    A path gives an HxWxC uint8/uint16 array (the file's bit depth); an array gives the same dtype and
+    layout back; a tensor gives a CHW float tensor. With `output`, the result is also written there
+    (keeping format, bit depth, alpha and ICC profile of a path input).
+    """
+    from restorekit.zoo import weights_dirs
+
+    choice = choose_model(model, task, level, scale)
+    key = (tuple(map(str, weights_dirs())), choice.name, tuple(sorted(choice.kwargs.items())), task, level, scale,
+           backend, device, precision, tile, tile_overlap, ensemble)
+    restorer = _cached_restorer(key, lambda: build_restorer(
+        choice, task=task, level=level, scale=scale, backend=backend, device=device, precision=precision,
+        tile=tile, tile_overlap=tile_overlap, ensemble=ensemble))
+    meta = None
+    if isinstance(image, (str, Path)):
+        tensor, meta = io.read_image(image)
+    elif isinstance(image, np.ndarray):
+        tensor = io.to_tensor(image)
+    elif isinstance(image, torch.Tensor):
+        tensor = image.float()
+    else:
+        raise TypeError(f"expected a path, a numpy array or a CHW tensor, got {type(image).__name__}")
+    out = restorer.restore(tensor, level=level, strength=strength, scale=scale,
+                           mask=None if mask is None else load_mask(mask))
+    if output is not None:
+        io.write_image(output, out, meta, overwrite=overwrite)
+    if isinstance(image, torch.Tensor):
+        return out
+    if isinstance(image, np.ndarray):
+        return _like(out, image)
+    return io.to_array(out, meta.bit_depth)
+
+
+def _like(out: torch.Tensor, reference: np.ndarray) -> np.ndarray:
+    """The result in the reference array's dtype and layout (HxW stays HxW)."""
+    if reference.dtype in (np.uint8, np.uint16):
+        array = io.to_array(out, 8 if reference.dtype == np.uint8 else 16)
+    else:
+        array = out.permute(1, 2, 0).numpy().astype(reference.dtype)
+    return array[:, :, 0] if reference.ndim == 2 else array

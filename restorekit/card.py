@@ -1,0 +1,191 @@
+"""The model card: one typed schema for the zoo, the trainer, `zoo import` and the web page.
+
+A card sits beside its weights (`NAME.safetensors` + `NAME.json`) and says what the model is (architecture
+and builder arguments), what it is for (task, level range or scales), where it came from (training recipe
+or the released file it was converted from, with its license) and what it measured (results with their
+protocol). It is validated when read and when written (pydantic, unknown keys refused), so a card that
+loads is one the rest of the package can trust; a bad card is one line naming the file and the field.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from restorekit.atomic import write_json
+from restorekit.errors import ModelError
+from restorekit.tasks import MODEL_TASKS
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Training(BaseModel):
+    """How the weights were made; the named keys are the ones tools read, a recipe may record more."""
+
+    model_config = ConfigDict(extra="allow")
+
+    recipe: str | None = None
+    command: str | None = None
+    config: str | None = None
+    configs: list[str] | None = None
+    data: str | None = None
+    hardware: str | None = None
+    steps: int | str | dict[str, int] | None = None  # per stage for staged recipes
+    seed: int | None = None
+    levels: list[str] | None = None  # the degradation specs trained on
+    strategy: str | None = None
+    ema: bool | None = None
+    val_psnr: dict[str, float] | None = None
+
+
+class Provenance(_Strict):
+    """Where a converted released checkpoint came from (`restorekit zoo import`)."""
+
+    source: str  # repository and path, or the file it was imported from
+    license: str  # 'MIT', ..., or 'none stated'
+    original_sha256: str | None = None
+    original_file: str | None = None
+    imported_with: str | None = None  # the command
+
+
+class Result(_Strict):
+    """One measured number with the protocol that produced it (what `restorekit eval` writes)."""
+
+    dataset: str
+    task: str
+    psnr: float
+    level: float | None = None
+    scale: int | None = None
+    strength: float | None = None
+    ssim: float | None = None
+    psnr_b: float | None = None
+    n_images: int | None = None
+    protocol: dict[str, Any] = Field(default_factory=dict)
+    command: str | None = None
+    paper: float | None = None  # the published figure under the same protocol, when there is one
+
+
+class ModelCard(_Strict):
+    name: str
+    architecture: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    family: str | None = None
+    task: str
+    description: str = ""
+    levels: tuple[float, float] | None = None  # (start, end) the model covers, in `level_name` units
+    level_name: str | None = None
+    scales: list[int] | None = None
+    grey: str | None = None  # how RGB test images become a 1-channel model's input ('y', 'luma')
+    blind: bool = False
+    strength_curve: dict[str, Any] | None = None  # modulation.StrengthCurve.to_dict()
+    file: str | None = None
+    sha256: str | None = None
+    dtype: str | None = None
+    training: Training | None = None
+    provenance: Provenance | None = None
+    license: str | None = None
+    paper: dict[str, float] | None = None
+    results: list[Result] = Field(default_factory=list)
+    restorekit_version: str | None = None
+
+    @field_validator("task")
+    @classmethod
+    def _known_task(cls, task: str) -> str:
+        if task not in MODEL_TASKS:
+            raise ValueError(f"unknown task {task!r}; one of {', '.join(MODEL_TASKS)}")
+        return task
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_layout(cls, data: Any) -> Any:
+        """Cards written before this schema kept training facts at the top level and spec strings in
+        `levels`; read them into the one layout (and drop `supports_half`, now the descriptor's)."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        data.pop("supports_half", None)
+        training = dict(data.get("training") or {})
+        for key in ("steps", "seed", "ema", "strategy", "val_psnr", "config"):
+            if key in data:
+                training.setdefault(key, data.pop(key))
+        levels = data.get("levels")
+        if isinstance(levels, list) and any(isinstance(v, str) for v in levels):
+            training.setdefault("levels", data.pop("levels"))
+        if training:
+            data["training"] = training
+        return data
+
+    # -- what callers ask of a card -----------------------------------------------------------------
+
+    def level_range(self) -> tuple[float, float] | None:
+        """The levels the model covers: `levels`, else its strength curve's span."""
+        if self.levels is not None:
+            return min(self.levels), max(self.levels)
+        curve = self.strength_curve
+        if curve and "start" in curve and "end" in curve:
+            low, high = sorted((float(curve["start"]), float(curve["end"])))
+            return low, high
+        return None
+
+    def card_scales(self) -> list[int]:
+        """SR factors: `scales`, else the architecture's `scale` argument."""
+        if self.scales:
+            return list(self.scales)
+        scale = self.arguments.get("scale")
+        return [int(scale)] if scale and int(scale) > 1 else []
+
+    def covers(self, level: float | None) -> bool:
+        span = self.level_range()
+        return level is None or span is None or span[0] - 1e-9 <= level <= span[1] + 1e-9
+
+    def describe(self) -> str:
+        """'name (task, levels 15..75, x2/x4)': enough to choose between candidates in an error message."""
+        parts = [self.task]
+        span = self.level_range()
+        if span is not None:
+            parts.append(f"levels {span[0]:g}..{span[1]:g}")
+        if self.card_scales():
+            parts.append("x" + "/x".join(str(s) for s in self.card_scales()))
+        return f"{self.name} ({', '.join(parts)})"
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+def card_path(weights: str | Path) -> Path:
+    """The card of `weights/NAME.safetensors` is `weights/NAME.json`."""
+    return Path(weights).with_suffix(".json")
+
+
+def _one_line(error: ValidationError) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "card"
+    more = f" (+{error.error_count() - 1} more)" if error.error_count() > 1 else ""
+    return f"{where}: {first['msg']}{more}"
+
+
+def parse_card(data: Any, source: str | Path = "model card") -> ModelCard:
+    try:
+        return ModelCard.model_validate(data)
+    except ValidationError as err:
+        raise ModelError(f"{source}: invalid model card ({_one_line(err)})") from None
+
+
+def read_card(path: str | Path) -> ModelCard:
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ModelError(f"{path}: unreadable model card ({err})") from None
+    return parse_card(data, path)
+
+
+def write_card(path: str | Path, card: ModelCard | dict) -> Path:
+    """Validate and write atomically."""
+    card = card if isinstance(card, ModelCard) else parse_card(card, path)
+    return write_json(path, card.to_json())
