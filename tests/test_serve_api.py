@@ -13,6 +13,7 @@ from PIL import Image
 pytest.importorskip("starlette")
 pytest.importorskip("httpx")
 from starlette.testclient import TestClient
+from zoo_helpers import save_zoo_model
 
 from restorekit.serve.app import ServeConfig, create_app
 
@@ -120,3 +121,15 @@ def test_concurrent_requests_at_different_strengths_do_not_interfere(client):
         together = list(pool.map(lambda s: _restore(client, body, model="tiny-adafm", strength=s).content, strengths))
     assert all(result == alone[s] for s, result in zip(strengths, together))
     assert len(set(alone.values())) == 4
+
+
+def test_a_model_that_takes_the_level_gets_a_level_slider(client, tiny_zoo):
+    """FFDNet's noise map is its strength control: the page gets a level slider (the task's usual span when
+    the card has no range) and the level reaches the model (issue 12 item 6)."""
+    save_zoo_model(tiny_zoo, "tiny-ffdnet", "ffdnet", {"channels": 3, "features": 8, "depth": 3},
+                   task="denoise", family="ffdnet", levels=None, curve=False)
+    entry = next(m for m in client.get("/api/models").json()["models"] if m["id"] == "tiny-ffdnet")
+    assert entry["takes_level"] and not entry["modulated"] and entry["levels"] == [0, 75]
+    body = _png()
+    low, high = (_restore(client, body, model="tiny-ffdnet", level=v) for v in (5, 60))
+    assert low.status_code == high.status_code == 200 and low.content != high.content

@@ -30,6 +30,7 @@ from starlette.staticfiles import StaticFiles
 
 from restorekit.api import Restorer
 from restorekit.errors import ImageError, RestorekitError
+from restorekit.tasks import TASKS
 
 STATIC = Path(__file__).resolve().parent / "static"
 DEFAULT_MAX_UPLOAD_MB = 20.0
@@ -70,11 +71,12 @@ def model_entries() -> list[dict]:
     entries = []
     for entry in zoo_entries():
         card = entry.card
-        span = card.level_range()
         info = get_architecture(card.architecture).info(card.arguments)
+        takes_level = "level" in info.inputs  # FFDNet: the slider sets the noise level itself
+        span = card.level_range() or (TASKS[card.task].span if takes_level and card.task in TASKS else None)
         entries.append({
             "id": card.name, "label": card.describe(), "task": card.task, "source": entry.source,
-            "modulated": info.modulated, "takes_level": "level" in info.inputs,
+            "modulated": info.modulated, "takes_level": takes_level,
             "levels": None if span is None else list(span), "family": card.family,
         })
     for model_id, (_, _, task, label) in BUILTINS.items():

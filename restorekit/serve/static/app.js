@@ -43,6 +43,14 @@ function modelChanged() {
   const model = currentModel();
   const modulated = Boolean(model && model.modulated);
   $("strength-box").hidden = !modulated;
+  const takesLevel = Boolean(model && model.takes_level && model.levels);
+  $("level-box").hidden = !takesLevel;
+  if (takesLevel) {
+    const [low, high] = model.levels;
+    Object.assign($("level"), { min: low, max: high, step: high - low > 10 ? 1 : 0.1 });
+    $("level").value = Math.min(Math.max(Number($("level").value), low), high);
+    $("level-value").textContent = $("level").value;
+  }
   $("levels").textContent = model && model.levels
     ? `trained for levels ${model.levels[0]}\u2013${model.levels[1]} (0 = start level, 1 = end level)` : "";
   schedule(0);
@@ -69,6 +77,7 @@ async function restore() {
   const id = ++state.request;
   const params = new URLSearchParams({ model: model.id, filename: state.file.name });
   if (model.modulated) params.set("strength", $("strength").value);
+  if (model.takes_level && model.levels) params.set("level", $("level").value);
   $("viewer").dataset.state = "busy";
   setStatus(`Restoring with ${model.id}\u2026`);
   const started = performance.now();
@@ -189,6 +198,10 @@ function wireControls() {
   $("model").addEventListener("change", modelChanged);
   $("strength").addEventListener("input", () => {
     $("strength-value").textContent = Number($("strength").value).toFixed(2);
+    schedule(DEBOUNCE_MS);
+  });
+  $("level").addEventListener("input", () => {
+    $("level-value").textContent = $("level").value;
     schedule(DEBOUNCE_MS);
   });
 }
