@@ -76,6 +76,9 @@ MODELS = {
 }
 
 
+BUNDLED = Path(__file__).resolve().parent.parent / "weights"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("name", choices=sorted(MODELS))
@@ -84,7 +87,8 @@ def main() -> None:
     args = parser.parse_args()
     card_updates, source, dataset, command = MODELS[args.name]
     if not args.results:
-        path = publish(Path(args.source or source), args.name, card_updates)
+        # Into the bundled zoo (the repository's weights/), not the user's folder publish() defaults to.
+        path = publish(Path(args.source or source), args.name, card_updates, folder=BUNDLED)
         print(f"published {path}")
         return
     grid = json.loads(Path(args.results).read_text())
