@@ -253,11 +253,10 @@ def build_restorer(
         if device not in ("auto", "cpu") or precision != "fp32":
             raise RestorekitError("the onnxruntime backend runs on the CPU in fp32 (drop --device/--precision)")
         device = "cpu"
-    model = load_backend(choice, backend)
-    check_task(task)
-    infer.check_fit(model, task, level, scale)
-    return Restorer(model, device=device, precision=precision, tile=tile, tile_overlap=tile_overlap,
-                    ensemble=ensemble)
+    restorer = Restorer(load_backend(choice, backend), device=device, precision=precision, tile=tile,
+                        tile_overlap=tile_overlap, ensemble=ensemble)
+    restorer.check(task, level, scale)  # refused now, before any image is read
+    return restorer
 
 
 # ---------------------------------------------------------------------------------------------------

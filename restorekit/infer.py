@@ -80,8 +80,8 @@ def check_fit(model: Model, task: str | None, level: float | None, scale: int | 
         raise ModelError(f"model {model.name!r} is a {'/'.join(tasks)!r} model, not {task!r}")
     if scale is not None:
         model.info.scale_for(scale)
-    span = model.card.level_range() if model.card is not None else None
-    if level is not None and span is not None and not model.card.covers(level):
+    if model.card is not None and not model.card.covers(level):
+        span = model.card.level_range()
         raise ModelError(f"level {level:g} is outside the range {span[0]:g}..{span[1]:g} of model {model.name!r}")
 
 

@@ -133,10 +133,14 @@ def zoo_cards() -> list[ModelCard]:
     return [e.card for e in entries()]
 
 
+def _installed(name: str) -> Entry | None:
+    return next((entry for entry in entries() if entry.card.name == name), None)
+
+
 def find(name: str) -> Entry:
-    for entry in entries():
-        if entry.card.name == name:
-            return entry
+    entry = _installed(name)
+    if entry is not None:
+        return entry
     installed = ", ".join(e.card.name for e in entries()) or \
         f"none installed in {', '.join(str(d) for d in weights_dirs())}"
     raise ModelError(f"no zoo model {name!r}; installed: {installed}")
@@ -172,9 +176,9 @@ def load_model(name_or_path: str, **arguments) -> Model:
     """A registered model name (built with `arguments`, e.g. scale), a zoo name or a weights file."""
     if name_or_path in list_models():
         return build(name_or_path, **arguments)
-    for entry in entries():
-        if entry.card.name == name_or_path:
-            return load_carded(entry.weights, entry.card)
+    entry = _installed(name_or_path)
+    if entry is not None:
+        return load_carded(entry.weights, entry.card)
     path = Path(name_or_path).expanduser()
     if not path.exists():
         zoo = ", ".join(e.card.name for e in entries()) or "none installed"
@@ -222,7 +226,7 @@ IMPORT_BENCHMARKS: dict[str, tuple[str, str, float | None]] = {
 }
 
 
-def measure(model: Model, task: str) -> list[Result]:
+def measure(model: Model, task: str, name: str) -> list[Result]:
     """The task's import benchmark at every scale of the model, through `restorekit.evaluation` (default
     protocol of the task, recorded); empty when the data or a benchmark for the task is absent."""
     from restorekit import evaluation, paths
@@ -243,7 +247,7 @@ def measure(model: Model, task: str) -> list[Result]:
                               ssim=round(outcome["ssim"], 4), n_images=outcome["n_images"],
                               psnr_b=round(outcome["psnr_b"], 3) if "psnr_b" in outcome else None,
                               protocol=outcome["protocol"],
-                              command=f"restorekit eval --model NAME --dataset {dataset} --task {task}"
+                              command=f"restorekit eval --model {name} --dataset {dataset} --task {task}"
                               + (f" --scale {scale}" if scale else "") + (f" --level {level:g}" if level else "")))
     return results
 
@@ -271,5 +275,5 @@ def import_checkpoint(path: str | Path, name: str, *, source: str | None = None,
                               imported_with=shlex.join(["restorekit", "zoo", "import", str(path), "--name", name])),
     )
     if measure_results:
-        card = card.model_copy(update={"results": measure(model, task)})
+        card = card.model_copy(update={"results": measure(model, task, name)})
     return save_weights(model.module.state_dict(), target, card), card
