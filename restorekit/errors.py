@@ -28,3 +28,15 @@ class ConfigError(RestorekitError):
 
 class ModelError(RestorekitError):
     """An unknown model name, a bad weights file or a hash mismatch."""
+
+
+class TooManyPixels(ImageError):
+    """An image whose header declares more pixels than the caller's limit; raised before decoding.
+
+    Carries the numbers so each front end can say how *it* raises the limit (`--max-pixels` for the
+    server, `RESTOREKIT_MAX_PIXELS` / `max_pixels=` for the CLI and the library).
+    """
+
+    def __init__(self, path: str | Path, width: int, height: int, limit: int, reason: str):
+        self.width, self.height, self.limit = width, height, limit
+        super().__init__(path, reason)

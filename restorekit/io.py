@@ -29,7 +29,7 @@ import torch
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError, features
 
 from restorekit.atomic import atomic_write
-from restorekit.errors import ConfigError, ImageError
+from restorekit.errors import ConfigError, ImageError, TooManyPixels
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -297,8 +297,8 @@ def _read_open_file(
         width, height = img.size
         if limit is not None and width * height > limit:
             got, cap = _megapixels(width * height, limit)
-            raise ImageError(
-                path,
+            raise TooManyPixels(
+                path, width, height, limit,
                 f"image is {width}x{height} = {got} MP, over the {cap} MP limit "
                 f"(raise with max_pixels / {MAX_PIXELS_ENV})",
             )

@@ -122,7 +122,7 @@ def test_every_committed_config_validates(data_dir):
     for path in configs:
         cfg = load_config(path)
         assert cfg.train.steps > 0, path
-    from restorekit.train.distributed import Dist
+    from restorekit.distributed import Dist
     from restorekit.train.trainer import prepare
 
     for path in configs:  # builds models, loads images, parses every spec: everything but the steps

@@ -14,7 +14,8 @@ from restorekit.train.config import Config, load_config, validate_config
 
 def run(cfg: Config, out: str | Path, resume: str | None = None, progress: str | None = None) -> dict:
     """Train `cfg` into `out` in this process (or this torchrun rank); see trainer.train."""
-    from restorekit.train import distributed, trainer
+    from restorekit import distributed
+    from restorekit.train import trainer
 
     dist = distributed.setup(cfg.device)
     try:

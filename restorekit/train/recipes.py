@@ -34,7 +34,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from restorekit.data.samplers import mix_seed
 from restorekit.train.config import Config, Optimizer, Scheduler, apply_override, validate_config
-from restorekit.train.distributed import Dist, average_gradients
+from restorekit.distributed import Dist, average_gradients
 
 if TYPE_CHECKING:
     from restorekit.train.trainer import Prepared

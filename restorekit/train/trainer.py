@@ -45,7 +45,7 @@ from restorekit.infer import run_model
 from restorekit.models import Model, ModelInfo
 from restorekit.train import checkpoint as ckpt
 from restorekit.train.config import Config, LevelEntry
-from restorekit.train.distributed import Dist, all_reduce_mean, barrier, broadcast_object, gather_objects
+from restorekit.distributed import Dist, all_reduce_mean, barrier, broadcast_object, gather_objects
 from restorekit.train.losses import Loss, UncertaintyWeighting
 from restorekit.train.monitor import JsonlLog, Progress, TensorBoard
 from restorekit.train.recipes import RECIPES, Batch, Recipe, StagePlan, plan_stages, state_dict_cpu

@@ -1,8 +1,8 @@
-"""Process group set-up for `torchrun`: DDP on gloo (CPU) or NCCL (GPU), rank-0 side effects.
+"""Process group set-up for `torchrun`, shared by training (DDP on gloo / NCCL) and sharded batch inference.
 
 Nothing here is global state beyond what torch.distributed itself keeps: `setup()` reads torchrun's
 environment (RANK, WORLD_SIZE, LOCAL_RANK) and returns a `Dist` value the trainer passes around.
-A plain `restorekit train` (no torchrun) is world size 1 and never touches torch.distributed.
+A plain `restorekit train` or `restore` (no torchrun) is world size 1 and never touches torch.distributed.
 """
 
 from __future__ import annotations
