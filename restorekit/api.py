@@ -13,6 +13,7 @@ server calls one Restorer from several threads at different strengths.
 from __future__ import annotations
 
 import inspect
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -147,7 +148,9 @@ class Restorer:
 
     model: registry name, zoo name, weights path or a `Model`. precision: 'fp32' | 'fp16' | 'bf16'
     (only where the architecture's flag was measured; on the CPU bf16 is autocast over fp32 weights).
-    tile: core tile size in input pixels (0 disables tiling); tile_overlap: blending width.
+    tile: core tile size in input pixels (0 disables tiling); tile_overlap: blending width (None: 32, at
+    most half the tile). Impossible values are refused here, before anything runs (`infer.check_tiling`);
+    tiles small for the model's receptive field give a one-line warning with the estimated slowdown.
     ensemble: average the 8 flip/rotation variants (RED-Net's test-time trick; 8x slower).
     """
 
@@ -157,17 +160,21 @@ class Restorer:
         device: str = "auto",
         precision: str = "fp32",
         tile: int = 512,
-        tile_overlap: int = 32,
+        tile_overlap: int | None = None,
         ensemble: bool = False,
         **model_kwargs: Any,
     ):
         from restorekit.zoo import load_model
 
+        overlap = infer.check_tiling(tile, tile_overlap)
         self.model = load_model(model, **model_kwargs) if isinstance(model, str) else model.eval()
         self.device = infer.pick_device(device)
         self.precision = precision
         infer.place(self.model, self.device, precision)
-        self.tile, self.tile_overlap, self.ensemble = tile, tile_overlap, ensemble
+        self.tile, self.tile_overlap, self.ensemble = tile, overlap, ensemble
+        self.tiling_warning = infer.tiling_warning(tile, tile_overlap, self.info)
+        if self.tiling_warning:
+            warnings.warn(self.tiling_warning, stacklevel=2)
 
     @property
     def name(self) -> str:
@@ -197,6 +204,7 @@ class Restorer:
         strength: float | None = None,
         scale: int | None = None,
         mask: torch.Tensor | None = None,
+        deadline: infer.Deadline | None = None,
     ) -> torch.Tensor:
         """Restore one CHW float image in [0, 1] (host memory); returns CHW float in [0, 1] on the CPU.
 
@@ -205,7 +213,8 @@ class Restorer:
         producing a wrong image. level: the degradation level (a modulated model's strength from its
         card's lambda(level); FFDNet's noise map); strength: the raw lambda in [0, 1], which wins over
         level. mask (1xHxW, white = restore): a model that takes a mask gets it, any other model's
-        output is blended with the input through it.
+        output is blended with the input through it. deadline: checked before every tile; past it the
+        call stops with TimedOut (the web server's --timeout).
         """
         self.check(task, level, scale)
         takes_mask = "mask" in self.info.inputs
@@ -218,7 +227,7 @@ class Restorer:
 
         def once(im: torch.Tensor) -> torch.Tensor:
             return infer.run_tiled(self.model, im, self.tile, self.tile_overlap, self.device,
-                                   precision=self.precision, **conditions)
+                                   precision=self.precision, deadline=deadline, **conditions)
 
         if self.ensemble and takes_mask and mask is not None:
             raise ModelError("--ensemble cannot be combined with a model that takes the mask")
@@ -245,10 +254,11 @@ def build_restorer(
     device: str = "auto",
     precision: str = "fp32",
     tile: int = 512,
-    tile_overlap: int = 32,
+    tile_overlap: int | None = None,
     ensemble: bool = False,
 ) -> Restorer:
     """A ready `Restorer` for the choice, checked against task/level/scale; ONNX runs through onnxruntime."""
+    infer.check_tiling(tile, tile_overlap)  # bad --tile values are refused before a model is loaded
     if backend == "onnxruntime" or choice.name.lower().endswith(".onnx"):
         if device not in ("auto", "cpu") or precision != "fp32":
             raise RestorekitError("the onnxruntime backend runs on the CPU in fp32 (drop --device/--precision)")
@@ -287,7 +297,7 @@ def restore(
     device: str = "auto",
     precision: str = "fp32",
     tile: int = 512,
-    tile_overlap: int = 32,
+    tile_overlap: int | None = None,
     ensemble: bool = False,
     backend: str = "torch",
     overwrite: bool = False,

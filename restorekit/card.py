@@ -10,6 +10,7 @@ loads is one the rest of the package can trust; a bad card is one line naming th
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from restorekit.atomic import write_json
 from restorekit.errors import ModelError
 from restorekit.tasks import MODEL_TASKS
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 class _Strict(BaseModel):
@@ -100,6 +103,21 @@ class ModelCard(_Strict):
             raise ValueError(f"unknown task {task!r}; one of {', '.join(MODEL_TASKS)}")
         return task
 
+    @field_validator("name", "file")
+    @classmethod
+    def _plain_name(cls, value: str | None) -> str | None:
+        if value is not None and not is_plain_name(value):
+            raise ValueError(f"must be a plain file name, not a path ({value!r})")
+        return value
+
+    @field_validator("sha256")
+    @classmethod
+    def _hex_digest(cls, digest: str | None) -> str | None:
+        """A malformed digest can never match: say so when the card is read, not as a 'mismatch' later."""
+        if digest is not None and not _SHA256.fullmatch(digest.lower()):
+            raise ValueError("must be 64 hexadecimal digits (the output of sha256sum)")
+        return digest.lower() if digest is not None else None
+
     @model_validator(mode="before")
     @classmethod
     def _legacy_layout(cls, data: Any) -> Any:
@@ -157,6 +175,12 @@ class ModelCard(_Strict):
         return self.model_dump(mode="json", exclude_none=True)
 
 
+def is_plain_name(name: str) -> bool:
+    """Zoo names become file names and weights sit beside their card: a path instead (`../x`, `/etc/x`)
+    would let a card, or `zoo import --name`, reach outside the zoo folder."""
+    return bool(name) and Path(name).name == name and name not in (".", "..") and "\\" not in name
+
+
 def card_path(weights: str | Path) -> Path:
     """The card of `weights/NAME.safetensors` is `weights/NAME.json`."""
     return Path(weights).with_suffix(".json")
@@ -180,7 +204,7 @@ def read_card(path: str | Path) -> ModelCard:
     path = Path(path)
     try:
         data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
         raise ModelError(f"{path}: unreadable model card ({err})") from None
     return parse_card(data, path)
 

@@ -8,12 +8,18 @@ A plain `restorekit train` or `restore` (no torchrun) is world size 1 and never 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
+from typing import TypeVar
 
 import torch
 import torch.distributed as tdist
 
+from restorekit.errors import RestorekitError
 from restorekit.infer import pick_device
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -33,20 +39,64 @@ class Dist:
         return self.world > 1
 
 
-def setup(device: str = "auto") -> Dist:
-    """Join the process group when launched by torchrun (WORLD_SIZE > 1); otherwise a single process."""
+def setup(device: str = "auto", timeout: timedelta | None = None) -> Dist:
+    """Join the process group when launched by torchrun (WORLD_SIZE > 1); otherwise a single process.
+
+    timeout: how long a collective waits for the slowest rank (torch's default, 30 min, when None).
+    A group that cannot be joined is one line (RestorekitError) naming the rank and torch's reason.
+    """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     dev = pick_device(device, local_rank)
     if world > 1 and not tdist.is_initialized():
-        backend = "nccl" if dev.type == "cuda" else "gloo"
-        if dev.type == "cuda":
-            torch.cuda.set_device(dev)
-        tdist.init_process_group(backend=backend)
+        _join(dev, rank, world, timeout)
     if dev.type == "cuda" and world == 1 and dev.index is not None:
         torch.cuda.set_device(dev)
     return Dist(rank, world, local_rank, dev)
+
+
+def _join(dev: torch.device, rank: int, world: int, timeout: timedelta | None) -> None:
+    backend = "nccl" if dev.type == "cuda" else "gloo"
+    extra = {"timeout": timeout} if timeout is not None else {}
+    try:
+        if not tdist.is_available():
+            raise RuntimeError("this PyTorch build has no torch.distributed")
+        if dev.type == "cuda":
+            torch.cuda.set_device(dev)
+        store = attempt_store(world, timeout)
+        if store is None:
+            tdist.init_process_group(backend=backend, **extra)
+        else:
+            tdist.init_process_group(backend=backend, store=store, rank=rank, world_size=world, **extra)
+    except (RuntimeError, ValueError, AssertionError, TimeoutError) as err:
+        reason = " ".join(str(err).split()) or type(err).__name__
+        raise RestorekitError(f"rank {rank} of {world} cannot join the {backend} process group ({reason}); "
+                              "launch with torchrun, or unset WORLD_SIZE for one process") from None
+
+
+def attempt_store(world: int, timeout: timedelta | None) -> tdist.Store | None:
+    """torchrun's shared store, with keys private to this restart attempt; None outside torchrun's agent store.
+
+    Since torch 2.5 the workers use torchrun's own rendezvous store, which outlives a restart
+    (`--max-restarts`); the default group's keys are the same in every attempt, so a restarted worker could
+    read a killed peer's address and fail to connect (pytorch/pytorch#135712). Prefixing the keys with the
+    attempt number (TORCHELASTIC_RESTART_COUNT) gives every attempt a clean namespace on the same server.
+    """
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        return None
+    client = tdist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world, is_master=False,
+                            timeout=timeout or timedelta(minutes=30))
+    return tdist.PrefixStore(f"restorekit/attempt_{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", client)
+
+
+def shard(items: Sequence[T], dist: Dist) -> list[T]:
+    """This rank's share of `items`: every world-th one from its rank on (round-robin).
+
+    Deterministic for a given list, each item on exactly one rank, and shares differ by at most one item
+    however the list was filtered (a rerun that skips finished files stays balanced).
+    """
+    return list(items[dist.rank::dist.world])
 
 
 def teardown(dist: Dist) -> None:

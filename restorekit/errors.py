@@ -40,3 +40,14 @@ class TooManyPixels(ImageError):
     def __init__(self, path: str | Path, width: int, height: int, limit: int, reason: str):
         self.width, self.height, self.limit = width, height, limit
         super().__init__(path, reason)
+
+
+class TimedOut(RestorekitError):
+    """Work that stopped itself at its deadline (checked between tiles: CPU work in a thread cannot be killed).
+
+    Carries the limit so each front end can say how *it* raises it (`--timeout` for the server).
+    """
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        super().__init__(f"took longer than the {seconds:g} s limit")

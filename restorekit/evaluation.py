@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from restorekit import __version__, io, metrics, ops
+from restorekit.data.pairs import describe_unpaired, is_paired_folder, match_pairs, relative
 from restorekit.errors import RestorekitError
 from restorekit.infer import conditions_for, run_model
 from restorekit.models import Model
@@ -33,6 +34,9 @@ TASK_PROTOCOLS: dict[str, metrics.Protocol] = {
 # VDSR / IDN / DnCNN-3 test scripts; the default for Y-only models).
 SR_INPUTS = ("rgb-uint8", "y-float")
 
+# The recorded degradation of a paired dataset (degraded/ + clean/): the files carry it, nothing is made.
+GIVEN = "given (paired files)"
+
 
 @dataclass(frozen=True)
 class EvalSetup:
@@ -48,11 +52,17 @@ class EvalSetup:
     seed_mode: str = "fixed"  # 'fixed': every image uses `seed` (KAIR's np.random.seed(0) per image)
     grey: str | None = None  # 'y' | 'luma': RGB test images become 1 channel before degradation (JPEG on Y)
     sr_input: str | None = None  # SR only, one of SR_INPUTS; None: 'rgb-uint8', or 'y-float' for Y-only models
+    # A paired dataset gives the degraded inputs: nothing is synthesised, `level` is only what the user
+    # states about the files (recorded, and the condition of a modulated / level-taking model).
+    paired: bool = False
 
     def describe(self) -> dict:
+        if self.paired:  # no seed, spec or SR input applies to given files
+            return {**self.protocol.as_dict(), "crop_to": self.crop_text(), "seed": None, "seed_mode": None,
+                    "grey": self.grey, "degradation": GIVEN}
         described = {
             **self.protocol.as_dict(),
-            "crop_to": None if self.crop_to is None else f"{self.crop_to[0]}x{self.crop_to[1]}",
+            "crop_to": self.crop_text(),
             "seed": self.seed,
             "seed_mode": self.seed_mode,
             "grey": self.grey,
@@ -62,7 +72,19 @@ class EvalSetup:
             described["sr_input"] = self.sr_input or "rgb-uint8"
         return described
 
+    def crop_text(self) -> str | None:
+        return None if self.crop_to is None else f"{self.crop_to[0]}x{self.crop_to[1]}"
+
+    def level_source(self) -> str | None:
+        """'applied': inputs were degraded at `level`; 'stated': the user's word about paired files."""
+        if self.level is None:
+            return None
+        return "stated" if self.paired else "applied"
+
     def degradation_spec(self) -> str | None:
+        """The spec that makes the inputs; None for paired files (given) and for 'restore' without --degrade."""
+        if self.paired:
+            return None
         if self.degrade:
             return self.degrade
         if self.task == "sr" and self.sr_input == "y-float":
@@ -163,17 +185,38 @@ def make_input(clean: torch.Tensor, name: str, setup: EvalSetup) -> tuple[torch.
     return degraded, target
 
 
-def dataset_items(folder: Path) -> list[tuple[str, Path, Path | None]]:
-    """(name, clean path, degraded path or None). A folder holding degraded/ and clean/ is a paired set."""
-    if (folder / "clean").is_dir() and (folder / "degraded").is_dir():
-        items = []
-        for clean in io.list_images(folder / "clean"):
-            matches = [p for p in io.list_images(folder / "degraded") if p.stem == clean.stem]
-            if not matches:
-                raise RestorekitError(f"{clean}: no degraded image with the same name in {folder / 'degraded'}")
-            items.append((clean.name, clean, matches[0]))
-        return items
-    return [(p.name, p, None) for p in io.list_images(folder)]
+def for_dataset(setup: EvalSetup, dataset: Path) -> EvalSetup:
+    """`setup` marked paired when `dataset` holds degraded/ + clean/; a spec to synthesise inputs with
+    contradicts given inputs, so --degrade on pairs is refused rather than ignored."""
+    if not is_paired_folder(dataset):
+        return setup
+    if setup.degrade:
+        raise RestorekitError(f"{dataset}: a paired dataset (degraded/ + clean/) gives the degraded inputs; "
+                              f"--degrade {setup.degrade!r} would make new ones: drop it or use a clean folder")
+    return replace(setup, paired=True)
+
+
+Item = tuple[str, Path, Path | None]  # (name, clean path, degraded path; None: synthesised from the clean)
+
+
+def load_items(folder: Path, *, skip_unpaired: bool = False) -> tuple[list[Item], list[Path]]:
+    """The dataset's items and, for a paired set with `skip_unpaired`, the files left without a partner."""
+    if is_paired_folder(folder):
+        pairing = match_pairs(folder, skip_unpaired=skip_unpaired,
+                              hint="--skip-unpaired skips such files with a warning")
+        return [(p.name, p.clean, p.degraded) for p in pairing.pairs], pairing.unpaired
+    return [(p.name, p, None) for p in io.list_images(folder)], []
+
+
+def dataset_items(folder: Path, *, skip_unpaired: bool = False) -> list[Item]:
+    """(name, clean path, degraded path or None). A folder holding degraded/ and clean/ is a paired set,
+    matched by name without extension (restorekit.data.pairs: unpaired or ambiguous files are errors)."""
+    return load_items(folder, skip_unpaired=skip_unpaired)[0]
+
+
+def unpaired_warning(dataset: Path | str, unpaired: list[str]) -> str:
+    """The one line the CLI prints for the files that --skip-unpaired left out (a result's 'unpaired')."""
+    return f"{dataset}: skipped {len(unpaired)} file(s) without a partner: {describe_unpaired(unpaired)}"
 
 
 def evaluate(
@@ -185,16 +228,21 @@ def evaluate(
     limit: int | None = None,
     progress=None,
     strength: float | None = None,
+    skip_unpaired: bool = False,
 ) -> dict:
     """Score `model` on every image of `dataset`; returns the JSON-ready result (means and per image).
 
     Conditions are call arguments: a modulated model (AdaFM) runs at `strength`, else at its card's
     lambda(level); a model taking the level (FFDNet's noise map) gets it; a model taking the scale per call
-    (VDSR, DnCNN-3) gets the setup's scale.
+    (VDSR, DnCNN-3) gets the setup's scale. A paired dataset is scored as given: `level` is then only
+    stated (recorded with level_source 'stated'; still the model's condition), never applied. Its files
+    without a partner are an error, or with `skip_unpaired` left out and listed under 'unpaired'.
     """
-    items = dataset_items(dataset)[:limit]
+    setup = for_dataset(setup, dataset)
+    items, unpaired = load_items(dataset, skip_unpaired=skip_unpaired)
+    items = items[:limit]
     if not items:
-        raise RestorekitError(f"{dataset}: no images found")
+        raise RestorekitError(f"{dataset}: no images found" + (" with a partner" if unpaired else ""))
     setup = setup_for_model(setup, model)
     scale = setup.scale if "scale" in model.info.inputs else None
     conditions = conditions_for(model, level=setup.level, strength=strength, scale=scale)
@@ -231,6 +279,7 @@ def evaluate(
         "task": setup.task,
         "scale": setup.scale,
         "level": setup.level,
+        "level_source": setup.level_source(),
         "strength": conditions.get("strength"),
         "n_images": len(rows),
         "psnr": sum(r["psnr"] for r in rows) / len(rows),
@@ -240,6 +289,8 @@ def evaluate(
         "restorekit_version": __version__,
         "seconds": round(time.perf_counter() - started, 2),
     }
+    if setup.paired:
+        result["unpaired"] = relative(dataset, unpaired)
     if setup.task == "jpeg":
         result["psnr_b"] = sum(r["psnr_b"] for r in rows) / len(rows)
     return result
@@ -250,7 +301,8 @@ def evaluate(
 
 @dataclass(frozen=True)
 class GridPoint:
-    """One x position of a level grid: a level of the task's canonical degradation, or a spec."""
+    """One x position of a level grid: a level of the task's canonical degradation, a spec, or (paired
+    datasets) the given files."""
 
     label: str
     level: float | None
@@ -269,7 +321,13 @@ def parse_levels(text: str) -> list[float]:
 
 
 def grid_points(base: EvalSetup, levels: list[float] | None = None, specs: list[str] | None = None) -> list[GridPoint]:
-    """The x axis: one point per level (SR: per scale) or per degradation spec, sharing `base`'s protocol."""
+    """The x axis: one point per level (SR: per scale) or per degradation spec, sharing `base`'s protocol;
+    a paired `base` (see for_dataset) has one point, its given files: levels and specs would make inputs."""
+    if base.paired:
+        if levels or specs:
+            raise RestorekitError("a paired dataset (degraded/ + clean/) gives the degraded inputs; --levels and "
+                                  "--degrade would make new ones: compare models on it without them")
+        return [GridPoint(GIVEN, None, base)]
     points = []
     for level in levels or []:
         if base.task == "sr":
@@ -292,16 +350,19 @@ def evaluate_grid(
     limit: int | None = None,
     progress=None,
     strength: float | None = None,
+    skip_unpaired: bool = False,
 ) -> dict:
     """Score every model at every grid point; `models` maps a label to a `Model`, or to a callable
     `scale -> Model` for SR grids over scales. Returns the JSON-ready grid with every run inside."""
-    runs = {}
+    runs, unpaired = {}, None
     for label, model in models.items():
         rows = []
         for point in points:
             module = model if isinstance(model, Model) else model(point.setup.scale)
-            result = evaluate(module, dataset, point.setup, device=device, limit=limit, strength=strength)
-            row = {"x": point.label, "level": point.level, "spec": point.setup.degradation_spec(),
+            result = evaluate(module, dataset, point.setup, device=device, limit=limit, strength=strength,
+                              skip_unpaired=skip_unpaired)
+            unpaired = result.get("unpaired")
+            row = {"x": point.label, "level": point.level, "spec": result["protocol"]["degradation"],
                    "strength": result["strength"],
                    "psnr": result["psnr"], "ssim": result["ssim"], "n_images": result["n_images"],
                    "images": result["images"]}
@@ -311,8 +372,8 @@ def evaluate_grid(
             if progress is not None:
                 progress(label, point.label)
         runs[label] = rows
-    first = points[0].setup
-    return {
+    first = for_dataset(points[0].setup, dataset)
+    grid = {
         "kind": "level_grid",
         "dataset": str(dataset),
         "task": first.task,
@@ -324,6 +385,9 @@ def evaluate_grid(
         "protocol": {k: v for k, v in first.describe().items() if k != "degradation"},
         "restorekit_version": __version__,
     }
+    if unpaired is not None:
+        grid["unpaired"] = unpaired
+    return grid
 
 
 def grid_markdown(grid: dict) -> str:

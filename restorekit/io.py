@@ -247,6 +247,13 @@ def _strict_load() -> Iterator[None]:
             ImageFile.LOAD_TRUNCATED_IMAGES = saved
 
 
+def _pixel_check_off_while_loading(img: Image.Image) -> contextlib.AbstractContextManager[None]:
+    """Pillow repeats its own pixel check when it *loads* TIFF (and MPO) images: without this, a TIFF
+    under our limit but over Pillow's warned of a "decompression bomb", and one over Pillow's hard
+    limit was refused even after the user raised ours. Holds the lock, so TIFF loads run one at a time."""
+    return _unlimited_open() if img.format in ("TIFF", "MPO") else contextlib.nullcontext()
+
+
 def read_image(
     path: str | os.PathLike[str], *, max_pixels: int | None | _FromEnv = FROM_ENV
 ) -> tuple[torch.Tensor, ImageMeta]:
@@ -302,6 +309,11 @@ def _read_open_file(
                 f"image is {width}x{height} = {got} MP, over the {cap} MP limit "
                 f"(raise with max_pixels / {MAX_PIXELS_ENV})",
             )
+        png = _png_data(fh) if img.format == "PNG" else None
+        if png is not None:
+            _check_png_size(path, png)
+        elif img.format in ("JPEG", "MPO"):
+            _check_jpeg_size(path, fh)
         n_frames = int(getattr(img, "n_frames", 1) or 1)
         if n_frames > 1:
             warnings.warn(f"{path}: animated image with {n_frames} frames; using the first frame", stacklevel=3)
@@ -311,14 +323,18 @@ def _read_open_file(
 
         low_rawmodes = _low_byte_rawmodes(path, img)
         if low_rawmodes is not None:
-            with _strict_load():
+            with _strict_load(), _pixel_check_off_while_loading(img):
                 img.load()
+            if png is not None:
+                _check_png_complete(path, fh, png, img)
             hwc, bit_depth = _decode_16bit_colour(img, fh, low_rawmodes), 16
             orientation = _exif_orientation(img)
             hwc = _apply_orientation(hwc, orientation)
         else:
-            with _strict_load():
+            with _strict_load(), _pixel_check_off_while_loading(img):
                 img.load()
+            if png is not None:
+                _check_png_complete(path, fh, png, img)
             orientation = _exif_orientation(img)
             if orientation != 1:
                 img = ImageOps.exif_transpose(img)
@@ -475,7 +491,7 @@ def _decode_16bit_colour(img: Image.Image, fh: io.BufferedReader, low_rawmodes: 
         if getattr(other, "n_frames", 1) > 1:
             other.seek(0)
         other.tile = [_with_rawmode(t, r) for t, r in zip(other.tile, low_rawmodes)]
-        with _strict_load():
+        with _strict_load(), _pixel_check_off_while_loading(other):
             other.load()
         low = np.asarray(other)
     if low_rawmodes == ["RGBA"]:  # grey+alpha byte copy
@@ -491,6 +507,226 @@ def _with_rawmode(tile: tuple, rawmode: str) -> tuple:
     args = tile[3]
     new_args = rawmode if isinstance(args, str) else (rawmode, *args[1:])
     return tile._replace(args=new_args) if hasattr(tile, "_replace") else (*tile[:3], new_args)
+
+
+# ---------------------------------------------------------------------- complete image data
+# Pillow fills missing pixels instead of failing when a PNG's zlib stream ends (cleanly) before the
+# last row, or when a JPEG's scan data stops at an early end marker (libjpeg only warns). Such files
+# are refused here: cheaply from the header before decoding (a few hundred bytes cannot hold a
+# 6000x6600 image, and decoding one would allocate gigabytes), and exactly for PNG after decoding.
+# A JPEG cut short but still big enough for its header's size cannot be told apart without a full
+# decode and still reads padded. Every check is a proven bound or an exact count: no valid image
+# is ever refused. TIFF, BMP and WebP need none (Pillow/libtiff/libwebp refuse missing data).
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # by colour type: grey, RGB, palette, grey+alpha, RGBA
+# Adam7 passes as (x0, y0, dx, dy): PNG spec section 8.2.
+_ADAM7_PASSES = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+# Deflate's densest code is a 258-byte match in 2 bits (1-bit length and distance codes), so one
+# compressed byte never inflates to more than 4 x 258 = 1032 bytes.
+_DEFLATE_MAX_RATIO = 1032
+_INFLATE_STEP = 1 << 20  # inflate in 1 MiB pieces: memory stays flat whatever the file claims
+
+
+@dataclass(frozen=True)
+class _PngData:
+    """What a PNG's chunk headers say: the image geometry and where its IDAT data lies."""
+
+    width: int
+    height: int
+    channels: int
+    bit_depth: int
+    interlaced: bool
+    idat: tuple[tuple[int, int], ...]  # (file offset, length) of the first run of IDAT chunks
+
+    @property
+    def raw_size(self) -> int:
+        return _png_raw_size(self.width, self.height, self.channels, self.bit_depth, self.interlaced)
+
+    @property
+    def compressed_size(self) -> int:
+        return sum(length for _, length in self.idat)
+
+
+def _png_raw_size(width: int, height: int, channels: int, bit_depth: int, interlaced: bool) -> int:
+    """Bytes the IDAT zlib stream must inflate to: every (sub-)image row plus its filter-type byte."""
+
+    def image_bytes(w: int, h: int) -> int:
+        return 0 if w <= 0 or h <= 0 else h * (1 + (w * channels * bit_depth + 7) // 8)
+
+    if not interlaced:
+        return image_bytes(width, height)
+    return sum(
+        image_bytes((width - x0 + dx - 1) // dx, (height - y0 + dy - 1) // dy) for x0, y0, dx, dy in _ADAM7_PASSES
+    )
+
+
+def _png_data(fh: BinaryIO) -> _PngData | None:
+    """Walk the chunk headers (seeking past the bodies); None when the file does not parse as a
+    PNG we can reason about (Pillow then reports the problem itself)."""
+    start = fh.tell()
+    try:
+        fh.seek(0)
+        if fh.read(8) != _PNG_SIGNATURE:
+            return None
+        length, kind = struct.unpack(">I4s", fh.read(8))
+        body = fh.read(13)
+        if kind != b"IHDR" or length != 13 or len(body) != 13:
+            return None
+        width, height, bit_depth, colour_type, _, _, interlace = struct.unpack(">IIBBBBB", body)
+        if colour_type not in _PNG_CHANNELS:
+            return None
+        return _PngData(width, height, _PNG_CHANNELS[colour_type], bit_depth, interlace == 1, _idat_run(fh, 33))
+    except (OSError, struct.error):
+        return None
+    finally:
+        fh.seek(start)
+
+
+def _idat_run(fh: BinaryIO, position: int) -> tuple[tuple[int, int], ...]:
+    """(offset, length) of the consecutive IDAT chunks Pillow decodes, clipped to the file's end."""
+    size = os.fstat(fh.fileno()).st_size
+    run: list[tuple[int, int]] = []
+    while position + 8 <= size:
+        fh.seek(position)
+        length, kind = struct.unpack(">I4s", fh.read(8))
+        if kind == b"IDAT":
+            run.append((position + 8, min(length, size - position - 8)))
+        elif run or kind == b"IEND":
+            break
+        position += 12 + length
+    return tuple(run)
+
+
+def _check_png_size(path: str | os.PathLike[str], png: _PngData) -> None:
+    """Before decoding: refuse IDAT data too small to inflate to the declared image."""
+    available = png.compressed_size * _DEFLATE_MAX_RATIO
+    if png.raw_size > available:
+        raise ImageError(
+            path,
+            f"truncated or corrupt image data (a {png.width}x{png.height} PNG needs {png.raw_size:,} bytes of "
+            f"pixel data; its {png.compressed_size:,} compressed bytes hold at most {available:,})",
+        )
+
+
+def _check_png_complete(path: str | os.PathLike[str], fh: BinaryIO, png: _PngData, img: Image.Image) -> None:
+    """After decoding: refuse a zlib stream that ended before the last row (Pillow keeps black rows).
+
+    Fast path: rows decode in order into zeroed memory, so a non-interlaced image whose last row
+    holds any non-zero byte was decoded to the end. Otherwise count the inflated bytes exactly.
+    """
+    if not png.interlaced and any(img.crop((0, img.height - 1, img.width, img.height)).tobytes()):
+        return
+    produced = _inflated_size(fh, png.idat, png.raw_size)
+    if produced < png.raw_size:
+        raise ImageError(
+            path,
+            f"truncated or corrupt image data (PNG image data ends after {produced:,} of "
+            f"{png.raw_size:,} bytes)",
+        )
+
+
+def _inflated_size(fh: BinaryIO, chunks: tuple[tuple[int, int], ...], needed: int) -> int:
+    """Bytes the zlib stream in `chunks` inflates to, counted in bounded memory, stopping at `needed`."""
+    inflater = zlib.decompressobj()
+    produced = 0
+    for offset, length in chunks:
+        fh.seek(offset)
+        data = fh.read(length)
+        while data and not inflater.eof:
+            produced += len(inflater.decompress(data, _INFLATE_STEP))
+            if produced >= needed:
+                return produced
+            data = inflater.unconsumed_tail
+    return produced
+
+
+# JPEG: every 8x8 block costs at least 2 bits in a sequential Huffman scan (a DC code and an AC
+# code, each >= 1 bit) and at least 1 bit in a progressive image's first DC scan. Arithmetic-coded
+# and lossless JPEGs have no such bound and are not checked.
+_JPEG_BITS_PER_BLOCK = {0xC0: 2, 0xC1: 2, 0xC2: 1}
+_JPEG_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # C4 DHT, C8 JPG, CC DAC
+_JPEG_STANDALONE_MARKERS = frozenset(range(0xD0, 0xD8)) | {0x01}  # RSTn, TEM: no length field
+
+
+@dataclass(frozen=True)
+class _JpegFrame:
+    """The SOF segment: coding process, size and each component's (horizontal, vertical) sampling."""
+
+    marker: int
+    width: int
+    height: int
+    sampling: tuple[tuple[int, int], ...]
+
+
+def _jpeg_min_size(frame: _JpegFrame) -> int:
+    """A lower bound on the file size any JPEG with this frame header has (0 = no bound known)."""
+    bits = _JPEG_BITS_PER_BLOCK.get(frame.marker)
+    if bits is None or not frame.sampling or frame.width == 0 or frame.height == 0:
+        return 0
+    h_max = max(h for h, _ in frame.sampling)
+    v_max = max(v for _, v in frame.sampling)
+    if h_max == 0 or v_max == 0:
+        return 0
+    blocks = 0
+    for h, v in frame.sampling:
+        # component size (T.81 A.1.1), then whole 8x8 blocks
+        columns = _ceil_div(_ceil_div(frame.width * h, h_max), 8)
+        rows = _ceil_div(_ceil_div(frame.height * v, v_max), 8)
+        blocks += columns * rows
+    return blocks * bits // 8
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _jpeg_frame(fh: BinaryIO) -> _JpegFrame | None:
+    """Read marker segments up to the SOF header; None if there is none before the scan data."""
+    start = fh.tell()
+    try:
+        fh.seek(0)
+        if fh.read(2) != b"\xff\xd8":
+            return None
+        while True:
+            byte = fh.read(1)
+            if byte != b"\xff":
+                return None
+            marker = fh.read(1)
+            while marker == b"\xff":  # fill bytes
+                marker = fh.read(1)
+            if not marker:
+                return None
+            code = marker[0]
+            if code in _JPEG_STANDALONE_MARKERS:
+                continue
+            if code in (0xD9, 0xDA):  # EOI or SOS before any frame header
+                return None
+            (length,) = struct.unpack(">H", fh.read(2))
+            if code in _JPEG_SOF_MARKERS:
+                body = fh.read(length - 2)
+                _, height, width, count = struct.unpack(">BHHB", body[:6])
+                sampling = tuple((body[7 + 3 * i] >> 4, body[7 + 3 * i] & 15) for i in range(count))
+                return _JpegFrame(code, width, height, sampling)
+            fh.seek(length - 2, os.SEEK_CUR)
+    except (OSError, struct.error, IndexError):
+        return None
+    finally:
+        fh.seek(start)
+
+
+def _check_jpeg_size(path: str | os.PathLike[str], fh: BinaryIO) -> None:
+    """Before decoding: refuse a JPEG too small to hold the image its header declares."""
+    frame = _jpeg_frame(fh)
+    if frame is None:
+        return
+    needed, size = _jpeg_min_size(frame), os.fstat(fh.fileno()).st_size
+    if needed > size:
+        raise ImageError(
+            path,
+            f"truncated or corrupt image data (a {frame.width}x{frame.height} JPEG needs at least "
+            f"{needed:,} bytes of scan data; the file has {size:,})",
+        )
 
 
 # ----------------------------------------------------------------------------------- writing

@@ -8,27 +8,56 @@ The zoo is two folders of `NAME.safetensors` (fp16) + `NAME.json` (a `restorekit
 A user's model shadows a bundled one of the same name. `RESTOREKIT_BUNDLED=none` hides the bundled
 folder (an isolated zoo, e.g. in tests); another path replaces it.
 
-Loading never unpickles arbitrary objects: `.safetensors` is read with safetensors, `.pth`/`.pt` only
-through `torch.load(weights_only=True)`, MATLAB `.mat` through scipy/h5py. A file without a card has its
-architecture detected from key names and shapes (`models.from_state_dict`, spandrel's approach).
+Safe weights. A weights file is data, never code:
+- `.safetensors` is read with safetensors (a JSON header and raw tensor bytes; what the zoo stores);
+- `.pth`/`.pt` (released checkpoints) only through `torch.load(weights_only=True)`, whose unpickler
+  accepts tensors, containers and numbers and nothing else; a file holding any other pickled object is
+  refused with one line of ours, never run and never "re-run with weights_only=False";
+- MATLAB `.mat` through scipy/h5py, which parse arrays and never unpickle;
+- any other suffix is refused. Whatever the reader, only a flat dict of string-keyed real tensors passes.
+A file without a card has its architecture detected from key names and shapes (`models.from_state_dict`,
+spandrel's approach); a card's arguments are checked against the file's shapes on the meta device before
+the model is allocated.
+
+Integrity. A zoo model (found by name) is loaded only when its card carries the weights' sha256 and the
+bytes match it; the digest is taken over the very bytes that are then parsed. A card without one is
+refused (`zoo show` and `zoo list` say so): add the file's sha256 to the card or re-import the weights with
+`restorekit zoo import`. A weights file given by path is the user's own choice of file: the card beside it
+is checked when it holds a sha256 and trusted as the path is when it does not (cards written before the
+trainer recorded one); the trainer's `OUT/final.json`, `publish` and `zoo import` always write one.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import os
+import pickle
+import re
 import shlex
 import sys
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from restorekit.card import ModelCard, Provenance, Result, card_path, read_card, write_card
-from restorekit.errors import ModelError, RestorekitError
-from restorekit.models import Model, build, from_state_dict, get_architecture, list_models, load_weights
+from restorekit.card import ModelCard, Result, card_path, is_plain_name, parse_card, read_card, write_card
+from restorekit.errors import ModelError
+from restorekit.models import (
+    Model,
+    StateDict,
+    build,
+    build_loaded,
+    check_arguments,
+    from_state_dict,
+    get_architecture,
+    list_models,
+)
 
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".mat")
+UNWRAP_KEYS = ("params_ema", "params", "state_dict", "model_state_dict")  # BasicSR / KAIR / Lightning nesting
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -36,33 +65,92 @@ WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".mat")
 # ---------------------------------------------------------------------------------------------------
 
 
-def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
-    """Tensors from a safetensors, weights-only PyTorch or MATLAB file, unwrapping 'params'-style nesting."""
+def read_weights(path: str | Path, expected_sha256: str | None = None) -> StateDict:
+    """Tensors from a safetensors, weights-only PyTorch or MATLAB file, unwrapping 'params'-style nesting.
+
+    With `expected_sha256` the file is read once, hashed and parsed from those same bytes, so what is
+    verified is what is loaded (no window for the file to change between the check and the read)."""
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"{path}: no such weights file")
+    reader = _READERS.get(path.suffix.lower())
+    if reader is None:
+        raise ModelError(f"{path}: not a weights file restorekit reads (expected {', '.join(WEIGHT_SUFFIXES)})")
+    data = None
+    if expected_sha256 is not None:
+        data = path.read_bytes()
+        if hashlib.sha256(data).hexdigest() != expected_sha256:
+            raise ModelError(f"{path}: sha256 does not match its model card (file changed or corrupt); "
+                             "restore the original file or re-import it with `restorekit zoo import`")
+    return _tensors_only(reader(path, data), path)
+
+
+def _read_safetensors(path: Path, data: bytes | None) -> object:
+    from safetensors.torch import load, load_file
+
     try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+        return load(data) if data is not None else load_file(str(path))
+    except Exception as err:  # noqa: BLE001 - any parse failure means "not a readable safetensors file"
+        raise ModelError(f"{path}: cannot read weights (not a safetensors file, or truncated: "
+                         f"{_first_sentence(err)})") from None
 
-            state = load_file(str(path))
-        elif path.suffix == ".mat":
-            from restorekit.models._matconvnet import read_mat
 
-            state = read_mat(path)
-        else:
-            state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except RestorekitError:
-        raise
-    except Exception as err:  # noqa: BLE001 - every failure here means the same thing to the user
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        raise ModelError(f"{path}: cannot read weights ({type(err).__name__}: {reason[:200]})") from None
-    for key in ("params_ema", "params", "state_dict", "model_state_dict"):
+def _read_torch(path: Path, data: bytes | None) -> object:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's pickle-protocol notes are not the user's business
+            return torch.load(io.BytesIO(data) if data is not None else str(path), map_location="cpu",
+                              weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise ModelError(_pickle_refusal(path, err)) from None
+    except Exception as err:  # noqa: BLE001 - truncated zip, EOF, bad header: all "cannot read"
+        raise ModelError(f"{path}: cannot read weights (truncated or not a PyTorch file: "
+                         f"{_first_sentence(err)})") from None
+
+
+def _read_matlab(path: Path, data: bytes | None) -> object:
+    from restorekit.models._matconvnet import read_mat
+
+    return read_mat(path)
+
+
+_READERS: dict[str, Callable[[Path, bytes | None], object]] = {
+    ".safetensors": _read_safetensors, ".pth": _read_torch, ".pt": _read_torch, ".mat": _read_matlab}
+
+
+def _pickle_refusal(path: Path, err: pickle.UnpicklingError) -> str:
+    """Our one line for torch's weights-only refusal (its text suggests weights_only=False: never that)."""
+    found = re.search(r"GLOBAL ([\w.]+)", str(err))
+    if found:
+        return (f"{path}: refused: the file holds pickled Python objects ({found.group(1)}), not just tensors; "
+                "loading it could run code. Convert it to .safetensors where you trust it.")
+    return (f"{path}: cannot read weights (not a tensors-only PyTorch file: a plain pickle, or corrupt); "
+            "only files torch.save wrote from tensors are loaded. Convert it to .safetensors where you trust it.")
+
+
+def _first_sentence(err: Exception) -> str:
+    text = " ".join(str(err).split())
+    return (text.split(". ")[0] if text else type(err).__name__)[:160]
+
+
+def _tensors_only(state: object, path: Path) -> StateDict:
+    for key in UNWRAP_KEYS:
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+    if not isinstance(state, dict) or not state:
         raise ModelError(f"{path}: not a state dict of tensors")
+    for key, value in state.items():
+        if not isinstance(key, str) or not _plain_tensor(value):
+            kind = type(value).__name__ if not isinstance(value, torch.Tensor) else f"a {value.dtype} {value.layout} tensor"
+            raise ModelError(f"{path}: not a state dict of plain tensors ({key!r:.60} is {kind})")
     return state
+
+
+def _plain_tensor(value: object) -> bool:
+    """A dense real CPU tensor: what load_state_dict can copy without surprises (a complex tensor would be
+    cast with a warning, a sparse or meta one fails deep inside)."""
+    return (isinstance(value, torch.Tensor) and value.layout == torch.strided and value.device.type == "cpu"
+            and not value.is_complex() and not value.is_quantized)
 
 
 def sha256(path: Path) -> str:
@@ -108,25 +196,51 @@ class Entry:
     card: ModelCard
     weights: Path
     source: str  # 'user' | 'bundled'
+    card_file: Path | None = None
 
 
 def entries(*, strict: bool = False) -> list[Entry]:
-    """Every installed model, sorted by name (user models shadow bundled ones). An unreadable card is
-    skipped with a one-line warning (strict: raised), so it cannot break unrelated models."""
+    """Every installed model, sorted by name (user models shadow bundled ones). A card that cannot be read
+    or names an architecture/arguments that cannot be built is skipped with a one-line warning (strict:
+    raised), so it cannot break unrelated models, the server's list or `--task` choices."""
+    found, problems = _scan()
+    if strict and problems:
+        raise next(iter(problems.values()))
+    _warn(problems)
+    return found
+
+
+def _scan() -> tuple[list[Entry], dict[str, ModelError]]:
+    """The usable entries, and the error of each card that is not (keyed by the card file's stem, the
+    name a user would type for it)."""
     found: dict[str, Entry] = {}
+    problems: dict[str, ModelError] = {}
     for folder, source in ((user_dir(), "user"), (bundled_dir(), "bundled")):
         if folder is None or not folder.is_dir():
             continue
         for path in sorted(folder.glob("*.json")):
             try:
                 card = read_card(path)
+                _check_buildable(card, path)
             except ModelError as err:
-                if strict:
-                    raise
-                print(f"restorekit: warning: skipping {err}", file=sys.stderr)
+                problems.setdefault(path.stem, err)
                 continue
-            found.setdefault(card.name, Entry(card, folder / (card.file or f"{card.name}.safetensors"), source))
-    return sorted(found.values(), key=lambda e: e.card.name)
+            weights = folder / (card.file or f"{card.name}.safetensors")
+            found.setdefault(card.name, Entry(card, weights, source, path))
+    return sorted(found.values(), key=lambda e: e.card.name), problems
+
+
+def _warn(problems: dict[str, ModelError]) -> None:
+    for err in problems.values():
+        print(f"restorekit: warning: skipping {err}", file=sys.stderr)
+
+
+def _check_buildable(card: ModelCard, card_file: Path) -> None:
+    """The card's architecture is registered and takes its arguments (names and types)."""
+    try:
+        check_arguments(card.architecture, card.arguments)
+    except ModelError as err:
+        raise ModelError(f"{card_file}: {err}") from None
 
 
 def zoo_cards() -> list[ModelCard]:
@@ -134,27 +248,51 @@ def zoo_cards() -> list[ModelCard]:
 
 
 def _installed(name: str) -> Entry | None:
-    return next((entry for entry in entries() if entry.card.name == name), None)
+    """The zoo model `name`; when its own card is the broken one, that card's error (one line naming the
+    file) instead of a warning followed by "no such model"."""
+    found, problems = _scan()
+    entry = next((entry for entry in found if entry.card.name == name), None)
+    if entry is None and name in problems:
+        _warn({stem: err for stem, err in problems.items() if stem != name})
+        raise problems[name]
+    _warn(problems)
+    return entry
 
 
 def find(name: str) -> Entry:
     entry = _installed(name)
     if entry is not None:
         return entry
-    installed = ", ".join(e.card.name for e in entries()) or \
+    installed = ", ".join(e.card.name for e in _scan()[0]) or \
         f"none installed in {', '.join(str(d) for d in weights_dirs())}"
     raise ModelError(f"no zoo model {name!r}; installed: {installed}")
 
 
-def weights_status(entry: Entry) -> str:
-    """'ok', 'missing' or 'sha256 mismatch': the check loading would do, without building the model."""
+@dataclass(frozen=True)
+class WeightsState:
+    """What loading an installed model would find, without building it: `zoo show` and `zoo list`."""
+
+    ok: bool
+    label: str  # 'ok' | 'missing' | 'no sha256' | 'sha256 mismatch'
+    detail: str
+
+
+def weights_status(entry: Entry) -> WeightsState:
     if not entry.weights.is_file():
-        return f"missing ({entry.weights})"
+        return WeightsState(False, "missing", f"no file {entry.weights}")
     if entry.card.sha256 is None:
-        return "no sha256 in the card (integrity unchecked)"
+        return WeightsState(False, "no sha256", _missing_hash_hint(entry))
     if sha256(entry.weights) != entry.card.sha256:
-        return "sha256 mismatch (file changed or corrupt)"
-    return f"ok ({entry.weights})"
+        return WeightsState(False, "sha256 mismatch", f"{entry.weights} changed or is corrupt; restore the "
+                            "original file or re-import it with `restorekit zoo import`")
+    return WeightsState(True, "ok", str(entry.weights))
+
+
+def _missing_hash_hint(entry: Entry) -> str:
+    card_file = entry.card_file or card_path(entry.weights)
+    return (f"{card_file} has no sha256 for {entry.weights.name}, so the zoo will not load it; add "
+            f'"sha256": "<sha256sum of {entry.weights.name}>" to the card or re-import the weights with '
+            "`restorekit zoo import`")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -162,12 +300,19 @@ def weights_status(entry: Entry) -> str:
 # ---------------------------------------------------------------------------------------------------
 
 
-def load_carded(weights: Path, card: ModelCard) -> Model:
-    """Build the card's architecture and load its weights (stored fp16, run fp32), checking the hash."""
-    if card.sha256 and sha256(weights) != card.sha256:
-        raise ModelError(f"{weights}: sha256 does not match its model card (file changed or corrupt)")
-    model = build(card.architecture, **card.arguments)
-    load_weights(model.module, read_weights(weights), f"{weights}: {card.architecture} {card.arguments}")
+def load_installed(entry: Entry) -> Model:
+    """A zoo model: only with a sha256 in its card, verified over the bytes that are loaded."""
+    if entry.card.sha256 is None:
+        raise ModelError(_missing_hash_hint(entry))
+    return load_carded(entry.weights, entry.card, entry.card_file)
+
+
+def load_carded(weights: Path, card: ModelCard, card_file: Path | None = None) -> Model:
+    """Build the card's architecture and load its weights (stored fp16, run fp32), checking the sha256
+    when the card has one (the zoo's rule that it must is `load_installed`'s)."""
+    _check_buildable(card, card_file or card_path(weights))
+    state = read_weights(weights, card.sha256)
+    model = build_loaded(card.architecture, card.arguments, state, str(weights))
     model.name, model.card = card.name, card
     return model.eval()
 
@@ -178,10 +323,10 @@ def load_model(name_or_path: str, **arguments) -> Model:
         return build(name_or_path, **arguments)
     entry = _installed(name_or_path)
     if entry is not None:
-        return load_carded(entry.weights, entry.card)
+        return load_installed(entry)
     path = Path(name_or_path).expanduser()
     if not path.exists():
-        zoo = ", ".join(e.card.name for e in entries()) or "none installed"
+        zoo = ", ".join(e.card.name for e in _scan()[0]) or "none installed"
         raise ModelError(f"unknown model {name_or_path!r}: not a registered model ({', '.join(list_models())}), "
                          f"not in the zoo ({zoo}) and no such file")
     if card_path(path).is_file() and path.suffix == ".safetensors":
@@ -212,9 +357,9 @@ def save_weights(model_state: dict[str, torch.Tensor], target: Path, card: Model
 def publish(source: Path, name: str, card_updates: dict | None = None, folder: Path | None = None) -> Path:
     """Copy a trained carded model (the trainer's OUT/final.safetensors) into a zoo folder as NAME."""
     card = read_card(card_path(source))
-    card = ModelCard.model_validate({**card.to_json(), **(card_updates or {}), "name": name})
+    card = parse_card({**card.to_json(), **(card_updates or {}), "name": name}, card_path(source))
     folder = folder or user_dir()
-    return save_weights(read_weights(source), folder / f"{name}.safetensors", card)
+    return save_weights(read_weights(source, card.sha256), folder / f"{name}.safetensors", card)
 
 
 # What `zoo import` measures when the benchmark data is present: a quick, standard sanity figure per task
@@ -259,6 +404,8 @@ def import_checkpoint(path: str | Path, name: str, *, source: str | None = None,
     card holding its provenance (source, license, the original file's sha256) and, when the benchmark data
     is present, results measured on import."""
     path = Path(path).expanduser()
+    if not is_plain_name(name):
+        raise ModelError(f"zoo name {name!r}: must be a plain file name, not a path (it becomes NAME.safetensors)")
     model = from_state_dict(read_weights(path), str(path), **(arguments or {}))
     arch = get_architecture(model.info.name)
     folder = folder or user_dir()
@@ -266,14 +413,14 @@ def import_checkpoint(path: str | Path, name: str, *, source: str | None = None,
     if target.exists():
         raise ModelError(f"{target}: a zoo model named {name!r} exists already (choose another --name)")
     task = task or next((t for t in model.info.tasks if t not in ("any", "restore")), model.info.task)
-    card = ModelCard(
-        name=name, architecture=arch.name, arguments=model.info.arguments, family=arch.family, task=task,
-        description=f"{arch.summary or arch.name}, converted from a released checkpoint",
-        scales=list(model.info.scales) if max(model.info.scales) > 1 else None, license=license,
-        provenance=Provenance(source=source or str(path), license=license, original_file=path.name,
-                              original_sha256=sha256(path),
-                              imported_with=shlex.join(["restorekit", "zoo", "import", str(path), "--name", name])),
-    )
+    card = parse_card({
+        "name": name, "architecture": arch.name, "arguments": model.info.arguments, "family": arch.family,
+        "task": task, "description": f"{arch.summary or arch.name}, converted from a released checkpoint",
+        "scales": list(model.info.scales) if max(model.info.scales) > 1 else None, "license": license,
+        "provenance": {"source": source or str(path), "license": license, "original_file": path.name,
+                       "original_sha256": sha256(path),
+                       "imported_with": shlex.join(["restorekit", "zoo", "import", str(path), "--name", name])},
+    }, f"zoo import {path}")
     if measure_results:
         card = card.model_copy(update={"results": measure(model, task, name)})
     return save_weights(model.module.state_dict(), target, card), card

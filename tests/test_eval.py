@@ -208,3 +208,139 @@ def test_scale_goes_to_the_builder_or_to_the_call(tmp_path):
 
     save_file({k: v.contiguous() for k, v in idn.module.state_dict().items()}, str(tmp_path / "idn.safetensors"))
     assert scale_argument(str(tmp_path / "idn.safetensors"), "sr", 4) == {"scale": 4}
+
+
+# ------------------------------------------------------------------ paired datasets (issue 13, finding 6)
+
+
+def _noisy_pairs(root, clean_names=("a.png",), degraded_names=("a.png",), size=(24, 28)):
+    """A paired dataset: clean/ random images, degraded/ those plus a fixed +-20 disturbance (no noise model)."""
+    rng = np.random.default_rng(1)
+    clean = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
+    noisy = np.clip(clean.astype(int) + rng.integers(-20, 21, clean.shape), 0, 255).astype(np.uint8)
+    _write_folder(root / "clean", {name: clean for name in clean_names})
+    _write_folder(root / "degraded", {name: noisy for name in degraded_names})
+    return root
+
+
+def _error_line(capsys) -> str:
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def test_paired_denoise_needs_no_level_and_records_the_files_as_given(tmp_path):
+    """issue 13, finding 6: --task denoise on pairs demanded a level; it only picks the metric protocol."""
+    pairs = _noisy_pairs(tmp_path / "pairs")
+    out = tmp_path / "r.json"
+    assert main(["eval", "--model", "identity", "--dataset", str(pairs), "--task", "denoise", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["protocol"]["degradation"] == evaluation.GIVEN == "given (paired files)"
+    assert result["level"] is None and result["level_source"] is None and result["unpaired"] == []
+    assert result["protocol"]["seed"] is None and result["protocol"]["y_channel"] is False  # denoise: RGB
+    clean, noisy = (evaluation.io.read_image(pairs / side / "a.png")[0] for side in ("clean", "degraded"))
+    assert result["psnr"] == pytest.approx(float(evaluation.metrics.psnr(noisy, clean)))
+
+
+def test_a_stated_level_on_pairs_is_recorded_never_applied(tmp_path):
+    """issue 13, finding 6: --level 50 on pairs recorded "noise:sigma=50" although no noise was added."""
+    pairs = _noisy_pairs(tmp_path / "pairs")
+    plain, stated = tmp_path / "plain.json", tmp_path / "stated.json"
+    common = ["eval", "--model", "identity", "--dataset", str(pairs), "--task", "denoise"]
+    assert main([*common, "--json", str(plain)]) == 0
+    assert main([*common, "--level", "50", "--json", str(stated)]) == 0
+    plain, stated = json.loads(plain.read_text()), json.loads(stated.read_text())
+    assert stated["level"] == 50 and stated["level_source"] == "stated"
+    assert stated["protocol"]["degradation"] == "given (paired files)"
+    assert "sigma" not in json.dumps(stated["protocol"])
+    assert stated["psnr"] == plain["psnr"]  # the inputs are the files, untouched by the level
+
+
+def test_a_stated_level_sets_a_modulated_models_strength_on_pairs(tiny_zoo, tmp_path):
+    """issue 13, finding 6: for AdaFM the stated level is the model's condition (lambda(level)), still not applied."""
+    pairs = _noisy_pairs(tmp_path / "pairs")
+    results = {}
+    for level in ("15", "75"):
+        out = tmp_path / f"{level}.json"
+        assert main(["eval", "--model", "tiny-adafm", "--dataset", str(pairs), "--task", "denoise",
+                     "--level", level, "--json", str(out)]) == 0
+        results[level] = json.loads(out.read_text())
+    assert results["15"]["strength"] == pytest.approx(0.0) and results["75"]["strength"] == pytest.approx(1.0)
+    assert results["15"]["psnr"] != results["75"]["psnr"]
+    assert {r["level_source"] for r in results.values()} == {"stated"}
+    assert {r["protocol"]["degradation"] for r in results.values()} == {"given (paired files)"}
+
+
+def test_paired_sr_keeps_the_sr_metric_protocol(tmp_path):
+    """issue 13, finding 6: --task sr on LR/HR pairs scores on Y with border S; no synthesised SR input is recorded."""
+    rng = np.random.default_rng(2)
+    high = rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)
+    low = np.asarray(Image.fromarray(high).resize((16, 12), Image.BICUBIC))
+    _write_folder(tmp_path / "pairs" / "clean", {"x.png": high})
+    _write_folder(tmp_path / "pairs" / "degraded", {"x.png": low})
+    out = tmp_path / "r.json"
+    assert main(["eval", "--model", "bicubic", "--dataset", str(tmp_path / "pairs"), "--task", "sr", "--scale", "2",
+                 "--json", str(out)]) == 0
+    protocol = json.loads(out.read_text())["protocol"]
+    assert protocol["y_channel"] is True and protocol["crop_border"] == 2
+    assert protocol["degradation"] == "given (paired files)" and "sr_input" not in protocol
+
+
+@pytest.mark.parametrize("clean_names,degraded_names,unpaired", [
+    (("a.png",), ("a.png", "b.png"), "degraded/b.png"),
+    (("a.png", "c.png"), ("a.png",), "clean/c.png"),
+])
+def test_a_file_without_a_partner_is_named_or_skipped_with_a_warning(tmp_path, capsys, clean_names,
+                                                                    degraded_names, unpaired):
+    """issue 13, finding 6: a degraded file without a clean partner was skipped silently."""
+    pairs = _noisy_pairs(tmp_path / "pairs", clean_names, degraded_names)
+    common = ["eval", "--model", "identity", "--dataset", str(pairs), "--task", "restore"]
+    assert main(common) == 2
+    line = _error_line(capsys)
+    assert unpaired in line and "--skip-unpaired" in line
+
+    out = tmp_path / "r.json"
+    assert main([*common, "--skip-unpaired", "--json", str(out)]) == 0
+    warning = [x for x in capsys.readouterr().err.splitlines() if "warning" in x]
+    assert len(warning) == 1 and unpaired in warning[0] and "skipped 1 file" in warning[0]
+    result = json.loads(out.read_text())
+    assert result["unpaired"] == [unpaired] and [r["name"] for r in result["images"]] == ["a.png"]
+
+
+@pytest.mark.parametrize("side", ["degraded", "clean"])
+def test_two_files_with_one_name_are_ambiguous(tmp_path, capsys, side):
+    """issue 13, finding 6: a.jpg and a.png both in degraded/ (or clean/): one was picked silently."""
+    pairs = _noisy_pairs(tmp_path / "pairs")
+    Image.open(pairs / side / "a.png").convert("RGB").save(pairs / side / "a.jpg")
+    assert main(["eval", "--model", "identity", "--dataset", str(pairs), "--task", "restore", "--skip-unpaired"]) == 2
+    line = _error_line(capsys)
+    assert f"{side}: a.jpg and a.png" in line and "same name" in line
+
+
+def test_degrade_specs_contradict_given_pairs(tmp_path, capsys):
+    """issue 13, finding 6: --degrade would make new inputs from files that are already degraded."""
+    pairs = _noisy_pairs(tmp_path / "pairs")
+    assert main(["eval", "--model", "identity", "--dataset", str(pairs), "--task", "restore",
+                 "--degrade", "noise:sigma=5"]) == 2
+    line = _error_line(capsys)
+    assert "paired dataset" in line and "--degrade 'noise:sigma=5'" in line
+
+
+def test_eval_json_is_world_readable_under_umask_022(tmp_path):
+    """issue 13, finding 10: JSON results were created 0600 (the temp file's mode) under umask 022.
+    In a subprocess: the umask is process-wide."""
+    pairs = _noisy_pairs(tmp_path / "pairs")
+    single, grid = tmp_path / "single.json", tmp_path / "grid" / "grid.json"
+    code = (
+        "import os, sys\n"
+        "os.umask(0o022)\n"
+        "from restorekit.cli import main\n"
+        f"common = ['eval', '--dataset', {str(pairs)!r}, '--task', 'restore', '--model', 'identity']\n"
+        f"assert main([*common, '--json', {str(single)!r}]) == 0\n"
+        f"grid = ['eval', '--dataset', {str(pairs / 'clean')!r}, '--task', 'restore', '--model', 'identity']\n"
+        f"assert main([*grid, '--degrade', 'noise:sigma=5', '--degrade', 'blur:width=2', '--json', {str(grid)!r}]) == 0\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    for path in (single, grid, grid.with_suffix(".md"), grid.with_suffix(".png")):
+        assert oct(path.stat().st_mode & 0o777) == oct(0o644), path

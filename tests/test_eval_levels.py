@@ -104,3 +104,32 @@ def test_grid_argument_errors_are_one_line(folder, args, expected, capsys):
     assert main(["eval", "--model", "identity", "--dataset", str(folder), "--task", "denoise", *args]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and expected in err[0], err
+
+
+def _pairs(root, camera):
+    array = (camera[0].numpy() * 255).round().astype(np.uint8)[:40, :48]
+    for side, image in (("clean", array), ("degraded", array[::-1].copy())):
+        (root / side).mkdir(parents=True)
+        Image.fromarray(image).save(root / side / "0.png")
+    return root
+
+
+def test_several_models_on_a_paired_dataset_share_one_point_the_given_files(tmp_path, camera, trained):
+    """issue 13, finding 6: pairs need no --levels/--degrade to compare models; the x point is the given files."""
+    pairs = _pairs(tmp_path / "pairs", camera)
+    out = tmp_path / "grid.json"
+    assert main(["eval", "--model", "identity", "--model", str(trained), "--dataset", str(pairs), "--task", "denoise",
+                 "--json", str(out)]) == 0
+    grid = json.loads(out.read_text())
+    assert grid["x"] == ["given (paired files)"] and grid["x_axis"] == "degradation" and grid["unpaired"] == []
+    assert grid["models"] == ["identity", "mine"] and grid["protocol"]["seed"] is None
+    assert [row["spec"] for rows in grid["results"].values() for row in rows] == ["given (paired files)"] * 2
+    assert all(row["level"] is None for rows in grid["results"].values() for row in rows)
+
+
+def test_levels_on_a_paired_dataset_are_refused(tmp_path, camera, capsys):
+    """issue 13, finding 6: --levels would synthesise inputs; a paired set's are given."""
+    pairs = _pairs(tmp_path / "pairs", camera)
+    assert main(["eval", "--model", "identity", "--dataset", str(pairs), "--task", "denoise", "--levels", "10,20"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "paired dataset" in err[0] and "--levels" in err[0], err

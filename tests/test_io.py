@@ -464,3 +464,109 @@ def test_16bit_colour_png_keeps_its_icc_profile_and_pixels(tmp_path):
     t, back = read_image(out)
     assert back.bit_depth == 16 and back.icc_profile == icc
     assert np.array_equal(as_uint(t, 16), a)
+
+
+# ------------------------------------------------------- image data that stops early (issue 13, finding 1)
+
+
+def png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def grey_png(width: int, height: int, idat: bytes, *, interlace: int = 0) -> bytes:
+    """An 8-bit grey PNG around hand-made IDAT data, with valid CRCs so Pillow really decodes it."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, interlace)
+    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b"")
+
+
+def refuse_decoding(monkeypatch) -> None:
+    """Make any pixel decode fail the test: checks that must happen from the header alone."""
+    from PIL import ImageFile
+
+    def no_decoding(self):
+        raise AssertionError("the file was decoded; it should have been refused from its header")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", no_decoding)
+
+
+def test_png_whose_zlib_stream_ends_after_a_few_rows_is_refused(tmp_path):
+    """issue 13, finding 1: IHDR + 5 of 64 rows in a complete zlib stream was read with black rows."""
+    rows = b"".join(b"\x00" + bytes(range(1, 65)) for _ in range(5))
+    path = tmp_path / "five_rows.png"
+    path.write_bytes(grey_png(64, 64, zlib.compress(rows)))
+    with pytest.raises(ImageError, match=r"truncated or corrupt image data \(PNG image data ends after 325 of 4,160"):
+        read_image(path)
+
+
+@pytest.mark.parametrize("interlace", [0, 1])
+def test_png_stream_one_row_short_is_refused_even_when_black(tmp_path, interlace):
+    """issue 13, finding 1: an all-black image cannot be told apart from missing rows by its pixels."""
+    raw = rio._png_raw_size(33, 21, 1, 8, bool(interlace))
+    path = tmp_path / "short.png"
+    path.write_bytes(grey_png(33, 21, zlib.compress(bytes(raw - 34)), interlace=interlace))
+    with pytest.raises(ImageError, match="short.png: truncated or corrupt image data"):
+        read_image(path)
+    path.write_bytes(grey_png(33, 21, zlib.compress(bytes(raw)), interlace=interlace))
+    assert read_image(path)[0].abs().max() == 0  # the complete black image still reads
+
+
+def test_tiny_png_declaring_a_huge_image_is_refused_before_decoding(tmp_path, monkeypatch):
+    """issue 13, finding 1: 97 bytes declaring 6000x6600 took seconds and the full allocation."""
+    path = tmp_path / "bomb.png"
+    path.write_bytes(grey_png(6000, 6600, zlib.compress(bytes(6001 * 3))))
+    assert len(path.read_bytes()) < 100
+    refuse_decoding(monkeypatch)
+    with pytest.raises(ImageError) as info:
+        read_image(path)
+    assert str(info.value) == (
+        f"{path}: truncated or corrupt image data (a 6000x6600 PNG needs 39,606,600 bytes of pixel data; "
+        "its 40 compressed bytes hold at most 41,280)"
+    )
+
+
+def test_tiny_jpeg_declaring_a_huge_image_is_refused_before_decoding(tmp_path, monkeypatch):
+    """issue 13, finding 1 (JPEG twin): libjpeg pads scan data cut short by an end marker."""
+    full = io.BytesIO()
+    Image.new("RGB", (6000, 6000), (90, 120, 200)).save(full, format="JPEG")
+    path = tmp_path / "bomb.jpg"
+    path.write_bytes(full.getvalue()[:1200] + b"\xff\xd9")
+    refuse_decoding(monkeypatch)
+    with pytest.raises(ImageError, match=r"bomb.jpg: truncated or corrupt image data \(a 6000x6000 JPEG needs"):
+        read_image(path)
+
+
+def test_highly_compressible_images_still_read(tmp_path):
+    """issue 13, finding 1: the size bounds are proven limits, tight enough to pass the best encoders."""
+    Image.new("L", (4000, 4000)).save(tmp_path / "black.png", optimize=True)  # ~1030:1, near deflate's 1032
+    assert read_image(tmp_path / "black.png")[0].shape == (1, 4000, 4000)
+    for name, options in {"base": {}, "opt": {"optimize": True}, "prog": {"progressive": True, "optimize": True}}.items():
+        for mode, subsampling in (("L", 0), ("RGB", 0), ("RGB", 2)):
+            path = tmp_path / f"flat_{name}_{mode}{subsampling}.jpg"
+            Image.new(mode, (1500, 1000), 0).save(path, quality=1, subsampling=subsampling, **options)
+            assert read_image(path)[0].shape[1:] == (1000, 1500), path.name
+
+
+@pytest.mark.parametrize("interlace", [False, True])
+@pytest.mark.parametrize(("width", "height", "bit_depth", "greyscale", "alpha"),
+                         [(1, 1, 8, True, False), (5, 3, 1, True, False), (17, 9, 16, False, True), (9, 17, 4, True, False)])
+def test_png_raw_size_matches_real_encodes(width, height, bit_depth, greyscale, alpha, interlace):
+    """The byte count the exact check demands is what a real (pypng) encoder produces, Adam7 included."""
+    import png
+
+    channels = (1 if greyscale else 3) + alpha
+    rows = RNG.integers(0, 2**bit_depth, (height, width * channels)).tolist()
+    blob = io.BytesIO()
+    png.Writer(width, height, greyscale=greyscale, alpha=alpha, bitdepth=bit_depth, interlace=interlace).write(blob, rows)
+    idat = b"".join(body for kind, body in png.Reader(bytes=blob.getvalue()).chunks() if kind == b"IDAT")
+    assert len(zlib.decompress(idat)) == rio._png_raw_size(width, height, channels, bit_depth, interlace)
+
+
+def test_tiff_under_our_limit_is_not_refused_by_pillows_own_check_at_load(tmp_path, monkeypatch):
+    """Found by the issue 13 fuzzing: Pillow re-checks TIFF sizes while loading, against its own limit,
+    warning about (or refusing) a TIFF our --max-pixels / RESTOREKIT_MAX_PIXELS allows."""
+    Image.fromarray(RNG.integers(0, 256, (64, 64), dtype=np.uint8)).save(tmp_path / "a.tif")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 4096 pixels: over Pillow's hard limit (2x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert read_image(tmp_path / "a.tif", max_pixels=None)[0].shape == (1, 64, 64)
+    assert Image.MAX_IMAGE_PIXELS == 1000  # restored

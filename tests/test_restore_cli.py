@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -180,3 +184,146 @@ def test_every_installed_zoo_model_tiles_like_untiled():
         restorer = Restorer(entry.card.name, device="cpu", tile=128)
         whole = Restorer(restorer.model, device="cpu", tile=0).restore(image)
         assert (restorer.restore(image) - whole).abs().max() < 1 / 255, entry.card.name
+
+
+# --------------------------------------------------------------------------- issue 13: output folder and temps
+
+
+@pytest.fixture
+def read_only_folder(tmp_path: Path):
+    """A folder this process cannot write: mode 0555, or for root (who ignores modes) the immutable flag."""
+    folder = tmp_path / "read_only"
+    folder.mkdir()
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        yield folder
+        folder.chmod(0o755)
+        return
+    if subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode != 0:
+        pytest.skip("running as root without chattr +i: no way to make a folder read-only")
+    yield folder
+    subprocess.run(["chattr", "-i", str(folder)], check=True)
+
+
+@pytest.mark.parametrize("problem", ["output is a file", "output is read-only", "a sub-folder is a file",
+                                     "--json is a folder", "--json folder is read-only"])
+def test_an_unusable_output_is_refused_before_any_image(problem, photos, tmp_path, read_only_folder, monkeypatch,
+                                                        capsys):
+    """Issue 13, finding 10: one line and exit 2 up front, instead of after every image was computed."""
+    from restorekit.cli import restore_cmd
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("images were computed before the output was checked")
+
+    monkeypatch.setattr(restore_cmd, "run_jobs", no_work)
+    out, report, named = tmp_path / "out", tmp_path / "report.json", None
+    if problem == "output is a file":
+        out.write_bytes(b"")
+        named = out
+    elif problem == "output is read-only":
+        out = named = read_only_folder
+    elif problem == "a sub-folder is a file":
+        out.mkdir()
+        (out / "sub").write_bytes(b"")
+        named = out / "sub"
+    elif problem == "--json is a folder":
+        report = named = tmp_path
+    else:
+        report, named = read_only_folder / "report.json", read_only_folder
+    args = ["restore", str(photos), "-o", str(out), "--model", "identity", "--json", str(report)]
+    assert main(args) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"restorekit: error: {named}: "), lines
+
+
+def test_reports_and_outputs_are_world_readable_under_umask_022(photos, tmp_path):
+    """Issue 13, finding 10: the --json report used to be created 0600 while images were 0644."""
+    (photos / "sub" / "broken.png").unlink()
+    previous = os.umask(0o022)
+    try:
+        assert main(["restore", str(photos), "-o", str(tmp_path / "out"), "--model", "identity",
+                     "--json", str(tmp_path / "report.json")]) == 0
+    finally:
+        os.umask(previous)
+    assert oct((tmp_path / "report.json").stat().st_mode & 0o777) == oct(0o644)
+    assert {oct(p.stat().st_mode & 0o777) for p in (tmp_path / "out").rglob("*.*")} == {oct(0o644)}
+
+
+def _temps(folder: Path) -> list[Path]:
+    return sorted(folder.rglob(".*.tmp"))
+
+
+def test_a_temp_file_left_by_sigkill_is_removed_by_the_next_run(tmp_path):
+    """Issue 13, finding 8: kill `restorekit restore` while it writes; the rerun removes the stranded temp."""
+    from restorekit.atomic import remove_stale_temps
+
+    folder, out = tmp_path / "in", tmp_path / "out"
+    folder.mkdir()
+    noise = np.random.default_rng(0).integers(0, 256, (1200, 1200, 3), dtype=np.uint8)  # slow to encode
+    for i in range(4):
+        Image.fromarray(np.roll(noise, i, axis=0)).save(folder / f"big{i}.png", compress_level=0)
+    command = [sys.executable, "-m", "restorekit", "restore", str(folder), "-o", str(out), "--model", "identity"]
+    for _attempt in range(3):  # the kill can land just after a rename; then try again
+        writer = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60  # safety limit, not a speed test
+        while not any(t.name.startswith(".big") for t in _temps(out)) and writer.poll() is None:
+            assert time.monotonic() < deadline, "no image was being written"
+            time.sleep(0.005)
+        writer.kill()
+        writer.wait()
+        if _temps(out):
+            break
+        shutil.rmtree(out, ignore_errors=True)
+    stranded = _temps(out)
+    assert stranded, "could not catch the writer mid-write"
+    assert [p.name for p in io.list_images(out)] == sorted(p.name for p in out.glob("big*.png"))  # ignored as input
+
+    assert main(command[3:]) == 0  # the next run: cleans up, then finishes the set
+    assert _temps(out) == [] and sorted(p.name for p in out.iterdir()) == [f"big{i}.png" for i in range(4)]
+    assert remove_stale_temps(out) == []
+
+
+def _write_forever(path: Path, started) -> None:
+    from restorekit.atomic import atomic_write
+
+    atomic_write(path, lambda handle: (handle.write(b"partial"), handle.flush(), started.set(), time.sleep(120)))
+
+
+def _die_writing(path: Path) -> None:
+    from restorekit.atomic import atomic_write
+
+    atomic_write(path, lambda handle: (handle.write(b"partial"), handle.flush(), os.kill(os.getpid(), signal.SIGKILL)))
+
+
+def test_remove_stale_temps_spares_live_writers_other_hosts_and_foreign_files(tmp_path):
+    """Issue 13, finding 8: only temps whose writer is gone (dead, or its pid reused since) are removed."""
+    import multiprocessing
+
+    from restorekit.atomic import remove_stale_temps
+
+    fork = multiprocessing.get_context("fork")
+    (tmp_path / "sub").mkdir()
+    dead = fork.Process(target=_die_writing, args=(tmp_path / "sub" / "dead.png",))
+    dead.start()
+    dead.join()
+    assert dead.exitcode == -signal.SIGKILL
+    started = fork.Event()
+    live = fork.Process(target=_write_forever, args=(tmp_path / "live.png", started))
+    live.start()
+    try:
+        assert started.wait(30)
+        (dead_temp,) = _temps(tmp_path / "sub")
+        (live_temp,) = [p for p in _temps(tmp_path) if p.parent == tmp_path]
+        other_host = tmp_path / re.sub(r"\.rk-[0-9a-f]+-", ".rk-00000000-", dead_temp.name)
+        reused_pid = tmp_path / "sub" / live_temp.name.replace(".live.png.", ".older.png.")
+        for made in (other_host, reused_pid, tmp_path / ".a.png.k2j3h4.tmp", tmp_path / "notes.tmp"):
+            made.write_bytes(b"")
+        hour_ago = time.time() - 3600
+        os.utime(reused_pid, (hour_ago, hour_ago))  # written before the live process with that pid started
+
+        assert sorted(remove_stale_temps(tmp_path)) == sorted([dead_temp, reused_pid])
+        assert live_temp.exists() and other_host.exists()
+        assert (tmp_path / ".a.png.k2j3h4.tmp").exists() and (tmp_path / "notes.tmp").exists()
+    finally:
+        live.kill()
+        live.join()

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io as bytes_io
 import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +18,8 @@ pytest.importorskip("httpx")
 from starlette.testclient import TestClient
 from zoo_helpers import save_zoo_model
 
+from restorekit import infer
+from restorekit.cli import main
 from restorekit.serve.app import ServeConfig, create_app
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny models run fastest on one thread
@@ -46,6 +51,11 @@ def _restore(client: TestClient, body: bytes, **params):
     return client.post("/api/restore", params={"filename": "photo.png", **params}, content=body)
 
 
+def _leftovers(folder: Path) -> list[Path]:
+    """Upload folders still on disk (other libraries may put their own caches in the temp folder)."""
+    return list(folder.glob("restorekit-serve-*"))
+
+
 def test_models_lists_the_zoo_then_the_builtins(client):
     data = client.get("/api/models").json()
     ids = [m["id"] for m in data["models"]]
@@ -74,7 +84,7 @@ def test_restore_returns_png_and_strength_changes_it(client, private_tmp):
     assert by_level.headers["x-restorekit-strength"] == "0.5000"  # linear curve 15..75
     sr = _restore(client, _png(20, 30, "L"), model="bicubic-x2")
     assert Image.open(bytes_io.BytesIO(sr.content)).size == (60, 40)
-    assert list(private_tmp.iterdir()) == []  # every upload's folder is gone
+    assert _leftovers(private_tmp) == []  # every upload's folder is gone
 
 
 @pytest.mark.parametrize(
@@ -95,13 +105,17 @@ def test_bad_requests_get_one_clear_message(client, private_tmp, params, body, s
     assert response.status_code == status
     error = response.json()["error"]
     assert message in error and "\n" not in error
-    assert list(private_tmp.iterdir()) == []
+    assert _leftovers(private_tmp) == []
 
 
 def test_pixel_limit_and_preview(tiny_zoo, private_tmp):
+    """Issue 13, finding 10: the pixel-limit message names the server's own option, not the library's."""
     client = TestClient(create_app(ServeConfig(max_pixels=1000, device="cpu")))
     response = client.post("/api/preview", params={"filename": "big.png"}, content=_png())
-    assert response.status_code == 400 and "over the" in response.json()["error"]
+    error = response.json()["error"]
+    assert response.status_code == 400
+    assert error == "big.png: image is 64x48 = 3,072 pixels, over this server's limit of 1,000 " \
+                    "(start it with a larger --max-pixels)"
     client = TestClient(create_app(ServeConfig(device="cpu")))
     buffer = bytes_io.BytesIO()
     Image.fromarray(np.zeros((10, 12, 3), np.uint8)).save(buffer, format="TIFF")
@@ -133,3 +147,236 @@ def test_a_model_that_takes_the_level_gets_a_level_slider(client, tiny_zoo):
     body = _png()
     low, high = (_restore(client, body, model="tiny-ffdnet", level=v) for v in (5, 60))
     assert low.status_code == high.status_code == 200 and low.content != high.content
+
+
+# ---------------------------------------------------------------------------------------------------
+# Issue 13, "Server hardening": job slots, deadlines, temp files, names that are never paths, binding
+# ---------------------------------------------------------------------------------------------------
+
+HELD_HEIGHT = 61  # images of this height are held in the model call until the test lets them go
+
+
+@pytest.fixture
+def hold(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """Make the model call block for images HELD_HEIGHT rows high (a job that is 'slow' for as long as the
+    test wants); other images run normally."""
+    release = threading.Event()
+    run_model = infer.run_model
+
+    def held(model, image, *args, **kwargs):
+        if image.shape[-2] == HELD_HEIGHT:
+            assert release.wait(30), "the test never released the held job"
+        return run_model(model, image, *args, **kwargs)
+
+    monkeypatch.setattr(infer, "run_model", held)
+    yield release
+    release.set()
+
+
+def _wait_until(condition, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.01)
+
+
+def _jobs_client(private_tmp, **config) -> TestClient:
+    return TestClient(create_app(ServeConfig(device="cpu", **config)))
+
+
+def test_a_full_server_answers_503_with_retry_after_at_once_and_serves_again_when_free(tiny_zoo, private_tmp, hold):
+    """Issue 13, finding 1: a slow job holds its slot, not the server; with every slot and place in line
+    taken a request is refused at once (not queued without bound), and served once the job ends."""
+    client = _jobs_client(private_tmp, max_jobs=1, queue=0)
+    jobs = client.app.state.jobs
+    with ThreadPoolExecutor(1) as pool:
+        slow = pool.submit(_restore, client, _png(HELD_HEIGHT, 64), model="identity")
+        _wait_until(lambda: jobs.running == 1)
+        refused = _restore(client, _png(), model="identity")
+        preview = client.post("/api/preview", params={"filename": "a.png"}, content=_png())
+        assert refused.status_code == preview.status_code == 503
+        assert refused.headers["retry-after"] == "2" and "server busy" in refused.json()["error"]
+        assert "--max-jobs 1" in refused.json()["error"] and "\n" not in refused.json()["error"]
+        assert not slow.done()
+        hold.set()
+        assert slow.result(timeout=30).status_code == 200
+    assert _restore(client, _png(), model="identity").status_code == 200
+    assert (jobs.running, jobs.admitted) == (0, 0)
+
+
+def test_while_a_slow_job_runs_a_small_request_is_still_answered(tiny_zoo, private_tmp, hold):
+    """Issue 13, finding 1: with two slots, a held (slow) job does not delay a second small request; with one
+    slot and a place in line, the second waits for the first and is then served."""
+    client = _jobs_client(private_tmp, max_jobs=2, queue=0)
+    with ThreadPoolExecutor(1) as pool:
+        slow = pool.submit(_restore, client, _png(HELD_HEIGHT, 64), model="identity")
+        _wait_until(lambda: client.app.state.jobs.running == 1)
+        quick = _restore(client, _png(), model="tiny-dncnn")
+        assert quick.status_code == 200 and not slow.done()
+        hold.set()
+        assert slow.result(timeout=30).status_code == 200
+    hold.clear()
+    client = _jobs_client(private_tmp, max_jobs=1, queue=1)
+    jobs = client.app.state.jobs
+    with ThreadPoolExecutor(2) as pool:
+        slow = pool.submit(_restore, client, _png(HELD_HEIGHT, 64), model="identity")
+        _wait_until(lambda: jobs.running == 1)
+        waiting = pool.submit(_restore, client, _png(), model="identity")
+        _wait_until(lambda: jobs.admitted == 2)
+        assert not waiting.done()
+        hold.set()
+        assert slow.result(timeout=30).status_code == waiting.result(timeout=30).status_code == 200
+
+
+def test_a_job_past_its_deadline_stops_between_tiles_and_says_so(tiny_zoo, private_tmp, monkeypatch):
+    """Issue 13, finding 1: the request timeout is cooperative (checked before every tile): the thread really
+    stops, its slot is free when the 504 arrives, and its upload folder is gone."""
+    calls = []
+    run_model = infer.run_model
+
+    def slow_tile(*args, **kwargs):
+        calls.append(time.monotonic())
+        time.sleep(0.1)
+        return run_model(*args, **kwargs)
+
+    monkeypatch.setattr(infer, "run_model", slow_tile)
+    client = _jobs_client(private_tmp, max_jobs=1, timeout_s=1, tile=16, tile_overlap=8)
+    started = time.monotonic()
+    response = _restore(client, _png(64, 64), model="identity")  # 16 tiles of 0.1 s each: 1.6 s of work
+    assert response.status_code == 504
+    assert response.json()["error"] == ("photo.png: took longer than the 1 s limit; try a smaller image "
+                                        "or start the server with a larger --timeout")
+    assert time.monotonic() - started < 10  # safety bound, not a speed test
+    jobs = client.app.state.jobs
+    assert (jobs.running, jobs.admitted) == (0, 0)  # released only after the thread returned
+    tiles_run = len(calls)
+    assert 0 < tiles_run < 16
+    time.sleep(0.3)
+    assert len(calls) == tiles_run  # nothing still computing in the background
+    assert _leftovers(private_tmp) == []
+
+
+def test_a_request_waiting_for_a_slot_gives_up_at_its_deadline(tiny_zoo, private_tmp, hold):
+    """Issue 13, finding 1: the line is bounded in time too: the waiting request gets 503 with Retry-After
+    when its --timeout passes, and the held job, once released, reports its own timeout (504)."""
+    client = _jobs_client(private_tmp, max_jobs=1, queue=1, timeout_s=0.5)
+    with ThreadPoolExecutor(1) as pool:
+        slow = pool.submit(_restore, client, _png(HELD_HEIGHT, 64), model="identity")
+        _wait_until(lambda: client.app.state.jobs.running == 1)
+        waited = _restore(client, _png(), model="identity")
+        assert waited.status_code == 503 and waited.headers["retry-after"] == "2"
+        assert waited.json()["error"] == "server busy: no free job slot within the 0.5 s limit; try again shortly"
+        hold.set()
+        assert slow.result(timeout=30).status_code == 504
+    assert _leftovers(private_tmp) == []
+
+
+def test_an_upload_still_arriving_at_the_deadline_gets_408(tiny_zoo):
+    """Issue 13 build item (request timeout): a client that sends its body slowly (or never finishes it) is
+    answered at --timeout instead of holding the connection; needs a real server (TestClient sends whole
+    bodies)."""
+    import socket
+
+    import uvicorn
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(ServeConfig(device="cpu", timeout_s=0.5)), host="127.0.0.1",
+                                           port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        _wait_until(lambda: server.started, 20)
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(b"POST /api/preview?filename=slow.png HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n")
+            sock.sendall(_png()[:100])  # ... and the other 900 bytes never come
+            answer = ""
+            while not answer.endswith("}"):  # the JSON body may come in a second packet
+                chunk = sock.recv(65536).decode("latin-1")
+                assert chunk, f"connection closed after {answer!r}"
+                answer += chunk
+        assert answer.startswith("HTTP/1.1 408")
+        assert "upload took longer than the 0.5 s limit (the server's --timeout)" in answer
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.mark.parametrize("filename", ["../../escape.png", "/tmp/escape.png", "..", "a\0b.png", "x" * 5000 + ".png",
+                                      "..\\..\\escape.png", "sub/dir/escape.png"])
+def test_the_client_file_name_never_reaches_the_file_system(client, private_tmp, tmp_path, filename):
+    """Issue 13 build item: no path in any request can reach outside the temp folder; the name is only
+    echoed (printable, at most 120 characters, no folder part)."""
+    ok = client.post("/api/preview", params={"filename": filename}, content=_png())
+    assert ok.status_code == 200
+    bad = client.post("/api/preview", params={"filename": filename}, content=b"not an image")
+    echoed = bad.json()["error"].split(": ")[0]
+    assert bad.status_code == 400 and len(echoed) <= 120 and "/" not in echoed and "\0" not in echoed
+    assert not list(tmp_path.rglob("*escape*")) and not Path("/tmp/escape.png").exists()
+    assert _leftovers(private_tmp) == []
+
+
+def _declared_png(width: int, height: int) -> bytes:
+    """A valid PNG header declaring width x height, three rows of pixel data, then IEND (issue 13, finding 1)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = b"".join(b"\0" + b"\x80" * (width * 3) for _ in range(3))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows, 9)) + chunk(b"IEND", b"")
+
+
+def test_a_tiny_file_declaring_a_huge_image_is_refused_before_decoding(client, private_tmp):
+    """Issue 13, finding 1 (the DoS half): ~140 bytes declaring 6000x6600 (under the pixel limit, cut short)
+    and 13000x13000 (over it) are both answered with one line at once instead of holding a job for minutes."""
+    started = time.monotonic()
+    cut = _restore(client, _declared_png(6000, 6600), model="identity")
+    assert cut.status_code == 400 and "photo.png: truncated or corrupt image data" in cut.json()["error"]
+    huge = client.post("/api/preview", params={"filename": "big.png"}, content=_declared_png(13000, 13000))
+    assert huge.status_code == 400 and "13000x13000 = 169,000,000 pixels" in huge.json()["error"]
+    assert "--max-pixels" in huge.json()["error"]
+    assert time.monotonic() - started < 10  # safety bound: the issue saw 92 s and 2.45 GB
+    assert _leftovers(private_tmp) == []
+
+
+def test_a_model_id_is_never_a_path(client):
+    response = _restore(client, _png(), model="../../weights/tiny-dncnn")
+    assert response.status_code == 400 and response.json()["error"].startswith("unknown model")
+
+
+def test_serve_binds_to_loopback_unless_told_and_warns_otherwise(monkeypatch, capsys):
+    """Issue 13 build item: 127.0.0.1 by default; any other address is served with a warning."""
+    import uvicorn
+
+    from restorekit.cli import build_parser
+
+    args = build_parser().parse_args(["serve"])
+    assert (args.host, args.max_jobs, args.queue, args.timeout) == ("127.0.0.1", 2, 4, 120.0)
+    bound = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: bound.append(options))
+    assert main(["serve", "--port", "8123"]) == 0
+    assert "warning" not in capsys.readouterr().err
+    assert main(["serve", "--host", "0.0.0.0", "--max-jobs", "3"]) == 0
+    assert "warning: serving on 0.0.0.0: anyone who can reach this address can use it" in capsys.readouterr().err
+    assert [b["host"] for b in bound] == ["127.0.0.1", "0.0.0.0"]
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--max-jobs", "0"], "--max-jobs must be 1 or more"),
+    (["--queue", "-1"], "--queue 0 or more"),
+    (["--timeout", "0"], "--timeout must be a positive number"),
+    (["--tile", "-5"], "tile -5: use 0 (whole image) or at least 16 pixels"),
+    (["--tile-overlap", "-1"], "tile overlap -1: must be 0 or more"),
+])
+def test_serve_refuses_bad_limits_before_starting(monkeypatch, capsys, options, message):
+    """Issue 13, finding 7: the same tile rule as restore; nothing is bound when a setting is impossible."""
+    import uvicorn
+
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: pytest.fail("the server started"))
+    assert main(["serve", *options]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1

@@ -24,6 +24,7 @@ def test_zoo_list_json_has_the_documented_keys(tiny_zoo, capsys):
     for card in cards:
         for key in ("name", "family", "task", "file", "sha256", "results"):
             assert card[key] is not None, key
+        assert card["source"] == "user" and card["weights"] == "ok"  # issue 13, finding 3: the state is listed
         assert card["levels"] is not None
         assert len(card["sha256"]) == 64
     assert cards[0]["strength_curve"]["start"] == 15

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 
 from restorekit import __version__
 from restorekit.errors import RestorekitError
@@ -29,7 +30,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def one_line_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                     line: str | None = None) -> str:
+    """Warnings read like our errors ('restorekit: warning: ...'), without Python's file:line and source line."""
+    return f"restorekit: warning: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
+    warnings.formatwarning = one_line_warning
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "run", None):

@@ -11,10 +11,11 @@ from rich.table import Table
 console = Console(stderr=True)
 
 
-def progress_bar() -> Progress:
-    """A transient progress bar on stderr, shown only on a terminal (silent in logs and CI)."""
+def progress_bar(show: bool = True) -> Progress:
+    """A transient progress bar on stderr, shown only on a terminal (silent in logs and CI) and when
+    `show` (under torchrun only rank 0 draws one: several bars on one terminal overwrite each other)."""
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    return Progress(*columns, console=console, disable=not console.is_terminal, transient=True)
+    return Progress(*columns, console=console, disable=not (show and console.is_terminal), transient=True)
 
 
 def error_line(source: str | Path, err: BaseException) -> str:

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import sys
 from dataclasses import replace
 from pathlib import Path
 
 from rich.console import Console
 
 from restorekit import evaluation, models, ops, paths
-from restorekit.atomic import write_json
+from restorekit.atomic import write_bytes, write_json
 from restorekit.card import card_path
 from restorekit.cli.common import results_table
+from restorekit.data.pairs import is_paired_folder
 from restorekit.degrade.seeding import SEED_MODES
 from restorekit.models import Model
 from restorekit.tasks import EVAL_TASKS
@@ -24,7 +26,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "eval",
         help="evaluate a model on a dataset (PSNR/SSIM under the task's protocol)",
         description="Evaluate a model on a folder of clean images (or degraded/ + clean/ pairs). "
-        "SR: modcrop(HR, S), MATLAB bicubic downscale by S, rounded to uint8; PSNR/SSIM on Y with border S.",
+        "SR: modcrop(HR, S), MATLAB bicubic downscale by S, rounded to uint8; PSNR/SSIM on Y with border S. "
+        "Paired datasets: the degraded/ files are the inputs as given (nothing is synthesised, no level is "
+        "needed; --task picks the metric protocol); they pair with clean/ files by name without extension, "
+        "and a file without a partner, or two files with one name (a.jpg and a.png), is an error.",
     )
     p.add_argument("--model", required=True, action="append",
                    help="registered model name (bicubic, identity, ...) or weights file; repeat to compare models "
@@ -32,7 +37,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", required=True, help="folder of images, or a benchmark name under RESTOREKIT_DATA")
     p.add_argument("--task", required=True, choices=EVAL_TASKS)
     p.add_argument("--scale", type=int, help="SR scale factor")
-    p.add_argument("--level", type=float, help="degradation level of the task's canonical degradation")
+    p.add_argument("--level", type=float,
+                   help="degradation level of the task's canonical degradation. With a paired dataset nothing "
+                   "is degraded: the level is recorded as stated for the given files (JSON level_source "
+                   "'stated', not 'applied') and only sets the model's condition (AdaFM's lambda(level), "
+                   "FFDNet's noise map)")
     p.add_argument("--degrade", action="append",
                    help="degradation spec instead of the task's canonical one, e.g. 'noise:sigma=25'; repeat for a "
                    "grid over specs")
@@ -63,6 +72,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        "'name': derived from --seed and the file name (default with --degrade)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 or auto")
     p.add_argument("--limit", type=int, help="only the first N images (quick checks)")
+    p.add_argument("--skip-unpaired", action="store_true",
+                   help="paired datasets: skip files of degraded/ or clean/ without a partner, with a warning "
+                   "naming them (and list them in the JSON under 'unpaired'), instead of stopping with an error")
     p.add_argument("--strength", type=float,
                    help="modulation strength (AdaFM lambda) in [0, 1]; default: the model card's lambda(level)")
     p.set_defaults(run=run)
@@ -103,7 +115,7 @@ def scale_argument(name: str, task: str, scale: int | None) -> dict:
     if name in models.list_models():
         architecture, found = models.get_architecture(name), {}
     elif path.is_file() and not card_path(path).is_file():
-        architecture, found = models.detect(read_weights(path))
+        architecture, found = models.detect(read_weights(path), str(path))
     else:
         return {}
     builds_with_scale = "scale" in inspect.signature(architecture.build).parameters
@@ -126,24 +138,31 @@ def model_label(name: str) -> str:
     return name
 
 
+def warn_unpaired(dataset: Path, result: dict) -> None:
+    """The one warning line for files --skip-unpaired left out (they are also in the JSON)."""
+    if result.get("unpaired"):
+        print(f"restorekit: warning: {evaluation.unpaired_warning(dataset, result['unpaired'])}", file=sys.stderr)
+
+
 def run_grid(args: argparse.Namespace) -> int:
     from restorekit.errors import RestorekitError
 
     if args.level is not None:
         raise RestorekitError("--level and a grid (--levels, several --model or --degrade) do not mix; use --levels")
     levels = evaluation.parse_levels(args.levels) if args.levels else None
-    if not levels and not args.degrade:
-        raise RestorekitError("several --model need --levels or --degrade to evaluate at")
+    dataset = paths.resolve_dataset(args.dataset)
+    paired = is_paired_folder(dataset)
+    if not levels and not args.degrade and not paired:
+        raise RestorekitError("several --model need --levels or --degrade to evaluate at (or a paired dataset)")
     if args.task == "sr" and not args.scale and levels:
         args.scale = int(levels[0])
     single = argparse.Namespace(**{**vars(args), "degrade": None, "level": None})
-    base = setup_from_args(single)
+    base = evaluation.for_dataset(setup_from_args(single), dataset)
     if args.seed_mode is None:
         base = replace(base, seed_mode="fixed" if levels else "name")
     points = evaluation.grid_points(base, levels, args.degrade if levels is None else None)
     if levels and args.degrade:
         points += evaluation.grid_points(replace(base, seed_mode=args.seed_mode or "name"), None, args.degrade)
-    dataset = paths.resolve_dataset(args.dataset)
     models = {}
     for name in args.model:
         label = model_label(name)
@@ -156,7 +175,8 @@ def run_grid(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     grid = evaluation.evaluate_grid(
         models, dataset, points, device=args.device, limit=args.limit, strength=args.strength,
-        progress=lambda m, x: console.print(f"  {m} @ {x}", highlight=False))
+        skip_unpaired=args.skip_unpaired, progress=lambda m, x: console.print(f"  {m} @ {x}", highlight=False))
+    warn_unpaired(dataset, grid)
     rows = [[m] + [row["psnr"] for row in grid["results"][m]] for m in grid["models"]]
     Console().print(results_table(f"PSNR on {dataset.name}: {args.task}", ["model", *grid["x"]], rows))
     markdown = evaluation.grid_markdown(grid)
@@ -166,8 +186,7 @@ def run_grid(args: argparse.Namespace) -> int:
     if json_path:
         write_json(json_path, grid)
     if md_path:
-        md_path.parent.mkdir(parents=True, exist_ok=True)
-        md_path.write_text(markdown + "\n")
+        write_bytes(md_path, (markdown + "\n").encode())
     if png_path:
         from restorekit.plots import plot_levels
 
@@ -186,10 +205,13 @@ def run(args: argparse.Namespace) -> int:
     dataset = paths.resolve_dataset(args.dataset)
     model = load_for(args.model, setup.task, setup.scale)
     model.name = args.model
-    result = evaluation.evaluate(model, dataset, setup, device=args.device, limit=args.limit, strength=args.strength)
+    result = evaluation.evaluate(model, dataset, setup, device=args.device, limit=args.limit, strength=args.strength,
+                                 skip_unpaired=args.skip_unpaired)
+    warn_unpaired(dataset, result)
     rows = [[r["name"], r["psnr"], r["ssim"]] for r in result["images"]]
     rows.append(["mean", result["psnr"], result["ssim"]])
-    level = f" level {setup.level:g}" if setup.level is not None else ""
+    stated = " (stated, not applied)" if result["level_source"] == "stated" else ""
+    level = f" level {setup.level:g}{stated}" if setup.level is not None else ""
     scale = f" x{setup.scale}" if setup.task == "sr" else ""
     title = f"{args.model} on {dataset.name}: {setup.task}{scale}{level}"
     Console().print(results_table(title, ["image", "PSNR", "SSIM"], rows))

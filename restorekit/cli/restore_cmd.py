@@ -5,24 +5,39 @@ command: jobs (input -> output paths), the per-file loop that keeps going past a
 bar and the JSON report.
 
 Exit status: 0 all restored or skipped; 1 some inputs failed (each named on one line of stderr);
-2 nothing was run (bad arguments: unknown model/task, level out of range, ...).
+2 nothing was run (bad arguments: unknown model/task, level out of range, an unusable output folder, ...).
+
+Under torchrun (WORLD_SIZE > 1) the processes share one job: rank 0 plans it (sorted inputs, finished
+outputs skipped) and broadcasts the plan, each rank restores a round-robin share, and rank 0 gathers the
+results into the summary line and the --json report. Every rank exits with the whole job's status.
+Outputs are written atomically, so a crashed run leaves finished files and no partial ones, and a
+rerun does the rest.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 import torch
 
+from restorekit import distributed
 from restorekit.api import BACKENDS, Restorer, build_restorer, choose_model, load_mask
-from restorekit.atomic import write_json
+from restorekit.atomic import check_writable, remove_stale_temps, write_json
 from restorekit.cli.common import console, error_line, progress_bar
+from restorekit.distributed import Dist
 from restorekit.errors import RestorekitError
+from restorekit.infer import OVERLAP_HELP, TILE_HELP
 from restorekit.tasks import REQUEST_TASKS, check_task
+
+# How long a finished rank waits at the final gather for the slowest one (torch's default is 30 min):
+# shares are balanced by count, not by image size, so one rank may finish hours before another.
+SLOWEST_RANK_WAIT = timedelta(hours=24)
 
 # =====================================================================================================
 # The command
@@ -35,7 +50,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="restore image files or folders (recursive) with a zoo model",
         description="Restore images. Folders are processed recursively; outputs keep their relative names, "
         "format and bit depth. Existing outputs are skipped unless --overwrite. A file that fails is named "
-        "on stderr and the rest continue; exit status 1 then (2: nothing was run).",
+        "on stderr and the rest continue; exit status 1 then (2: nothing was run). Under torchrun the processes "
+        "share the files, each restored once; a rerun after a crash does the rest.",
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and/or folders")
     p.add_argument("-o", "--output", required=True, metavar="OUT",
@@ -48,8 +64,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--scale", type=int, help="SR factor")
     p.add_argument("--mask", help="mask image (or folder of masks with the inputs' relative names): white pixels "
                    "take the model's output, black keep the input; for inpainting, white = the holes")
-    p.add_argument("--tile", type=int, default=512, help="tile size in input pixels, 0 = whole image (default 512)")
-    p.add_argument("--tile-overlap", type=int, default=32, help="blending width between tiles (default 32)")
+    p.add_argument("--tile", type=int, default=512, help=TILE_HELP)
+    p.add_argument("--tile-overlap", type=int, help=OVERLAP_HELP)
     p.add_argument("--ensemble", action="store_true", help="average the 8 flips/rotations (x8 slower)")
     p.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"),
                    help="fp16/bf16 only for models whose flag the contract tests measured; on the CPU bf16 "
@@ -70,6 +86,7 @@ class Job:
     rel: str
     status: str = "pending"  # restored | skipped | failed
     error: str | None = None
+    rank: int | None = None  # the process that restored (or tried) it; None: skipped when planned
     seconds: float = 0.0
     size_in: tuple[int, int] | None = None
     size_out: tuple[int, int] | None = None
@@ -141,9 +158,10 @@ def process(job: Job, restorer: Restorer, args: argparse.Namespace, shared_mask:
     job.status, job.seconds = "restored", time.perf_counter() - start
 
 
-def run_jobs(jobs: list[Job], restorer: Restorer, args: argparse.Namespace, shared_mask: torch.Tensor | None) -> None:
+def run_jobs(jobs: list[Job], restorer: Restorer, args: argparse.Namespace, shared_mask: torch.Tensor | None,
+             show_progress: bool = True) -> None:
     """Every job, with a progress bar on a terminal (silent otherwise); failures are reported and skipped."""
-    with progress_bar() as progress:
+    with progress_bar(show_progress) as progress:
         bar = progress.add_task("restoring", total=len(jobs))
         for job in jobs:
             progress.update(bar, description=job.rel)
@@ -157,31 +175,53 @@ def run_jobs(jobs: list[Job], restorer: Restorer, args: argparse.Namespace, shar
             progress.advance(bar)
 
 
-def report(jobs: list[Job], restorer: Restorer, args: argparse.Namespace, model_name: str, lam: float | None) -> dict:
-    """The --json payload: settings that change the pixels, then one entry per file."""
-    counts = {s: sum(j.status == s for j in jobs) for s in ("restored", "skipped", "failed")}
+def report(jobs: list[Job], model: LoadedModel, args: argparse.Namespace, dist: Dist) -> dict:
+    """The --json payload: settings that change the pixels, then one entry per file (and which rank ran it)."""
+    restorer = model.restorer
     return {
-        "model": model_name,
+        "model": model.name,
         "card": restorer.card.name if restorer.card else None,
-        "task": args.task, "level": args.level, "strength": lam,
+        "task": args.task, "level": args.level, "strength": model.strength,
         "scale": restorer.info.scale_for(args.scale if "scale" in restorer.info.inputs else None),
-        "settings": {"tile": args.tile, "tile_overlap": args.tile_overlap, "ensemble": args.ensemble,
+        "settings": {"tile": args.tile, "tile_overlap": restorer.tile_overlap, "ensemble": args.ensemble,
                      "precision": args.precision, "device": str(restorer.device), "backend": args.backend,
                      "mask": args.mask},
-        "summary": counts,
+        "summary": _counts(jobs),
+        "world_size": dist.world,
+        "ranks": [{"rank": rank, **_counts([j for j in jobs if j.rank == rank])} for rank in range(dist.world)],
         "files": [{"input": str(j.source), "output": str(j.dest), "status": j.status, "error": j.error,
-                   "seconds": round(j.seconds, 3), "size_in": j.size_in, "size_out": j.size_out} for j in jobs],
+                   "rank": j.rank, "seconds": round(j.seconds, 3), "size_in": j.size_in, "size_out": j.size_out}
+                  for j in jobs],
     }
 
 
-def run(args: argparse.Namespace) -> int:
-    check_task(args.task)
-    jobs = plan_jobs(args.inputs, args.output)
+def _counts(jobs: list[Job]) -> dict[str, int]:
+    return {s: sum(j.status == s for j in jobs) for s in ("restored", "skipped", "failed")}
+
+
+# -----------------------------------------------------------------------------------------------------
+# Before any image: the model (every rank), the plan and the output folder (rank 0)
+# -----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class LoadedModel:
+    """What every rank builds from the arguments: the restorer, plus what the report and notes say about it."""
+
+    restorer: Restorer
+    name: str
+    strength: float | None
+    shared_mask: torch.Tensor | None
+    notes: list[str] = field(default_factory=list)
+
+
+def load_model(args: argparse.Namespace, device: str) -> LoadedModel:
+    """Build and check the restorer; level -> lambda and mask errors surface here, before any file."""
     choice = choose_model(args.model, args.task, args.level, args.scale)
     restorer = build_restorer(choice, task=args.task, level=args.level, scale=args.scale, backend=args.backend,
-                              device=args.device, precision=args.precision, tile=args.tile,
+                              device=device, precision=args.precision, tile=args.tile,
                               tile_overlap=args.tile_overlap, ensemble=args.ensemble)
-    lam = restorer.strength_for(args.level, args.strength)  # level -> lambda errors surface before any file
+    lam = restorer.strength_for(args.level, args.strength)
     notes = []
     if choice.chosen_by_task:
         notes.append(f"using zoo model {choice.name!r}")
@@ -192,14 +232,134 @@ def run(args: argparse.Namespace) -> int:
     if args.mask and restorer.info.scales != (1,):
         raise RestorekitError("--mask cannot be used with a model that changes the image size")
     shared_mask = load_mask(args.mask) if args.mask and not Path(args.mask).is_dir() else None
-    for note in notes:
-        print(f"restorekit: {note}", file=sys.stderr)
-    run_jobs(jobs, restorer, args, shared_mask)
+    return LoadedModel(restorer, choice.name, lam, shared_mask, notes)
+
+
+def _rank_device(args: argparse.Namespace, dist: Dist) -> str:
+    """Under torchrun each process takes its local rank's GPU (auto/cuda -> cuda:LOCAL_RANK); ONNX stays put."""
+    onnx = args.backend == "onnxruntime" or (args.model or "").lower().endswith(".onnx")
+    return args.device if not dist.active or onnx else str(dist.device)
+
+
+def output_folders(jobs: list[Job], output: str) -> list[Path]:
+    """The folders outputs go under: OUT, or the parent of a single output file name."""
+    out = Path(output)
+    return sorted({job.dest.parent if job.dest == out else out for job in jobs})
+
+
+def preflight(jobs: list[Job], args: argparse.Namespace) -> list[Path]:
+    """Refuse an output folder (or --json path) we cannot write now, not after every image was computed.
+
+    Creates the output folders and probes each with a temp file; a file standing where a sub-folder
+    must go is refused too. Returns the output folders.
+    """
+    folders = output_folders(jobs, args.output)
+    for folder in folders:
+        _check_folder(folder, "output folder")
+    for parent in sorted({job.dest.parent for job in jobs} - set(folders)):
+        blocker = next((p for p in (parent, *parent.parents) if p.exists()), None)
+        if blocker is not None and not blocker.is_dir():
+            raise RestorekitError(f"{blocker}: is a file, but outputs must go in a folder of that name")
     if args.json:
-        write_json(args.json, report(jobs, restorer, args, choice.name, lam))
-    counts = {s: sum(j.status == s for j in jobs) for s in ("restored", "skipped", "failed")}
-    skipped = f", {counts['skipped']} skipped (exist; --overwrite replaces them)" if counts["skipped"] else ""
-    if len(jobs) > 1 or counts["skipped"]:  # a lone failed file already has its one line
-        print(f"restorekit: {counts['restored']} restored{skipped}, {counts['failed']} failed -> {args.output}",
-              file=sys.stderr)
+        report_path = Path(args.json)
+        if report_path.is_dir():
+            raise RestorekitError(f"{report_path}: is a folder; --json needs a file name")
+        _check_folder(report_path.parent, "folder for the --json report")
+    return folders
+
+
+def _check_folder(folder: Path, what: str) -> None:
+    if folder.exists() and not folder.is_dir():
+        raise RestorekitError(f"{folder}: the {what} is a file")
+    try:
+        check_writable(folder)
+    except OSError as err:
+        raise RestorekitError(f"{folder}: cannot write the {what} ({err.strerror or err})") from None
+
+
+# -----------------------------------------------------------------------------------------------------
+# The run: one process, or one rank of a torchrun job
+# -----------------------------------------------------------------------------------------------------
+
+
+def run(args: argparse.Namespace) -> int:
+    dist = distributed.setup(args.device, timeout=SLOWEST_RANK_WAIT) if _under_torchrun() else Dist()
+    try:
+        return _run(args, dist)
+    finally:
+        distributed.teardown(dist)
+
+
+def _under_torchrun() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def prepare(args: argparse.Namespace, dist: Dist) -> tuple[list[Job], list[Path], LoadedModel]:
+    """Everything that can refuse the run, before any image. Rank 0 alone plans (finished outputs marked
+    skipped, unless --overwrite) and checks the output folders; the other ranks get its plan."""
+    jobs: list[Job] = []
+    folders: list[Path] = []
+    check_task(args.task)
+    if dist.main:
+        jobs = plan_jobs(args.inputs, args.output)
+    model = load_model(args, _rank_device(args, dist))
+    if dist.main:
+        folders = preflight(jobs, args)
+        for job in jobs:
+            if job.dest.exists() and not args.overwrite:
+                job.status = "skipped"
+    return jobs, folders, model
+
+
+def _run(args: argparse.Namespace, dist: Dist) -> int:
+    failure: RestorekitError | None = None
+    try:
+        jobs, folders, model = prepare(args, dist)
+    except RestorekitError as err:
+        failure = err
+    if not _all_ready(failure, dist):
+        return 2
+    jobs, folders = distributed.broadcast_object((jobs, folders), dist)
+    if dist.local_rank == 0:  # one process per machine: temps a killed run left there (issue 13, finding 8)
+        for folder in folders:
+            remove_stale_temps(folder)
+    if dist.main:
+        for note in model.notes:
+            print(f"restorekit: {note}", file=sys.stderr)
+
+    mine = distributed.shard([i for i, job in enumerate(jobs) if job.status == "pending"], dist)
+    for i in mine:
+        jobs[i].rank = dist.rank
+    run_jobs([jobs[i] for i in mine], model.restorer, args, model.shared_mask, show_progress=dist.main)
+    for share in distributed.gather_objects([(i, jobs[i]) for i in mine], dist):
+        for i, job in share:
+            jobs[i] = job
+
+    counts = _counts(jobs)
+    if dist.main:
+        if args.json:
+            write_json(args.json, report(jobs, model, args, dist))
+        _print_summary(counts, len(jobs), args.output, dist)
     return 1 if counts["failed"] else 0
+
+
+def _all_ready(failure: RestorekitError | None, dist: Dist) -> bool:
+    """True when no rank failed to set up. Otherwise rank 0 raises the error (one line; the CLI exits 2)
+    and the other ranks return False to exit 2 quietly, so a mistake in the arguments is printed once."""
+    reasons = distributed.gather_objects(None if failure is None else str(failure), dist)
+    if not any(reasons):
+        return True
+    if not dist.main:
+        return False
+    if failure is not None:
+        raise failure
+    rank, reason = next((rank, reason) for rank, reason in enumerate(reasons) if reason)
+    raise RestorekitError(f"rank {rank}: {reason}")
+
+
+def _print_summary(counts: dict[str, int], total: int, output: str, dist: Dist) -> None:
+    skipped = f", {counts['skipped']} skipped (exist; --overwrite replaces them)" if counts["skipped"] else ""
+    processes = f" ({dist.world} processes)" if dist.active else ""
+    if total > 1 or counts["skipped"]:  # a lone failed file already has its one line
+        print(f"restorekit: {counts['restored']} restored{skipped}, {counts['failed']} failed -> {output}{processes}",
+              file=sys.stderr)

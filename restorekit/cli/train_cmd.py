@@ -1,7 +1,9 @@
 """`restorekit train CONFIG [--set key=value ...] --out DIR [--resume]`: train from a YAML config.
 
 Under torchrun (`python -m torch.distributed.run --nproc_per_node=N -m restorekit train CONFIG ...`) every
-process runs this command; the configured batch is the global batch, split across processes.
+process runs this command; the configured batch is the global batch, split across processes. When
+`torchrun --max-restarts` restarts the workers it re-executes this same command line, so a restart implies
+`--resume` (see docs/training.md, "Elastic restarts").
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "(repeatable)")
     p.add_argument("--out", help="output folder (default outputs/train/<config name>)")
     p.add_argument("--resume", nargs="?", const="latest", metavar="CHECKPOINT",
-                   help="continue from the newest checkpoint in --out (or from CHECKPOINT)")
+                   help="continue from the newest good checkpoint in --out (corrupt ones are skipped with a "
+                   "warning; none: start at step 0), or from CHECKPOINT; implied when torchrun restarts the workers")
     p.add_argument("--device", help="override the config's device (cpu, cuda, auto)")
     p.add_argument("--progress", choices=["auto", "on", "off"], help="progress bar (default: the config's)")
     p.set_defaults(run=run)

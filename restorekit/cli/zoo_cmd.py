@@ -14,7 +14,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               "(RESTOREKIT_WEIGHTS, default ~/.cache/restorekit/weights), each model an fp16 "
                               "safetensors file with a JSON card.")
     actions = p.add_subparsers(dest="zoo_command", metavar="ACTION")
-    listing = actions.add_parser("list", help="one line per model (--json: the cards as a JSON array)")
+    listing = actions.add_parser("list", help="one line per model, with whether its weights check out "
+                                 "(--json: the cards as a JSON array)")
     listing.add_argument("--json", action="store_true", help="print the cards as a JSON array")
     listing.set_defaults(run=run_list)
     show = actions.add_parser("show", help="one model's card and whether its weights file checks out")
@@ -57,11 +58,13 @@ def run_list(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from restorekit.zoo import entries, weights_dirs
+    from restorekit.zoo import entries, weights_dirs, weights_status
 
     found = entries()
+    states = [weights_status(e) for e in found]
     if args.json:
-        print(json.dumps([{**e.card.to_json(), "source": e.source} for e in found], indent=2))
+        print(json.dumps([{**e.card.to_json(), "source": e.source, "weights": state.label}
+                          for e, state in zip(found, states, strict=True)], indent=2))
         return 0
     console = Console()
     if not console.is_terminal:
@@ -71,13 +74,17 @@ def run_list(args: argparse.Namespace) -> int:
         console.print(f"no models installed in {folders} (set RESTOREKIT_WEIGHTS to another folder)")
         return 0
     table = Table(title=f"model zoo: {folders}")
-    for column in ("name", "family", "task", "levels/scales", "strength", "source", "result"):
+    for column in ("name", "family", "task", "levels/scales", "strength", "source", "weights", "result"):
         table.add_column(column)
-    for entry in found:
+    for entry, state in zip(found, states, strict=True):
         card = entry.card
         table.add_row(card.name, str(card.family), card.task, _range_text(card),
-                      "lambda(level)" if card.strength_curve else "-", entry.source, _best_result(card))
+                      "lambda(level)" if card.strength_curve else "-", entry.source,
+                      state.label if state.ok else f"[red]{state.label}[/red]", _best_result(card))
     console.print(table)
+    unusable = [e.card.name for e, state in zip(found, states, strict=True) if not state.ok]
+    if unusable:
+        console.print(f"{', '.join(unusable)}: will not load (see `restorekit zoo show NAME`)", markup=False)
     return 0
 
 
@@ -88,9 +95,10 @@ def run_show(args: argparse.Namespace) -> int:
 
     entry = find(args.name)
     card = entry.card
+    state = weights_status(entry)
     if args.json:
-        print(json.dumps(card.to_json(), indent=2))
-        return 0
+        print(json.dumps({**card.to_json(), "source": entry.source, "weights": state.label}, indent=2))
+        return 0 if state.ok else 1
     console = Console(soft_wrap=True)
     console.print(f"[bold]{card.name}[/bold]  family {card.family}, task {card.task}, "
                   f"levels/scales {_range_text(card)}")
@@ -106,9 +114,8 @@ def run_show(args: argparse.Namespace) -> int:
     for result in card.results:
         console.print(f"result: {result.dataset} {result.task} level {result.level}: PSNR {result.psnr} "
                       f"SSIM {result.ssim}  protocol {json.dumps(result.protocol)}", markup=False)
-    status = weights_status(entry)
-    console.print(f"weights: {status}  sha256 {card.sha256}", markup=False)
-    return 0 if status.startswith("ok") else 1
+    console.print(f"weights: {state.label} ({state.detail})  sha256 {card.sha256}", markup=False)
+    return 0 if state.ok else 1  # a failed or impossible integrity check is not a success
 
 
 def run_import(args: argparse.Namespace) -> int:

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from restorekit import io, ops
+from restorekit.data.pairs import is_paired_folder, match_pairs
 from restorekit.errors import RestorekitError
 from restorekit.io import to_tensor  # noqa: F401 - re-exported: (H, W, C) uint8 -> CHW float
 
@@ -48,10 +49,6 @@ class ImageSet:
 
     def min_side(self) -> int:
         return min(min(a.shape[:2]) for a in self.clean)
-
-
-def is_paired_folder(folder: Path) -> bool:
-    return (folder / "degraded").is_dir() and (folder / "clean").is_dir()
 
 
 def find_clean_images(folder: Path) -> list[Path]:
@@ -107,18 +104,14 @@ def read_uint8(path: Path, channels: int | None, grey: str = "luma") -> np.ndarr
 def load_folder(folder: Path, channels: int | None = None, limit: int | None = None, grey: str = "luma") -> ImageSet:
     """Every image of a clean or paired folder, decoded now (errors name the file)."""
     if is_paired_folder(folder):
-        clean_paths = io.list_images(folder / "clean")[:limit]
-        by_stem = {p.stem: p for p in io.list_images(folder / "degraded")}
-        missing = [p.name for p in clean_paths if p.stem not in by_stem]
-        if missing:
-            raise RestorekitError(f"{folder / 'degraded'}: no degraded image named like {missing[0]}")
-        clean = [read_uint8(p, channels, grey) for p in clean_paths]
-        degraded = [read_uint8(by_stem[p.stem], channels, grey) for p in clean_paths]
+        pairs = match_pairs(folder).pairs[:limit]  # unpaired or ambiguous names are an error naming them
+        clean = [read_uint8(pair.clean, channels, grey) for pair in pairs]
+        degraded = [read_uint8(pair.degraded, channels, grey) for pair in pairs]
         scales = {c.shape[0] // d.shape[0] for c, d in zip(clean, degraded)}
         if len(scales) != 1 or any(c.shape[0] != d.shape[0] * min(scales) or c.shape[1] != d.shape[1] * min(scales)
                                    for c, d in zip(clean, degraded)):
             raise RestorekitError(f"{folder}: degraded and clean images differ in size by no single integer factor")
-        return ImageSet([p.name for p in clean_paths], clean, degraded, str(folder), scales.pop())
+        return ImageSet([pair.name for pair in pairs], clean, degraded, str(folder), scales.pop())
     paths = find_clean_images(folder)[:limit]
     if not paths:
         raise RestorekitError(f"{folder}: no images found")

@@ -151,13 +151,35 @@ def possible_values(value: Value) -> tuple[Scalar, ...] | None:
     return None
 
 
+# Whole numbers below this print as plain integers (`25`, `4000`); above it every float is an
+# integer, so `1e308` would print as 309 digits: those fall back to the float's exponent form.
+_PLAIN_INTEGER_LIMIT = 10**16
+
+
 def format_number(value: Number) -> str:
-    """Shortest text that reads back as the same number (`25`, `1.3`, `0.0125`)."""
+    """Shortest text that reads back as the same number (`25`, `1.3`, `0.0125`, `1e+308`)."""
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, int) or float(value).is_integer():
-        return str(int(value))
-    return repr(float(value))
+    if isinstance(value, int):
+        return str(value) if abs(value) < _PLAIN_INTEGER_LIMIT else _format_big_int(value)
+    number = float(value)
+    if number.is_integer() and abs(number) < _PLAIN_INTEGER_LIMIT:
+        return str(int(number))
+    return repr(number)  # Python's shortest round-trip form; exponent notation when large or tiny
+
+
+def _format_big_int(value: int) -> str:
+    """A huge integer in exponent form: exact as a float's repr when it is one (every spec number
+    passed through float), else rounded to 17 significant digits - never hundreds of digits."""
+    try:
+        as_float = float(value)
+    except OverflowError:
+        as_float = math.inf
+    if math.isfinite(as_float) and as_float == value:
+        return repr(as_float)
+    digits = str(abs(value))
+    mantissa = f"{digits[0]}.{digits[1:17]}".rstrip("0").rstrip(".")
+    return f"{'-' if value < 0 else ''}{mantissa}e+{len(digits) - 1}"
 
 
 def format_value(value: Scalar) -> str:

@@ -15,12 +15,16 @@ the CLI, the server, export and tests find them here.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import inspect
+import json
 import os
 import pkgutil
 import sys
+import typing
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -248,14 +252,59 @@ def get_architecture(name: str) -> Architecture:
 
 
 def check_arguments(name: str, arguments: Mapping[str, Any]) -> None:
-    """Unknown builder arguments are one clear line, not a TypeError from deep inside."""
-    signature = inspect.signature(get_architecture(name).build)
-    if any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values()):
-        return
-    unknown = sorted(set(arguments) - set(signature.parameters))
-    if unknown:
-        raise ModelError(f"model {name!r} takes no argument(s) {', '.join(unknown)}; "
-                         f"it takes: {', '.join(signature.parameters) or 'none'}")
+    """Unknown builder arguments, or values of the wrong type (a card's `"depth": "17"`), are one clear
+    line, not a TypeError from deep inside the builder."""
+    build_fn = get_architecture(name).build
+    signature = inspect.signature(build_fn)
+    if not any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values()):
+        unknown = sorted(set(arguments) - set(signature.parameters))
+        if unknown:
+            raise ModelError(f"model {name!r} takes no argument(s) {', '.join(unknown)}; "
+                             f"it takes: {', '.join(signature.parameters) or 'none'}")
+    for key, expected in _argument_types(build_fn).items():
+        if key in arguments and not _fits_type(arguments[key], expected):
+            raise ModelError(f"model {name!r}: argument {key} must be {_type_name(expected)}, "
+                             f"not {type(arguments[key]).__name__} ({arguments[key]!r:.40})")
+
+
+def _argument_types(build_fn: Callable[..., nn.Module]) -> dict[str, Any]:
+    """The builder's annotated parameter types; none when they cannot be resolved (a user's family may
+    annotate with names it never imports), so an unusual family is built unchecked rather than refused."""
+    try:
+        hints = typing.get_type_hints(build_fn)
+    except Exception:  # noqa: BLE001 - unresolvable annotations only mean "no type check"
+        return {}
+    hints.pop("return", None)
+    return hints
+
+
+def _fits_type(value: Any, expected: Any) -> bool:
+    """Whether `value`, as the JSON a card holds it in, is an `expected` (pydantic's strict JSON mode: no
+    "17" for an int, no true for an int, an int is a float and a list a tuple). A value that is not JSON
+    or a type pydantic cannot describe is not checked."""
+    from pydantic import ValidationError
+
+    try:
+        encoded = json.dumps(value)
+        adapter = _adapter(expected)
+    except Exception:  # noqa: BLE001 - see the docstring
+        return True
+    try:
+        adapter.validate_json(encoded, strict=True)
+    except ValidationError:
+        return False
+    return True
+
+
+@functools.cache
+def _adapter(expected: Any) -> Any:
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(expected)
+
+
+def _type_name(expected: Any) -> str:
+    return getattr(expected, "__name__", None) or str(expected).replace("typing.", "")
 
 
 def create_model(name: str, **arguments: Any) -> nn.Module:
@@ -263,8 +312,11 @@ def create_model(name: str, **arguments: Any) -> nn.Module:
     check_arguments(name, arguments)
     try:
         return get_architecture(name).build(**arguments)
-    except (TypeError, ValueError) as err:
-        raise ModelError(f"model {name!r} cannot be built with {arguments}: {err}") from err
+    except (TypeError, ValueError, RuntimeError, OverflowError, ZeroDivisionError) as err:
+        # arguments come from cards and files: a value a builder cannot take (a negative width) is the
+        # user's to fix, so one line; the cause stays chained for a debugger.
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        raise ModelError(f"model {name!r} cannot be built with {arguments}: {reason}") from err
 
 
 def build(name: str, **arguments: Any) -> Model:
@@ -277,15 +329,28 @@ def describe(name: str, **arguments: Any) -> ModelInfo:
     return get_architecture(name).info(arguments)
 
 
-def detect(state: StateDict) -> tuple[Architecture, dict]:
+def _recognise(arch: Architecture, state: StateDict, where: str) -> dict | None:
+    """One detector's verdict. Files are untrusted input: a detector tripping over an odd tensor (a 0-d
+    weight, a missing bias) means "not this architecture", not a traceback for the user; a detector's own
+    refusal (FDnCNN's layout) is passed on, naming the file."""
+    try:
+        return arch.detect(state) if arch.detect else None
+    except ModelError as err:
+        raise ModelError(f"{where}{err}") from None
+    except Exception:  # noqa: BLE001 - see the docstring
+        return None
+
+
+def detect(state: StateDict, source: str | None = None) -> tuple[Architecture, dict]:
     """The one architecture whose detector recognises `state`, with the builder arguments it read."""
-    found = [(arch, args) for arch in architectures().values() if arch.detect
-             for args in [arch.detect(state)] if args is not None]
+    where = f"{source}: " if source else ""
+    found = [(arch, args) for arch in architectures().values() for args in [_recognise(arch, state, where)]
+             if args is not None]
     if not found:
-        raise ModelError(f"could not recognise the architecture from its {len(state)} tensors "
+        raise ModelError(f"{where}could not recognise the architecture from its {len(state)} tensors "
                          f"(known: {', '.join(a.name for a in architectures().values() if a.detect)})")
     if len(found) > 1:
-        raise ModelError(f"the tensors fit several architectures ({', '.join(a.name for a, _ in found)}); "
+        raise ModelError(f"{where}the tensors fit several architectures ({', '.join(a.name for a, _ in found)}); "
                          "pass the architecture explicitly")
     return found[0]
 
@@ -295,22 +360,68 @@ def from_state_dict(state: StateDict, source: str = "weights", **arguments: Any)
 
     `arguments` supply what the tensors cannot show (an IDN file's scale: the x2/x3/x4 releases hold
     tensors of the same shapes); they override nothing the detector read."""
-    arch, detected = detect(state)
+    arch, detected = detect(state, source)
     clash = {k for k in arguments if k in detected and arguments[k] != detected[k]}
     if clash:
         raise ModelError(f"{source}: the weights say {', '.join(f'{k}={detected[k]}' for k in sorted(clash))}, "
                          f"not {', '.join(f'{k}={arguments[k]}' for k in sorted(clash))}")
-    if arch.convert:
-        state = arch.convert(state)
     arguments = {**detected, **arguments}
-    model = build(arch.name, **arguments)
-    load_weights(model.module, state, f"{source}: {arch.name} {arguments}")
+    if arch.convert:
+        try:
+            state = arch.convert(state)
+        except ModelError:
+            raise
+        except Exception as err:  # a converter meeting shapes its detector let through
+            raise ModelError(f"{source}: {arch.name} {arguments}: the weights do not fit "
+                             f"({type(err).__name__}: {str(err)[:160]})") from err
+    return build_loaded(arch.name, arguments, state, source)
+
+
+def build_loaded(name: str, arguments: Mapping[str, Any], state: StateDict, source: str) -> Model:
+    """`build(name, **arguments)` with `state` loaded; every failure is one line naming `source`.
+
+    The shapes are compared on the meta device first, so arguments that do not match the weights (a card
+    claiming 10^5 features) fail in milliseconds instead of allocating whatever the card claims."""
+    what = f"{source}: {name} {dict(arguments)}"
+    try:
+        check_arguments(name, arguments)
+        check_fit(name, arguments, state, what)
+        model = build(name, **arguments)
+    except ModelError as err:
+        raise ModelError(err if str(err).startswith(source) else f"{source}: {err}") from err.__cause__
+    load_weights(model.module, state, what)
     return model
 
 
+def check_fit(name: str, arguments: Mapping[str, Any], state: StateDict, what: str) -> None:
+    """Missing, unexpected or wrongly shaped tensors, found without allocating the model (the arguments
+    are assumed checked: `check_arguments`)."""
+    try:
+        with warnings.catch_warnings(), torch.device("meta"):
+            warnings.simplefilter("ignore")  # "Initializing zero-element tensors is a no-op" and the like
+            expected = {k: tuple(v.shape) for k, v in get_architecture(name).build(**arguments).state_dict().items()}
+    except Exception:  # noqa: BLE001 - a builder that cannot run on meta: the real build reports for itself
+        return
+    given = {k: tuple(v.shape) for k, v in state.items()}
+    missing = sorted(set(expected) - set(given))
+    unexpected = sorted(set(given) - set(expected))
+    wrong = [k for k in expected if k in given and expected[k] != given[k]]
+    problems = [f"{len(keys)} {kind} tensor(s), e.g. {keys[0]}" for kind, keys in
+                (("missing", missing), ("unexpected", unexpected)) if keys]
+    if wrong:
+        problems.append(f"{wrong[0]} is {list(given[wrong[0]])} in the file, {list(expected[wrong[0]])} in the model"
+                        + (f" (+{len(wrong) - 1} more)" if len(wrong) > 1 else ""))
+    if problems:
+        raise ModelError(f"{what}: the weights do not fit ({'; '.join(problems)})")
+
+
 def load_weights(module: nn.Module, state: StateDict, what: str) -> None:
-    """`load_state_dict(strict=True)` with fp16-stored tensors run in fp32; a mismatch is one line."""
+    """`load_state_dict(strict=True)` with fp16-stored tensors run in fp32; a mismatch is one line, and
+    so are NaN or infinite values (corrupt weights would otherwise restore to garbage with exit 0)."""
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    broken = next((k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
+    if broken is not None:
+        raise ModelError(f"{what}: tensor {broken} holds NaN or infinite values (corrupt weights)")
     try:
         module.load_state_dict(state)
     except RuntimeError as err:

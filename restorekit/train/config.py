@@ -467,6 +467,19 @@ def _message(error: dict) -> tuple[str, str]:
     return dotted, error["msg"].removeprefix("Value error, ")
 
 
+# PyYAML reports some bad scalars with plain Python errors, not YAMLError ('2001-02-30', '!!int x',
+# '!!timestamp x'), and very deep nesting with RecursionError (issue 13, fuzzing).
+_YAML_ERRORS = (yaml.YAMLError, ValueError, TypeError, AttributeError, RecursionError)
+
+
+def yaml_problem(err: Exception) -> str:
+    """PyYAML's multi-line report (with a caret drawing) as one line: the problem and where it is."""
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or " ".join(str(err).split())
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{problem}{where}"
+
+
 def parse_override(text: str) -> tuple[str, Any]:
     """'train.steps=20' -> ('train.steps', 20): the value is read as YAML ('1e-4' stays a numeric string)."""
     if "=" not in text:
@@ -477,25 +490,31 @@ def parse_override(text: str) -> tuple[str, Any]:
         raise ConfigError(f"--set {text!r}: empty key")
     try:
         return dotted, yaml.safe_load(value) if value.strip() else None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"--set {text!r}: the value is not valid YAML ({err})") from err
+    except _YAML_ERRORS as err:
+        raise ConfigError(f"--set {text!r}: the value is not valid YAML ({yaml_problem(err)})") from err
 
 
 def apply_override(raw: dict, dotted: str, value: Any) -> None:
-    """Set `dotted` in the raw mapping, creating sections; a numeric part indexes a list (stages.1.steps)."""
+    """Set `dotted` in the raw mapping, creating sections; a numeric part indexes a list (stages.1.steps).
+
+    A part that is not an index of the list it meets is a ConfigError (it was an AttributeError).
+    """
     parts = dotted.split(".")
     node: Any = raw
-    for part in parts[:-1]:
-        if isinstance(node, list) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
-            continue
-        if not isinstance(node.get(part), (dict, list)):
-            node[part] = {}
-        node = node[part]
-    if isinstance(node, list) and parts[-1].isdigit() and int(parts[-1]) < len(node):
-        node[int(parts[-1])] = value
-    else:
-        node[parts[-1]] = value
+    for depth, part in enumerate(parts):
+        key: Any = part
+        if isinstance(node, list):
+            if not (part.isdigit() and int(part) < len(node)):
+                raise ConfigError(f"{'.'.join(parts[:depth])} is a list of {len(node)} item(s); "
+                                  f"{part!r} is not one of its indexes")
+            key = int(part)
+        if depth == len(parts) - 1:
+            node[key] = value
+            return
+        child = node[key] if isinstance(node, list) else node.get(key)
+        if not isinstance(child, (dict, list)):
+            child = node[key] = {}
+        node = child
 
 
 def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
@@ -509,8 +528,8 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
         raise ConfigError(f"{path}: cannot read ({err.strerror or err})") from None
     try:
         raw = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({err})") from None
+    except _YAML_ERRORS as err:
+        raise ConfigError(f"{path}: not valid YAML ({yaml_problem(err)})") from None
     return validate_config(raw, str(path), overrides)
 
 
@@ -522,7 +541,10 @@ def validate_config(raw: Any, origin: str = "<config>", overrides: list[str] | t
     overridden: dict[str, str] = {}
     for text in overrides:
         dotted, value = parse_override(text)
-        apply_override(raw, dotted, value)
+        try:
+            apply_override(raw, dotted, value)
+        except ConfigError as err:
+            raise ConfigError(f"{origin} (--set {text}): {err}") from None
         overridden[dotted.replace(".", "").replace("[", "").replace("]", "")] = text
 
     def origin_of(dotted: str) -> str:

@@ -33,8 +33,8 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from restorekit.data.samplers import mix_seed
-from restorekit.train.config import Config, Optimizer, Scheduler, apply_override, validate_config
 from restorekit.distributed import Dist, average_gradients
+from restorekit.train.config import Config, Optimizer, Scheduler, apply_override, validate_config
 
 if TYPE_CHECKING:
     from restorekit.train.trainer import Prepared

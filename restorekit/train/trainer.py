@@ -40,12 +40,12 @@ from restorekit.data.augment import MoA
 from restorekit.data.datasets import Level, PatchDataset, degrade_batch
 from restorekit.data.samplers import LevelStrategy, StepBatchSampler, StepPlan, build_strategy, mix_seed
 from restorekit.data.sources import ImageSet, center_crop, load_folder, load_skimage, synthesize, to_tensor
+from restorekit.distributed import Dist, all_reduce_mean, barrier, broadcast_object, gather_objects
 from restorekit.errors import ConfigError, RestorekitError
 from restorekit.infer import run_model
 from restorekit.models import Model, ModelInfo
 from restorekit.train import checkpoint as ckpt
 from restorekit.train.config import Config, LevelEntry
-from restorekit.distributed import Dist, all_reduce_mean, barrier, broadcast_object, gather_objects
 from restorekit.train.losses import Loss, UncertaintyWeighting
 from restorekit.train.monitor import JsonlLog, Progress, TensorBoard
 from restorekit.train.recipes import RECIPES, Batch, Recipe, StagePlan, plan_stages, state_dict_cpu
@@ -354,11 +354,14 @@ def save_weights(path: Path, model: nn.Module, architecture: str) -> Path:
 
 
 def save_final(out: Path, model: nn.Module, card: ModelCard | dict) -> Path:
-    """OUT/final.safetensors and its model card OUT/final.json (what the zoo rebuilds it from)."""
+    """OUT/final.safetensors and its model card OUT/final.json (what the zoo rebuilds it from), the card
+    carrying the weights' sha256 so that `--model OUT/final.safetensors` is verified like a zoo model."""
+    from restorekit.zoo import sha256
+
     if isinstance(card, dict):
         card = ModelCard.model_validate({"name": out.name, **card})
     path = save_weights(out / "final.safetensors", model, card.architecture)
-    write_card(out / "final.json", card)
+    write_card(out / "final.json", card.model_copy(update={"file": path.name, "sha256": sha256(path)}))
     return path
 
 
@@ -378,6 +381,14 @@ def cpu_threads(cfg: Config, dist: Dist) -> int:
 
 
 # ------------------------------------------------------------------------------------- the loop
+
+
+def elastic_restart_count() -> int:
+    """How often torchrun has restarted the workers (`--max-restarts`); 0 on the first attempt or without it."""
+    try:
+        return max(0, int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")))
+    except ValueError:
+        return 0
 
 
 def train(cfg: Config, out: Path, dist: Dist, resume: str | None = None, progress_mode: str | None = None) -> dict:
@@ -410,14 +421,52 @@ class Session:
     # -- set-up -------------------------------------------------------------------------------------
 
     def _resume_state(self, resume: str | None) -> tuple[dict | None, Path | None]:
-        path = None
-        if resume:
-            path = Path(resume) if resume != "latest" else ckpt.latest_checkpoint(self.out)
-        if path is None:
-            if self.dist.main and resume:
-                print(f"restorekit: no checkpoint in {ckpt.checkpoint_dir(self.out)}; starting from step 0")
+        """The checkpoint to continue from: `--resume PATH`; the newest good one for `--resume`, or for a
+        torchrun restart (the agent re-executes the original command line, which may lack --resume); none
+        for a fresh run. Rank 0 picks and every rank loads its choice, so all continue from the same step."""
+        restart = elastic_restart_count()
+        implied = resume is None and restart > 0
+        if resume is None and not implied:
             return None, None
-        return ckpt.load_checkpoint(path), path
+        if resume not in (None, "latest"):
+            path = Path(resume)
+            state = ckpt.load_checkpoint(path)
+            self._announce(path, state, restart)
+            return state, path
+        picked, error = None, None
+        if self.dist.main:
+            try:
+                picked = self._pick_latest(implied)
+            except RestorekitError as err:
+                error = str(err)
+        name, error = broadcast_object((str(picked[1]) if picked else None, error), self.dist)
+        if error is not None:
+            raise RestorekitError(error)
+        if name is None:
+            return None, None
+        state = picked[0] if picked else ckpt.load_checkpoint(Path(name))
+        self._announce(Path(name), state, restart)
+        return state, Path(name)
+
+    def _pick_latest(self, implied: bool) -> tuple[dict, Path] | None:
+        """Rank 0: (state, path) of the newest good checkpoint, or None to start from step 0.
+        A restart resumes only a checkpoint of this very config: anything else in OUT predates this job
+        (its first attempt had not yet cleared the folder), and the command line asked for a fresh run."""
+        found = ckpt.load_latest_good(self.out)
+        if found is None:
+            print(f"restorekit: no checkpoint in {ckpt.checkpoint_dir(self.out)}; starting from step 0", flush=True)
+            return None
+        state, path = found
+        stage = int(state.get("stage", 0))
+        if implied and (stage >= len(self.plans) or state.get("config") != self.plans[stage].cfg.to_plain()):
+            print(f"restorekit: {path} is from another config; starting from step 0", flush=True)
+            return None
+        return found
+
+    def _announce(self, path: Path, state: dict, restart: int) -> None:
+        if self.dist.main:
+            prefix = f"torchrun restart {restart}: " if restart else ""
+            print(f"restorekit: {prefix}resuming from {path} (step {int(state['step'])})", flush=True)
 
     def _open_outputs(self, fresh: bool, step: int) -> None:
         out, main = self.out, self.dist.main
@@ -426,8 +475,7 @@ class Session:
             if fresh:
                 for stale in (out / "final.safetensors", out / "final.json"):
                     stale.unlink(missing_ok=True)
-                for _, old in ckpt.list_checkpoints(out):
-                    old.unlink()
+                ckpt.remove_all(out)
                 shutil.rmtree(out / "tensorboard", ignore_errors=True)  # a fresh run: no stale curves
                 shutil.rmtree(out / "stages", ignore_errors=True)
             write_bytes(out / "config.yaml", yaml.safe_dump(self.cfg.to_plain(), sort_keys=False).encode())
