@@ -15,7 +15,8 @@ from restorekit import __version__
 from restorekit.errors import RestorekitError
 
 # Subcommand modules, in the order `restorekit --help` lists them.
-SUBCOMMANDS = ("restore_cmd", "eval_cmd", "train_cmd", "adafm_cmd", "zoo_cmd", "export_cmd", "serve_cmd", "demo_cmd", "degrade_cmd")
+SUBCOMMANDS = ("restore_cmd", "eval_cmd", "train_cmd", "adafm_cmd", "zoo_cmd", "export_cmd", "serve_cmd", "demo_cmd",
+               "degrade_cmd", "profile_cmd")
 
 
 def build_parser() -> argparse.ArgumentParser:
