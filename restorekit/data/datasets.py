@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from restorekit import ops
 from restorekit.data.augment import dihedral_numpy
 from restorekit.data.samplers import SampleKey, mix_seed
 from restorekit.data.sources import ImageSet
@@ -30,6 +31,16 @@ class Level:
     source: int
     patch: int  # size of the clean (target) patch
     pipeline: object | None = None  # the parsed spec (restorekit.degrade pipeline), built at start-up
+    scale: int = 1  # SR factor between the clean patch and the input (the model's `scale` condition)
+    target_down: int = 1  # progressive SR stage: the target is the clean patch downscaled by this
+
+
+def target_of(clean: torch.Tensor, down: int) -> torch.Tensor:
+    """The training target of a progressive stage: the HR patch MATLAB-bicubic downscaled by `down` and
+    rounded to 8 bits, as the HR image saved at that size (thesis Algorithm 1, targets of stages 1 and 2)."""
+    if down == 1:
+        return clean
+    return ops.quantize(ops.downscale(clean.double(), down)).float()
 
 
 FIELD_BITS = 21  # a 63-bit sample seed holds three independent 21-bit uniform fields
@@ -101,7 +112,7 @@ class PatchDataset(Dataset):
             lq = degrade_one(self.levels[key.level].pipeline, hq, mix_seed(key.seed, "degrade"))
         else:
             lq = hq  # degraded later, on the training device (data.train.degrade_on: device)
-        return {"lq": lq, "hq": hq, "level": key.level}
+        return {"lq": lq, "hq": target_of(hq, self.levels[key.level].target_down), "level": key.level}
 
 
 def degrade_one(pipeline, image: torch.Tensor, seed: int) -> torch.Tensor:

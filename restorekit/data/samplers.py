@@ -235,18 +235,27 @@ class SampleKey:
     seed: int  # crop position, flips and degradation noise derive from this
 
 
+def scale_of_step(seed: int, step: int, scales: int) -> int:
+    """Index of the scale a multi-scale SR step trains (CARN: one of x2/x3/x4 per batch, uniformly): a pure
+    function of (seed, step), so a resumed or N-process run draws the same scale at every step."""
+    return mix_seed(seed, "scale", step) % scales
+
+
 class StepPlan:
     """The global batch of every step: levels from the strategy, images by epoch-wise permutations.
 
     Image choice walks a fresh permutation of each source per epoch (every image seen once per epoch, as
     with a shuffled sampler) indexed by the global sample counter `step * batch + j`, so it needs no
     state beyond the step.
+
+    Multi-scale SR (`scales` > 1): the levels are the strategy's levels repeated once per scale (level
+    index = scale index * strategy levels + strategy level); each step draws one scale for its whole batch.
     """
 
     def __init__(self, strategy: LevelStrategy, level_sources: list[int], source_sizes: list[int],
-                 batch_size: int, seed: int):
+                 batch_size: int, seed: int, scales: int = 1):
         self.strategy, self.level_sources, self.source_sizes = strategy, level_sources, source_sizes
-        self.batch_size, self.seed = batch_size, seed
+        self.batch_size, self.seed, self.scales = batch_size, seed, scales
         self._perms: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
 
     def _permutation(self, source: int, epoch: int) -> np.ndarray:
@@ -265,6 +274,8 @@ class StepPlan:
     def keys(self, step: int) -> list[SampleKey]:
         rng = np.random.default_rng(mix_seed(self.seed, "levels", step))
         levels = self.strategy.levels(step, self.batch_size, rng)
+        if self.scales > 1:
+            levels = levels + scale_of_step(self.seed, step, self.scales) * self.strategy.n_levels
         keys = []
         for j, level in enumerate(levels):
             source = self.level_sources[int(level)]

@@ -118,6 +118,25 @@ def load_folder(folder: Path, channels: int | None = None, limit: int | None = N
     return ImageSet([p.name for p in paths], [read_uint8(p, channels, grey) for p in paths], origin=str(folder))
 
 
+def pool(sets: list[ImageSet]) -> ImageSet:
+    """Several clean sets as one (T91 + BSD200: every image once per epoch, whichever set it came from)."""
+    if len(sets) == 1:
+        return sets[0]
+    paired = [s.origin for s in sets if s.paired]
+    if paired:
+        raise RestorekitError(f"{paired[0]}: a paired folder cannot be pooled with others (each gives its own inputs)")
+    return ImageSet([n for s in sets for n in s.names], [a for s in sets for a in s.clean],
+                    origin=" + ".join(s.origin for s in sets))
+
+
+def at_least(images: ImageSet, side: int) -> ImageSet:
+    """The images whose shorter side is at least `side` (the others cannot give a patch that large)."""
+    keep = [i for i, a in enumerate(images.clean) if min(a.shape[:2]) >= side]
+    degraded = [images.degraded[i] for i in keep] if images.paired else None
+    return ImageSet([images.names[i] for i in keep], [images.clean[i] for i in keep], degraded, images.origin,
+                    images.scale, images.extra)
+
+
 SKIMAGE_NAMES = (
     "astronaut", "camera", "coffee", "chelsea", "coins", "moon", "page", "text", "rocket", "clock",
     "hubble_deep_field", "immunohistochemistry", "grass", "gravel", "brick", "cat", "colorwheel",

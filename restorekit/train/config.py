@@ -132,6 +132,8 @@ def _named(levels: list[LevelEntry] | None) -> list[LevelEntry] | None:
 class LossTerm(Section):
     type: StrictStr
     weight: FiniteFloat = 1.0
+    weights: OptStr = None  # a loss holding a network (vgg54): its weights file
+    random_init: StrictBool = False  # ... or, in tests only, a seeded random network
 
     @field_validator("type")
     @classmethod
@@ -142,6 +144,21 @@ class LossTerm(Section):
         if name not in loss_names():
             raise _fail("unknown loss {name}; choose one of: {names}", name=repr(name), names=", ".join(loss_names()))
         return name
+
+    @model_validator(mode="after")
+    def _network_options(self) -> LossTerm:
+        """`weights` / `random_init` belong to losses that hold a network, which need exactly one of them."""
+        from restorekit.train.losses import holds_network
+
+        if not holds_network(self.type):
+            if self.weights is not None or self.random_init:
+                raise _fail("loss {name} takes no weights or random_init", name=repr(self.type), where="weights")
+        elif self.weights is not None and self.random_init:
+            raise _fail("give either weights or random_init (tests only), not both", where="random_init")
+        elif self.weights is None and not self.random_init:
+            raise _fail("loss {name} needs its network's weights file (for vgg54: torchvision VGG-19 names, "
+                        "features.N.weight; see docs/training.md, Losses)", name=repr(self.type), where="weights")
+        return self
 
 
 def _loss_list(value: Any) -> Any:
@@ -174,7 +191,13 @@ class ModelSection(Section):
     type: Str = key(..., "Registered architecture (`restorekit.models.list_models()`), e.g. dncnn.")
     args: Mapping = key({}, "Keyword arguments of the architecture, e.g. {depth: 5, features: 16}.")
     init: OptStr = key(None, "Weights file to start from (safetensors or .pth, read weights-only).")
-    init_strict: Bool = key(True, "Whether `init` must match every parameter name.")
+    init_strict: Bool = key(True, "Whether `init` must match every parameter name (false: the model may have "
+                            "parameters the weights lack, e.g. a new head; every loaded tensor must still fit).")
+    init_exclude: Strs = key([], "Parameter-name patterns (fnmatch) of the `init` weights NOT to load: they keep "
+                             "their fresh initialisation (progressive CARN's new toRGB, another scale's heads).")
+    lr_factors: dict[StrictStr, FiniteFloat] = key({}, "Learning-rate multipliers by parameter-name pattern "
+                                                   "(fnmatch, first match counts), e.g. {'stages.0.*': 0.1}: "
+                                                   "progressive CARN's older modules (Algorithm 1).")
     freeze: Strs = key([], "Parameter-name patterns (fnmatch, e.g. 'model.0.*') to freeze.")
     train_only: Strs = key([], "If not empty, freeze every parameter NOT matching one of these patterns "
                            "(AdaFM: train only the AdaFM layers).")
@@ -187,7 +210,8 @@ class ModelSection(Section):
 class TrainData(Section):
     source: Str = key("folder", "Where clean images come from: folder (any usual layout, or degraded/ + clean/ "
                       "pairs), skimage (bundled samples), synthetic.", SOURCES)
-    folder: OptStr = key(None, "Image folder, or a benchmark name under RESTOREKIT_DATA (e.g. Train400).")
+    folder: StrictStr | Strs | None = key(None, "Image folder, or a benchmark name under RESTOREKIT_DATA (e.g. "
+                                          "Train400); a list pools several (e.g. [T91, BSD200]).")
     images: Strs = key(["astronaut", "camera", "coffee", "chelsea", "coins", "moon"],
                        "source skimage: which bundled samples.")
     count: Int = key(16, "source synthetic: number of images.")
@@ -201,12 +225,35 @@ class TrainData(Section):
                          "level its own images (MBN's per-factor data).")
     patch: Int = key(48, "Side of the clean (target) patch; the degraded input is patch/scale.")
     scale: Int = key(1, "Size factor between target and input (SR); patch must be a multiple.")
+    scales: OptInts = key(None, "Multi-scale SR (CARN): one scale per batch, drawn from (seed, step), e.g. [2, 3, 4]; "
+                          "level specs write it as {scale} ('down:scale={scale}'); needs lr_patch; instead of scale.")
+    lr_patch: OptInt = key(None, "Side of the degraded (LR) input patch; the target patch is lr_patch x scale "
+                           "(CARN: 48). Instead of patch.")
+    target_scale: OptInt = key(None, "Progressive SR stage (x8 in stages): the model's factor when below scale "
+                               "(stage k: 2^k); the target is the HR patch MATLAB-bicubic downscaled by "
+                               "scale / target_scale. null: scale.")
+    drop_small: Bool = key(False, "Leave out training images smaller than the largest target patch instead of "
+                           "failing (T91 has 78-px images).")
     flip: Bool = key(True, "Random horizontal flips.")
     rot: Bool = key(True, "Random quarter-turn rotations (with flip: all 8 dihedral transforms).")
     workers: Int = key(2, "DataLoader worker processes per training process (0: in the main process).")
     prefetch: Int = key(4, "Batches each worker prepares ahead.")
     degrade_on: Str = key("worker", "worker: per-sample degradation in the loader (rank-invariant, exact resume); "
                           "device: batched on the training device (fastest on GPU).", ("worker", "device"))
+
+    @model_validator(mode="after")
+    def _one_patch_and_scale_rule(self) -> TrainData:
+        """scales/scale and lr_patch/patch are alternatives: a config gives one of each pair (judged by value,
+        not by which keys were written: staged configs round-trip through every key's value)."""
+        if self.scales is not None and (self.scale != 1 or not self.scales):
+            raise _fail("scales (multi-scale, non-empty) replaces scale: give one of them",
+                        where="scales" if not self.scales else "scale")
+        if self.scales is not None and self.lr_patch is None:
+            raise _fail("multi-scale training fixes the LR patch: give lr_patch (the target is lr_patch x scale)",
+                        where="lr_patch")
+        if self.lr_patch is not None and self.patch != default_of(TrainData.model_fields["patch"]):
+            raise _fail("lr_patch (input side) replaces patch (target side): give one of them", where="patch")
+        return self
 
 
 class ValData(Section):
@@ -280,7 +327,8 @@ class TrainSection(Section):
     steps: Int = key(..., "Optimizer steps (override with --set train.steps=N); the default steps of a stage.")
     batch_size: Int = key(16, "GLOBAL batch: split evenly over torchrun processes, so 1 and N processes see the "
                           "same samples per step.")
-    loss: Losses = key("l1", "l1, l2, charbonnier, ssim, mbn (DuRN's -1.1*SSIM + 0.75*L1), any name added with "
+    loss: Losses = key("l1", "l1, l2, charbonnier, ssim, mbn (DuRN's -1.1*SSIM + 0.75*L1), vgg54 (VGG-19 relu5_4 "
+                       "features; the term needs `weights`, a VGG-19 file: see Losses), any name added with "
                        "`register_loss`, or a list of {type, weight} terms.")
     charbonnier_eps: Float = key(1e-3, "Charbonnier: sqrt(d^2 + eps^2).")
     optimizer: Optimizer = Field(default_factory=Optimizer)
@@ -299,20 +347,26 @@ class TrainSection(Section):
 
 
 class Discriminator(Section):
-    type: Str = key("patch", "recipe adversarial: the discriminator; patch: a small strided-conv PatchGAN.",
-                    ("patch",))
-    features: Int = key(32, "patch: features of the first conv (doubled per stride-2 conv).")
+    type: Str = key("patch", "recipe adversarial: the discriminator; patch: a small strided-conv PatchGAN; pcarn: "
+                    "the thesis's 9-conv BatchNorm/LeakyReLU network (PCARN).", ("patch", "pcarn"))
+    features: OptInt = key(None, "Width of the first conv (doubled per stride-2 conv); null: 32 for patch, 64 for "
+                           "pcarn (the thesis).")
     depth: Int = key(3, "patch: number of stride-2 convs.")
+    scales: Ints = key([1], "Image pyramid by average pooling, one separate discriminator per factor, losses summed "
+                       "(the thesis's multi-scale discriminator: [1, 2, 4]).")
 
 
 class AdversarialSection(Section):
-    gan_loss: Str = key("vanilla", "recipe adversarial: vanilla (BCE, SRGAN/ESRGAN) or lsgan (least squares).",
+    gan_loss: Str = key("vanilla", "recipe adversarial: vanilla (BCE: the standard minimax GAN loss of SRGAN, "
+                        "PCARN, ESRGAN; the generator's term in its non-saturating form) or lsgan (least squares).",
                         ("vanilla", "lsgan"))
     weight: Float = key(5e-3, "recipe adversarial: weight of the generator's adversarial term next to train.loss "
-                        "(ESRGAN: 5e-3).")
+                        "(ESRGAN, PCARN: 5e-3).")
     discriminator: Discriminator = Field(default_factory=Discriminator)
     optimizer: Optimizer = Field(default_factory=Optimizer)
     scheduler: Scheduler = Field(default_factory=Scheduler)
+    grad_clip_norm: OptFloat = key(None, "Clip the discriminator's global gradient norm (0: off; null: as "
+                                   "train.grad_clip_norm). PCARN clips only the generator: 0.")
 
 
 class Stage(Section):

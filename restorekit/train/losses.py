@@ -5,10 +5,14 @@
   DuRN and MBN train with; C1 = 0.01^2, C2 = 0.03^2 on [0, 1] images;
 * mbn: DuRN's mix used by the MBN paper, literally `-1.1 * SSIM + 0.75 * L1` (the spec's "1.1 x SSIM-loss
   + 0.75 x L1"; the same gradients as 1.1 * (1 - SSIM) + 0.75 * L1, and the logged values match DuRN's);
+* vgg54: the perceptual loss of SRGAN and PCARN (thesis Eq. 2.5): squared L2 distance of VGG-19 relu5_4
+  features (`restorekit.train.vgg`), averaged per sample over channels and positions; it needs the
+  user's VGG-19 weights file (`{type: vgg54, weights: vgg19.pth}`), or `random_init: true` in tests;
 * any weighted sum of these (`train.loss: [{type: l1, weight: 1}, {type: ssim, weight: 0.2}]`).
 
-Perceptual and GAN terms plug in through `register_loss(name, fn)`: a function (pred, target) -> per-sample
-loss (B,), e.g. built on a feature extractor a method module ships (torchvision is not a dependency).
+More terms plug in through `register_loss(name, fn)`: a function (pred, target, mask=None, **_) -> per-sample
+loss (B,), or, for a loss that holds a network, a `NetworkLoss` subclass (built once per run from the
+term's `weights` / `random_init`, moved to the batch's device).
 `UncertaintyWeighting` is Kendall et al.'s multi-task weighting, one learned log-variance per level.
 """
 
@@ -19,6 +23,9 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from restorekit.errors import ConfigError, ModelError
+from restorekit.train.vgg import load_vgg19, random_vgg19
 
 PerSampleLoss = Callable[..., torch.Tensor]
 
@@ -82,11 +89,60 @@ def mbn(pred, target, mask=None, **_):
     return -1.1 * ssim_value(pred, target, mask) + 0.75 * l1(pred, target, mask)
 
 
+class NetworkLoss(nn.Module):
+    """A loss term that holds a frozen network (perceptual losses). Registered as the class; `Loss` builds
+    one per run from the term's `weights` file, or, for tests only, a seeded random network."""
+
+    name = "network"
+    needs = "a weights file"
+
+    def __init__(self, weights: str | None = None, random_init: bool = False):
+        super().__init__()
+        if weights and random_init:
+            raise ConfigError(f"loss {self.name}: give either weights or random_init (tests only), not both")
+        if not weights and not random_init:
+            raise ConfigError(f"loss {self.name} needs {self.needs}: {{type: {self.name}, weights: FILE}} "
+                              "(see docs/training.md, Losses)")
+
+
+class VGGLoss(NetworkLoss):
+    """SRGAN's VGG54 / PCARN's content loss: mean squared difference of relu5_4 features, per sample.
+
+    The thesis averages over W*H (Eq. 2.5); the reference code's nn.MSELoss also averages over channels,
+    which is what we do so that its weight 1.0 against 5e-3 x GAN carries over. Masked pixels (cutout)
+    take the target's values before the network sees them, so their error is not counted."""
+
+    name = "vgg54"
+    needs = "a VGG-19 weights file with torchvision's names (features.N.weight), which cannot be downloaded here"
+
+    def __init__(self, weights: str | None = None, random_init: bool = False):
+        super().__init__(weights, random_init)
+        try:
+            self.features = load_vgg19(weights) if weights else random_vgg19()
+        except ModelError as err:
+            raise ModelError(f"loss vgg54: {err} (it needs {self.needs}; docs/training.md, Losses)") from None
+
+    def forward(self, pred, target, mask=None, **_):
+        if mask is not None:
+            pred = torch.where(mask.bool(), pred, target)
+        with torch.no_grad():
+            wanted = self.features(target)
+        return ((self.features(pred) - wanted) ** 2).flatten(1).mean(1)
+
+
 # THE loss registry: config validation (`train.loss`, stage losses) and `Loss` both read it.
-LOSSES: dict[str, PerSampleLoss] = {"l1": l1, "l2": l2, "charbonnier": charbonnier, "ssim": ssim, "mbn": mbn}
+LOSSES: dict[str, PerSampleLoss | type[NetworkLoss]] = {
+    "l1": l1, "l2": l2, "charbonnier": charbonnier, "ssim": ssim, "mbn": mbn, "vgg54": VGGLoss}
+BUILT_IN = tuple(LOSSES)
 
 
-def register_loss(name: str, fn: PerSampleLoss) -> None:
+def holds_network(name: str) -> bool:
+    """Whether loss `name` is a NetworkLoss (takes `weights` / `random_init`)."""
+    fn = LOSSES.get(name)
+    return isinstance(fn, type) and issubclass(fn, NetworkLoss)
+
+
+def register_loss(name: str, fn: PerSampleLoss | type[NetworkLoss]) -> None:
     """Add a loss term usable in configs (perceptual, adversarial, ...): fn(pred, target, mask=None) -> (B,)."""
     if name in LOSSES:
         raise ValueError(f"loss {name!r} exists already")
@@ -95,7 +151,7 @@ def register_loss(name: str, fn: PerSampleLoss) -> None:
 
 def unregister_loss(name: str) -> None:
     """Remove a registered loss (tests; the built-in ones stay)."""
-    if name in ("l1", "l2", "charbonnier", "ssim", "mbn"):
+    if name in BUILT_IN:
         raise ValueError(f"loss {name!r} is built in")
     LOSSES.pop(name, None)
 
@@ -110,16 +166,22 @@ class Loss:
     def __init__(self, terms: list, charbonnier_eps: float = 1e-3):
         self.terms = []
         for term in terms:
-            kind, weight = (term["type"], term["weight"]) if isinstance(term, dict) else (term.type, term.weight)
+            term = term if isinstance(term, dict) else term.to_plain()
+            kind = term["type"]
             if kind not in LOSSES:
                 raise ValueError(f"unknown loss {kind!r}")
-            self.terms.append((LOSSES[kind], float(weight)))
+            fn = LOSSES[kind]
+            if holds_network(kind):
+                fn = fn(term.get("weights"), term.get("random_init", False))
+            self.terms.append((fn, float(term.get("weight", 1.0))))
         self.eps = charbonnier_eps
 
     def __call__(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         pred, target = pred.float(), target.float()
         total = None
         for fn, weight in self.terms:
+            if isinstance(fn, nn.Module):
+                fn.to(pred.device)  # a no-op once there
             value = weight * fn(pred, target, mask, eps=self.eps)
             total = value if total is None else total + value
         return total

@@ -4,8 +4,9 @@ The loop (`trainer.py`) owns data, validation, logging and checkpoints; a recipe
 and the update of one step. Three ship:
 
 * `Supervised`: one network, `train.loss` (the default; every config before recipes were split out).
-* `Adversarial`: generator + discriminator (`adversarial` section), two optimisers with their own schedules;
-  the generator minimises `train.loss + adversarial.weight * GAN loss`.
+* `Adversarial`: generator + discriminator (`adversarial` section; the networks in `discriminators.py`: a
+  PatchGAN or PCARN's, optionally as a multi-scale pyramid), two optimisers with their own schedules;
+  the generator minimises `train.loss + adversarial.weight * GAN loss` (PCARN: train.loss = vgg54).
 * `Staged` (`recipe: staged` + `stages`): a list of stages run one after the other, each a full config
   derived from the base one (its own levels, frozen parameters, losses, strength, steps, model arguments),
   each starting from the previous stage's final weights: AdaFM basic -> adaptation, MBN joint -> recurrent.
@@ -34,7 +35,9 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from restorekit.data.samplers import mix_seed
 from restorekit.distributed import Dist, average_gradients
+from restorekit.errors import ConfigError
 from restorekit.train.config import Config, Optimizer, Scheduler, apply_override, validate_config
+from restorekit.train.discriminators import build_discriminator
 
 if TYPE_CHECKING:
     from restorekit.train.trainer import Prepared
@@ -56,9 +59,16 @@ def lr_factor(step: int, sched: Scheduler, total: int, base_lr: float) -> float:
     return 1.0
 
 
-def build_optimizer(o: Optimizer, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+def build_optimizer(o: Optimizer, params: list[nn.Parameter], factors: list[float] | None = None
+                    ) -> torch.optim.Optimizer:
+    """`factors`: an lr multiplier per parameter (model.lr_factors); parameters with one factor share a param
+    group, the largest factor's first (the lr the logs show)."""
     kind = torch.optim.AdamW if o.type == "adamw" else torch.optim.Adam
-    return kind(params, lr=o.lr, betas=tuple(o.betas), eps=o.eps, weight_decay=o.weight_decay)
+    groups: dict[float, list[nn.Parameter]] = {}
+    for param, factor in zip(params, factors or [1.0] * len(params), strict=True):
+        groups.setdefault(factor, []).append(param)
+    return kind([{"params": group, "lr": o.lr * factor} for factor, group in sorted(groups.items(), reverse=True)],
+                lr=o.lr, betas=tuple(o.betas), eps=o.eps, weight_decay=o.weight_decay)
 
 
 def clip_gradients(params: list[nn.Parameter], norm: float = 0.0, value: float = 0.0) -> None:
@@ -74,13 +84,15 @@ class Optimised:
     recipe needs to take a step (the adversarial recipe has two)."""
 
     def __init__(self, params: list[nn.Parameter], optimizer: Optimizer, scheduler: Scheduler, total: int,
-                 cfg: Config, extra: list[nn.Parameter] = ()):
+                 cfg: Config, extra: list[nn.Parameter] = (), clip: tuple[float, float] | None = None,
+                 factors: list[float] | None = None):
         self.params, self.extra = params, list(extra)  # extra: not DDP-managed, averaged here (uncertainty)
-        self.optimizer = build_optimizer(optimizer, params + self.extra)
+        factors = None if factors is None else [*factors, *[1.0] * len(self.extra)]  # lr multiplier per param
+        self.optimizer = build_optimizer(optimizer, params + self.extra, factors)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: lr_factor(s, scheduler, total, optimizer.lr))
         self.scaler = torch.amp.GradScaler("cuda", enabled=cfg.train.amp == "fp16")
-        self.clip = (cfg.train.grad_clip_norm, cfg.train.grad_clip_value)
+        self.clip = clip or (cfg.train.grad_clip_norm, cfg.train.grad_clip_value)  # (norm, value)
 
     def update(self, loss: torch.Tensor, dist: Dist) -> None:
         self.optimizer.zero_grad(set_to_none=True)
@@ -217,9 +229,11 @@ class Supervised(Recipe):
             self.net.to(memory_format=torch.channels_last)
         self.train_net = wrap(self.net, dist, cfg.model.compile)
         self.weighting = prepared.weighting.to(self.device) if prepared.weighting is not None else None
-        params = [p for p in self.net.parameters() if p.requires_grad]
+        named = [(n, p) for n, p in self.net.named_parameters() if p.requires_grad]
+        params, factors = [p for _, p in named], [prepared.lr_factors.get(n, 1.0) for n, _ in named]
         extra = list(self.weighting.parameters()) if self.weighting is not None else []
-        self.g = Optimised(params, cfg.train.optimizer, cfg.train.scheduler, cfg.train.steps, cfg, extra)
+        self.g = Optimised(params, cfg.train.optimizer, cfg.train.scheduler, cfg.train.steps, cfg, extra,
+                           factors=factors)
         self.ema = EMA(self.net, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
         self.net.train()
 
@@ -266,28 +280,17 @@ class Supervised(Recipe):
             self.weighting.load_state_dict(state["weighting"])
 
 
-class PatchDiscriminator(nn.Module):
-    """A small PatchGAN (pix2pix): stride-2 convs with LeakyReLU, one real/fake logit per patch."""
-
-    def __init__(self, channels: int = 3, features: int = 32, depth: int = 3):
-        super().__init__()
-        layers: list[nn.Module] = [nn.Conv2d(channels, features, 3, padding=1), nn.LeakyReLU(0.2)]
-        width = features
-        for _ in range(depth):
-            layers += [nn.Conv2d(width, width * 2, 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
-            width *= 2
-        layers.append(nn.Conv2d(width, 1, 3, padding=1))
-        self.body = nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
-
-
 def gan_loss(kind: str, logits: torch.Tensor, real: bool) -> torch.Tensor:
+    """vanilla: BCE of sigmoid(logits) (the discriminators' Sigmoid lives here); lsgan: squares."""
     target = torch.full_like(logits, 1.0 if real else 0.0)
     if kind == "lsgan":
         return F.mse_loss(logits, target)
     return F.binary_cross_entropy_with_logits(logits, target)
+
+
+def pyramid_gan_loss(kind: str, logits: list[torch.Tensor], real: bool) -> torch.Tensor:
+    """The multi-scale discriminator's loss: the sum over its pyramid levels (thesis Eq. 2.6)."""
+    return torch.stack([gan_loss(kind, level.float(), real) for level in logits]).sum()
 
 
 @contextlib.contextmanager
@@ -307,29 +310,40 @@ def frozen(module: nn.Module) -> Iterator[None]:
 class Adversarial(Supervised):
     """Generator + discriminator (SRGAN/ESRGAN's scheme): per step the generator minimises
     `train.loss + weight * GAN(D(G(x)), real)`, then the discriminator `GAN(D(y), real) + GAN(D(G(x)), fake)`
-    (halved), each with its own optimiser and schedule (`adversarial.optimizer/scheduler`)."""
+    (halved), each with its own optimiser and schedule (`adversarial.optimizer/scheduler`). D is a pyramid
+    (`adversarial.discriminator.scales`) whose per-level GAN losses are summed."""
 
     def __init__(self, prepared: Prepared, dist: Dist):
         super().__init__(prepared, dist)
         a = self.cfg.adversarial
+        d = a.discriminator
         with torch.random.fork_rng(devices=[]):  # the discriminator's init leaves the generator's seeds alone
             torch.manual_seed(mix_seed(self.cfg.seed, "discriminator") % 2**63)
-            self.disc = PatchDiscriminator(prepared.channels or 3, a.discriminator.features, a.discriminator.depth)
+            self.disc = build_discriminator(d.type, prepared.channels or 3, d.features, d.depth, d.scales)
+        smallest = min(level.patch // level.target_down for level in prepared.levels)  # the target patches D sees
+        if smallest < self.disc.min_side:
+            raise ConfigError(f"{prepared.origin}: adversarial.discriminator: the {d.type} discriminator at scales "
+                              f"{d.scales} needs target patches of at least {self.disc.min_side} px; the smallest "
+                              f"is {smallest}")
         self.disc.to(self.device).train()
         self.train_disc = wrap(self.disc, dist)
-        self.d = Optimised(list(self.disc.parameters()), a.optimizer, a.scheduler, self.cfg.train.steps, self.cfg)
+        clip = (self.cfg.train.grad_clip_norm if a.grad_clip_norm is None else a.grad_clip_norm,
+                self.cfg.train.grad_clip_value)
+        self.d = Optimised(list(self.disc.parameters()), a.optimizer, a.scheduler, self.cfg.train.steps, self.cfg,
+                           clip=clip)
 
     def train_step(self, batch: Batch) -> dict[str, torch.Tensor]:
         a = self.cfg.adversarial
         pred = self.generate(batch.lq)
         pixel = self.pixel_loss(pred, batch)
         with frozen(self.disc), autocast(self.cfg, self.device):  # the raw module: no DDP hooks in this pass
-            fake_logits = self.disc(pred)
-        g_loss = pixel + a.weight * gan_loss(a.gan_loss, fake_logits.float(), True)
+            (fake_logits,) = self.disc(pred)
+        g_loss = pixel + a.weight * pyramid_gan_loss(a.gan_loss, fake_logits, True)
         self.g.update(g_loss, self.dist)
-        with autocast(self.cfg, self.device):  # one pass over real and fake: one DDP forward per backward
-            real_logits, fake_logits = self.train_disc(torch.cat([batch.hq, pred.detach()])).float().chunk(2)
-        d_loss = 0.5 * (gan_loss(a.gan_loss, real_logits, True) + gan_loss(a.gan_loss, fake_logits, False))
+        with autocast(self.cfg, self.device):  # real and fake in one call: one DDP forward per backward
+            real_logits, fake_logits = self.train_disc(batch.hq, pred.detach())
+        d_loss = 0.5 * (pyramid_gan_loss(a.gan_loss, real_logits, True)
+                        + pyramid_gan_loss(a.gan_loss, fake_logits, False))
         self.d.update(d_loss, self.dist)
         if self.ema is not None:
             self.ema.update(self.net)

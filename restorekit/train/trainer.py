@@ -18,12 +18,13 @@ resumed run and an N-process run agree (bit-exactly on CPU with `deterministic: 
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import math
 import os
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +38,18 @@ from restorekit import __version__, evaluation, metrics, paths
 from restorekit.atomic import write_bytes
 from restorekit.card import ModelCard, Training, write_card
 from restorekit.data.augment import MoA
-from restorekit.data.datasets import Level, PatchDataset, degrade_batch
+from restorekit.data.datasets import Level, PatchDataset, degrade_batch, target_of
 from restorekit.data.samplers import LevelStrategy, StepBatchSampler, StepPlan, build_strategy, mix_seed
-from restorekit.data.sources import ImageSet, center_crop, load_folder, load_skimage, synthesize, to_tensor
+from restorekit.data.sources import (
+    ImageSet,
+    at_least,
+    center_crop,
+    load_folder,
+    load_skimage,
+    pool,
+    synthesize,
+    to_tensor,
+)
 from restorekit.distributed import Dist, all_reduce_mean, barrier, broadcast_object, gather_objects
 from restorekit.errors import ConfigError, RestorekitError
 from restorekit.infer import run_model
@@ -58,6 +68,7 @@ class ValLevel:
     name: str
     pairs: list[tuple[torch.Tensor, torch.Tensor]]  # (degraded input, target) per image
     protocol: metrics.Protocol
+    conditions: dict[str, Any] = field(default_factory=dict)  # e.g. the scale of a multi-scale model
 
 
 @dataclass
@@ -80,12 +91,34 @@ class Prepared:
     epoch_steps: int
     channels: int | None
     trainable: list[str] = field(default_factory=list)
+    lr_factors: dict[str, float] = field(default_factory=dict)  # trainable parameter name -> lr multiplier
+    batch_conditions: dict[str, Any] = field(default_factory=dict)  # of the batch being trained (its scale)
 
     @property
     def conditions(self) -> dict[str, Any]:
-        """The forward call's conditions: the configured strength of a modulated model (else none)."""
+        """The forward call's conditions: the configured strength of a modulated model, and while a batch
+        trains (`training_batch`) that batch's own, e.g. the scale of a multi-scale SR step."""
         strength = self.cfg.model.strength
-        return {"strength": strength} if strength is not None and self.info.modulated else {}
+        fixed = {"strength": strength} if strength is not None and self.info.modulated else {}
+        return {**fixed, **self.batch_conditions}
+
+    @contextlib.contextmanager
+    def training_batch(self, levels: torch.Tensor):
+        """The recipe's forward calls inside see the conditions of the batch with these levels: `scale=S` for a
+        model that takes the scale (every sample of a batch has one scale: `StepPlan`)."""
+        scales = {self.levels[int(i)].scale for i in levels.unique().tolist()}
+        if len(scales) != 1:  # the plan draws one scale per step; anything else is a bug, not a config error
+            raise RuntimeError(f"a training batch mixes scales {sorted(scales)}")
+        self.batch_conditions = scale_condition(self.info, scales.pop())
+        try:
+            yield
+        finally:
+            self.batch_conditions = {}
+
+
+def scale_condition(info: ModelInfo, scale: int) -> dict[str, int]:
+    """`{"scale": S}` for a model that takes the scale as a call argument (CARN's heads) and an SR scale."""
+    return {"scale": scale} if scale > 1 and "scale" in info.inputs else {}
 
 
 def _fail(origin: str, key: str, message: str) -> ConfigError:
@@ -104,23 +137,66 @@ def build_model(cfg: Config, origin: str, init_state: dict | None = None, init_s
         module = create_model(cfg.model.type, **cfg.model.args)
     except RestorekitError as err:
         raise _fail(origin, "model.args", str(err)) from None
-    info = get_architecture(cfg.model.type).info(cfg.model.args)
+    architecture = get_architecture(cfg.model.type)
+    info = architecture.info(cfg.model.args)
     if cfg.model.init:
         try:
             init_state, init_strict = read_weights(Path(cfg.model.init).expanduser()), cfg.model.init_strict
+            if architecture.convert:  # a released layout (CARN-pytorch's carn_m.pth) -> ours; ours unchanged
+                init_state = architecture.convert(init_state)
         except RestorekitError as err:
             raise _fail(origin, "model.init", str(err)) from None
     if init_state is not None:
-        try:
-            module.load_state_dict(init_state, strict=init_strict)
-        except RuntimeError as err:
-            raise _fail(origin, "model.init", f"does not fit {cfg.model.type}: {str(err).splitlines()[0]}") from None
+        load_init(module, init_state, init_strict, cfg.model.init_exclude, f"{origin}: model.init: {cfg.model.type}")
     if cfg.model.strength is not None:
         if not info.modulated:
             raise _fail(origin, "model.strength", f"{cfg.model.type} has no strength control")
         if not 0.0 <= cfg.model.strength <= 1.0:
             raise _fail(origin, "model.strength", f"must be in [0, 1], got {cfg.model.strength}")
     return module, info
+
+
+def load_init(module: nn.Module, state: dict[str, torch.Tensor], strict: bool, exclude: list[str], where: str
+              ) -> None:
+    """Start `module` from `state` (model.init, or the previous stage's weights) less the `exclude`d tensors.
+
+    strict: every other parameter of the module is in `state`. Not strict: the module may have more (a new
+    stage, head or layer keeps its initialisation). Either way every tensor loaded must exist in the module
+    with its shape: torch's strict=False would skip a misspelt or unrelated key in silence."""
+    unused = [p for p in exclude if not any(fnmatch.fnmatchcase(k, p) for k in state)]
+    if unused:
+        raise ConfigError(f"{where}: init_exclude pattern {unused[0]!r} matches no tensor of the weights "
+                          f"(e.g. {', '.join(list(state)[:3])})")
+    excluded = {k for k in (*state, *module.state_dict()) if any(fnmatch.fnmatchcase(k, p) for p in exclude)}
+    kept = {k: v for k, v in state.items() if k not in excluded}
+    own = module.state_dict()
+    unknown = [k for k in kept if k not in own]
+    misfit = [k for k in kept if k in own and kept[k].shape != own[k].shape]
+    missing = [k for k in own if k not in kept and k not in excluded]
+    if unknown:
+        raise ConfigError(f"{where} has no tensor {unknown[0]!r} of the weights ({len(unknown)} such); exclude "
+                          "what should not load with model.init_exclude")
+    if misfit:
+        k = misfit[0]
+        raise ConfigError(f"{where}: {k!r} is {tuple(kept[k].shape)} in the weights but {tuple(own[k].shape)} here")
+    if strict and missing:
+        raise ConfigError(f"{where}: the weights lack {missing[0]!r} ({len(missing)} missing); set init_strict: "
+                          "false if the model adds layers")
+    module.load_state_dict(kept, strict=False)
+
+
+def learning_rate_factors(model: nn.Module, factors: dict[str, float], origin: str) -> dict[str, float]:
+    """Trainable parameter name -> lr multiplier from `model.lr_factors` (first matching pattern; else 1):
+    progressive CARN's Algorithm 1 trains each older stage at 0.1x the lr of the one after it."""
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    for pattern, factor in factors.items():
+        if factor <= 0:
+            raise _fail(origin, "model.lr_factors", f"{pattern!r}: {factor} is not positive (freeze parameters "
+                        "with model.freeze)")
+        if not any(fnmatch.fnmatchcase(n, pattern) for n in names):
+            raise _fail(origin, "model.lr_factors", f"pattern {pattern!r} matches no trainable parameter "
+                        f"(e.g. {', '.join(names[:3])})")
+    return {n: next((f for p, f in factors.items() if fnmatch.fnmatchcase(n, p)), 1.0) for n in names}
 
 
 def apply_freezing(model: nn.Module, freeze: list[str], train_only: list[str], origin: str) -> list[str]:
@@ -148,14 +224,17 @@ def load_source(section: Any, key: str, origin: str, channels: int | None, folde
     """Images of a data section (or of one level's own folder); `grey`: how RGB becomes 1 channel."""
     try:
         if folder is not None or section.source == "folder":
-            name = folder if folder is not None else section.folder
-            if not name:
+            names = folder if folder is not None else section.folder
+            if not names:
                 raise _fail(origin, f"{key}.folder", "source 'folder' needs a folder (a path or a benchmark name)")
-            try:
-                path = paths.resolve_dataset(name)
-            except RestorekitError as err:
-                raise _fail(origin, f"{key}.folder" if folder is None else key, str(err)) from None
-            return load_folder(path, channels, section.limit, grey)
+            sets = []
+            for name in [names] if isinstance(names, str) else names:  # a list is pooled (T91 + BSD200)
+                try:
+                    path = paths.resolve_dataset(name)
+                except RestorekitError as err:
+                    raise _fail(origin, f"{key}.folder" if folder is None else key, str(err)) from None
+                sets.append(load_folder(path, channels, section.limit, grey))
+            return pool(sets)
         if section.source == "skimage":
             return load_skimage(list(section.images)[: section.limit], channels, grey)
         return synthesize(section.count, section.size, channels or 3, seed=0)
@@ -176,67 +255,155 @@ def parse_level_spec(spec: str, key: str, origin: str):
         raise _fail(origin, key, f"invalid degradation spec {spec!r}: {err}") from None
 
 
-def build_levels(cfg: Config, origin: str, channels: int | None) -> tuple[list[ImageSet], list[Level]]:
+SCALE_FIELD = "{scale}"  # where a level spec names the SR factor of the step ('down:scale={scale}')
+
+
+def train_scales(cfg: Config) -> list[int]:
+    """The SR factors training draws from: data.train.scales (one per step), else [data.train.scale]."""
     train = cfg.data.train
+    return list(train.scales) if train.scales else [train.scale]
+
+
+def target_down(cfg: Config, scale: int) -> int:
+    """How much the HR patch is downscaled into the target: scale / target_scale (progressive stages), else 1."""
+    target = cfg.data.train.target_scale
+    return scale // target if target else 1
+
+
+def at_scale(text: str | None, scale: int) -> str | None:
+    return text.replace(SCALE_FIELD, str(scale)) if text else text
+
+
+def scaled_name(name: str, scale: int, several: bool) -> str:
+    """A level's name at one scale: its {scale} filled in, or ' xS' added when several scales share it."""
+    if SCALE_FIELD in name:
+        return at_scale(name, scale)
+    return f"{name} x{scale}" if several else name
+
+
+def check_scales(cfg: Config, origin: str, info: ModelInfo) -> None:
+    """Multi-scale and progressive SR settings against each other and against the model's declared scales."""
+    train, scales = cfg.data.train, train_scales(cfg)
+    if any(s <= 0 for s in scales) or len(set(scales)) != len(scales):
+        raise _fail(origin, "data.train.scales", f"needs distinct positive factors, got {scales}")
+    if len(scales) > 1:
+        if "scale" not in info.inputs:
+            raise _fail(origin, "data.train.scales", f"{cfg.model.type} with these arguments does not take the "
+                        "scale as a call argument: multi-scale training needs one that does (carn, carn_m "
+                        "without args.scale)")
+        if cfg.strategy.type in ("on_demand", "uncertainty"):
+            raise _fail(origin, "strategy.type", f"{cfg.strategy.type} steers per level, not per scale: use "
+                        "rigid_joint, single, curriculum or mbn_cycle with data.train.scales")
+        missing = [i for i, lv in enumerate(train.levels) if SCALE_FIELD not in (lv.spec or "")]
+        if missing:
+            raise _fail(origin, f"data.train.levels[{missing[0]}]", "with several scales a level spec names the "
+                        "factor as {scale}, e.g. 'down:scale={scale}'")
+        if any(lv.patch for lv in train.levels):
+            raise _fail(origin, "data.train.levels", "multi-scale levels take their patch from lr_patch x scale")
+    if train.target_scale is not None:
+        if len(scales) > 1 or train.target_scale <= 0 or scales[0] % train.target_scale:
+            raise _fail(origin, "data.train.target_scale", f"{train.target_scale} must divide the one "
+                        f"data.train.scale ({', '.join(map(str, scales))})")
+    for scale in scales:
+        factor = train.target_scale or scale
+        if factor > 1 and factor not in info.scales:
+            raise _fail(origin, "model.args", f"{cfg.model.type} upscales by x{'/x'.join(map(str, info.scales))}, "
+                        f"but training asks for x{factor}")
+
+
+def build_levels(cfg: Config, origin: str, channels: int | None) -> tuple[list[ImageSet], list[Level]]:
+    """The training levels, once per scale for multi-scale SR (index = scale index * levels + level, the
+    order `StepPlan` draws in), with their images; images too small for a level's patch are an error, or
+    left out with data.train.drop_small."""
+    train = cfg.data.train
+    scales = train_scales(cfg)
     sources: list[ImageSet] = [load_source(train, "data.train", origin, channels, grey=train.grey)]
+    own_source: dict[int, int] = {}  # level entry -> index of its own folder's source
     levels = []
-    for i, entry in enumerate(train.levels):
-        key = f"data.train.levels[{i}]"
-        source = 0
-        if entry.folder:
-            sources.append(load_source(train, f"{key}.folder", origin, channels, folder=entry.folder,
-                                       grey=train.grey))
-            source = len(sources) - 1
-        paired = sources[source].paired
-        if paired and entry.spec:
-            raise _fail(origin, key, "a paired folder (degraded/ + clean/) provides the inputs; use null as its spec")
-        if not paired and not entry.spec:
-            raise _fail(origin, key, "needs a degradation spec (e.g. 'noise:sigma=25'): the images are clean")
-        pipeline = parse_level_spec(entry.spec, key, origin) if entry.spec else None
-        patch = entry.patch or train.patch
-        scale = sources[source].scale if paired else train.scale
-        if patch % scale:
-            raise _fail(origin, "data.train.patch", f"{patch} is not a multiple of the scale {scale}")
-        smallest = sources[source].min_side()
-        if patch > smallest:
-            raise _fail(origin, "data.train.patch", f"{patch} is larger than the smallest training image "
-                        f"({smallest} px) of {sources[source].origin}")
-        levels.append(Level(entry.name, entry.spec, source, patch, pipeline))
-    if len({lv.patch for lv in levels}) > 1 and cfg.strategy.type not in ("single", "mbn_cycle"):
-        raise _fail(origin, "data.train.levels", "levels with different patch sizes need strategy single or "
-                    "mbn_cycle (every batch must hold one patch size)")
+    for scale in scales:
+        for i, entry in enumerate(train.levels):
+            key = f"data.train.levels[{i}]"
+            if entry.folder and i not in own_source:
+                sources.append(load_source(train, f"{key}.folder", origin, channels, folder=entry.folder,
+                                           grey=train.grey))
+                own_source[i] = len(sources) - 1
+            source = own_source.get(i, 0)
+            paired = sources[source].paired
+            if paired and entry.spec:
+                raise _fail(origin, key, "a paired folder (degraded/ + clean/) provides the inputs; use null as its "
+                            "spec")
+            if not paired and not entry.spec:
+                raise _fail(origin, key, "needs a degradation spec (e.g. 'noise:sigma=25'): the images are clean")
+            spec = at_scale(entry.spec, scale)
+            pipeline = parse_level_spec(spec, key, origin) if spec else None
+            level_scale = sources[source].scale if paired else scale
+            patch = entry.patch or (train.lr_patch * level_scale if train.lr_patch else train.patch)
+            if patch % level_scale:
+                raise _fail(origin, "data.train.patch", f"{patch} is not a multiple of the scale {level_scale}")
+            levels.append(Level(scaled_name(entry.name, scale, len(scales) > 1), spec, source, patch, pipeline,
+                                level_scale, target_down(cfg, level_scale)))
+    sources = [fit_patches(images, max(lv.patch for lv in levels if lv.source == i), train.drop_small, origin)
+               if any(lv.source == i for lv in levels) else images for i, images in enumerate(sources)]
+    per_scale = len(train.levels)
+    for group in range(len(scales)):
+        if len({lv.patch for lv in levels[group * per_scale:(group + 1) * per_scale]}) > 1 and \
+                cfg.strategy.type not in ("single", "mbn_cycle"):
+            raise _fail(origin, "data.train.levels", "levels with different patch sizes need strategy single or "
+                        "mbn_cycle (every batch must hold one patch size)")
     return sources, levels
 
 
-def build_validation(cfg: Config, origin: str, channels: int | None) -> list[ValLevel]:
+def fit_patches(images: ImageSet, patch: int, drop_small: bool, origin: str) -> ImageSet:
+    """`images` if every one gives a patch x patch crop; else the ones that do (drop_small), or an error."""
+    if images.min_side() >= patch:
+        return images
+    if not drop_small:
+        raise _fail(origin, "data.train.patch", f"{patch} is larger than the smallest training image "
+                    f"({images.min_side()} px) of {images.origin} (data.train.drop_small: true leaves such "
+                    "images out)")
+    kept = at_least(images, patch)
+    if not len(kept):
+        raise _fail(origin, "data.train.patch", f"{patch} is larger than every training image of {images.origin}")
+    return kept
+
+
+def build_validation(cfg: Config, origin: str, channels: int | None, info: ModelInfo) -> list[ValLevel]:
+    """Validation pairs per level, and per scale for multi-scale SR (each with its `scale` condition and
+    border crop = scale); a progressive stage's target is downscaled like its training targets."""
     val = cfg.data.val
     images = load_source(val, "data.val", origin, channels, grey=val.grey or cfg.data.train.grey)
-    scale = cfg.data.train.scale
+    scales = train_scales(cfg)
     entries: list[LevelEntry] = val.levels if val.levels is not None else cfg.data.train.levels
     key_base = "data.val.levels" if val.levels is not None else "data.train.levels"
     out = []
-    for i, entry in enumerate(entries):
-        key = f"{key_base}[{i}]"
-        if images.paired:  # the folder provides the inputs: one validation level
-            protocol = evaluation.default_setup(cfg.task, scale=images.scale if cfg.task == "sr" else None).protocol
-            crop_lq = val.crop // images.scale if val.crop else None
-            pairs = [(to_tensor(center_crop(d, crop_lq)), to_tensor(center_crop(c, val.crop)))
-                     for d, c in zip(images.degraded, images.clean, strict=True)]
-            out.append(ValLevel("paired", pairs, protocol))
-            break
-        if not entry.spec:
-            raise _fail(origin, key, "validation on clean images needs a degradation spec")
-        parse_level_spec(entry.spec, key, origin)
-        try:
-            setup = evaluation.default_setup(cfg.task, scale=scale if (scale > 1 or cfg.task == "sr") else None,
-                                             degrade=entry.spec, seed=val.seed, seed_mode="name")
-            pairs = []
-            for name, array in zip(images.names, images.clean, strict=True):
-                clean = to_tensor(center_crop(array, val.crop))
-                pairs.append(evaluation.make_input(clean, name, setup))
-        except RestorekitError as err:
-            raise _fail(origin, key, str(err)) from None
-        out.append(ValLevel(entry.name, pairs, setup.protocol))
+    if images.paired:  # the folder provides the inputs: one validation level
+        protocol = evaluation.default_setup(cfg.task, scale=images.scale if cfg.task == "sr" else None).protocol
+        crop_lq = val.crop // images.scale if val.crop else None
+        pairs = [(to_tensor(center_crop(d, crop_lq)), to_tensor(center_crop(c, val.crop)))
+                 for d, c in zip(images.degraded, images.clean, strict=True)]
+        return [ValLevel("paired", pairs, protocol, scale_condition(info, images.scale))]
+    for scale in scales:
+        down = target_down(cfg, scale)
+        for i, entry in enumerate(entries):
+            key = f"{key_base}[{i}]"
+            if not entry.spec:
+                raise _fail(origin, key, "validation on clean images needs a degradation spec")
+            spec = at_scale(entry.spec, scale)
+            parse_level_spec(spec, key, origin)
+            try:
+                setup = evaluation.default_setup(cfg.task, scale=scale if (scale > 1 or cfg.task == "sr") else None,
+                                                 degrade=spec, seed=val.seed, seed_mode="name")
+                pairs = []
+                for name, array in zip(images.names, images.clean, strict=True):
+                    degraded, target = evaluation.make_input(to_tensor(center_crop(array, val.crop)), name, setup)
+                    pairs.append((degraded, target_of(target, down)))
+            except RestorekitError as err:
+                raise _fail(origin, key, str(err)) from None
+            protocol = setup.protocol
+            if down > 1 and protocol.crop_border:  # the border crop of the stage's output factor
+                protocol = replace(protocol, crop_border=scale // down)
+            out.append(ValLevel(scaled_name(entry.name, scale, len(scales) > 1), pairs, protocol,
+                                scale_condition(info, scale)))
     return out
 
 
@@ -278,23 +445,26 @@ def prepare(cfg: Config, dist: Dist, init_state: dict | None = None, init_strict
     torch.manual_seed(cfg.seed)
     module, info = build_model(cfg, origin, init_state, init_strict)
     trainable = apply_freezing(module, cfg.model.freeze, cfg.model.train_only, origin)
+    lr_factors = learning_rate_factors(module, cfg.model.lr_factors, origin)
+    check_scales(cfg, origin, info)
     takes = info.in_channels
     if takes and cfg.data.train.channels and cfg.data.train.channels != takes:
         raise _fail(origin, "data.train.channels", f"{cfg.data.train.channels}, but {cfg.model.type} takes "
                     f"{takes}-channel images")
     channels = cfg.data.train.channels or takes
     sources, levels = build_levels(cfg, origin, channels)
-    validation = build_validation(cfg, origin, cfg.data.val.channels or channels)
+    validation = build_validation(cfg, origin, cfg.data.val.channels or channels, info)
     s = cfg.strategy
-    if s.type == "mbn_cycle" and (s.cycle is None or len(s.cycle) != len(levels)):
-        raise _fail(origin, "strategy.cycle", f"mbn_cycle needs one count per level ({len(levels)}), got {s.cycle}")
+    per_scale = len(cfg.data.train.levels)  # the strategy's levels (each repeated per scale in `levels`)
+    if s.type == "mbn_cycle" and (s.cycle is None or len(s.cycle) != per_scale):
+        raise _fail(origin, "strategy.cycle", f"mbn_cycle needs one count per level ({per_scale}), got {s.cycle}")
     if s.type == "on_demand" and len(validation) != len(levels):
         raise _fail(origin, "data.val.levels", f"on_demand needs one validation level per training level "
                     f"({len(levels)}), got {len(validation)}")
-    strategy = build_strategy(s.type, len(levels), level=s.level, total_steps=cfg.train.steps,
+    strategy = build_strategy(s.type, per_scale, level=s.level, total_steps=cfg.train.steps,
                               curriculum=s.curriculum, cycle=s.cycle, seed=cfg.seed)
     plan = StepPlan(strategy, [lv.source for lv in levels], [len(src) for src in sources],
-                    cfg.train.batch_size, cfg.seed)
+                    cfg.train.batch_size, cfg.seed, scales=len(train_scales(cfg)))
     dataset = PatchDataset(sources, levels, scale=cfg.data.train.scale, flip=cfg.data.train.flip,
                            rot=cfg.data.train.rot, degrade=cfg.data.train.degrade_on == "worker")
     weighting = UncertaintyWeighting(len(levels)) if strategy.weights_loss else None
@@ -303,7 +473,7 @@ def prepare(cfg: Config, dist: Dist, init_state: dict | None = None, init_strict
         raise _fail(origin, "strategy.epoch_steps", f"must be positive, got {epoch_steps}")
     return Prepared(cfg, origin, module, info, sources, levels, strategy, plan, dataset, validation,
                     Loss(cfg.train.loss, cfg.train.charbonnier_eps), weighting, build_moa(cfg, origin), epoch_steps,
-                    channels, trainable)
+                    channels, trainable, lr_factors)
 
 
 # ------------------------------------------------------------------------------------- pieces
@@ -320,7 +490,7 @@ def validate(model: Model, validation: list[ValLevel], device: torch.device, **c
         for level in validation:
             values = []
             for degraded, target in level.pairs:
-                output = run_model(model, degraded, device, **conditions).clamp(0, 1)
+                output = run_model(model, degraded, device, **conditions, **level.conditions).clamp(0, 1)
                 values.append(float(metrics.psnr_batch(output, target, level.protocol)))
             results[level.name] = float(np.mean(values))
     finally:
@@ -605,7 +775,8 @@ class StageRun:
         while step < total:
             stop = segment_end(step, total, prepared)
             for raw in make_loader(prepared, step, stop, self.dist):
-                losses = self.recipe.train_step(self.batch(raw, step))
+                with prepared.training_batch(raw["level"]):
+                    losses = self.recipe.train_step(self.batch(raw, step))
                 step += 1
                 self.after_step(step, losses)
                 if self.cfg.train.checkpoint_every and step % self.cfg.train.checkpoint_every == 0 and step < total:
