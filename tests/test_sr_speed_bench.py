@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 _PATH = Path(__file__).resolve().parent.parent / "bench" / "sr_speed.py"
 _SPEC = importlib.util.spec_from_file_location("sr_speed", _PATH)
 sr_speed = importlib.util.module_from_spec(_SPEC)
+sys.modules.setdefault("sr_speed", sr_speed)  # dataclasses look their module up there
 _SPEC.loader.exec_module(sr_speed)
 
 
