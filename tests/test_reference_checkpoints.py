@@ -9,6 +9,7 @@ sub-pixel order), so a converter that transposes, orders or folds wrongly fails 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -267,13 +268,19 @@ def test_ffdnet_noise_map_shapes():
 SR_CASES = [("vdsr_official.mat", ["--quantize", "none"], 37.59, 0.10), ("idn_x2.safetensors", [], 37.83, 0.05)]
 
 
+def released_file(folder: Path, name: str) -> Path:
+    """A released weights file, or a skip naming it when this workspace lacks it."""
+    path = folder / name
+    if not path.is_file():
+        pytest.skip(f"{path} absent")
+    return path
+
+
 @pytest.mark.data
 @pytest.mark.parametrize("file,extra,expected,tolerance", SR_CASES)
 def test_released_sr_models_reproduce_set5_x2(reference_weights, data_dir, file, extra, expected, tolerance,
                                               tmp_path):
-    weights = reference_weights / file
-    if not weights.is_file():
-        pytest.skip(f"{weights} absent")
+    weights = released_file(reference_weights, file)
     out = tmp_path / "r.json"
     assert main(["eval", "--model", str(weights), "--dataset", str(data_dir / "test" / "Set5"), "--task", "sr",
                  "--scale", "2", *extra, "--json", str(out)]) == 0
@@ -295,9 +302,7 @@ DENOISE_CASES = [
 @pytest.mark.data
 @pytest.mark.parametrize("file,dataset,sigma,expected", DENOISE_CASES)
 def test_released_denoisers_on_one_image(reference_weights, data_dir, file, dataset, sigma, expected, tmp_path):
-    weights = reference_weights / file
-    if not weights.is_file():
-        pytest.skip(f"{weights} absent")
+    weights = released_file(reference_weights, file)
     out = tmp_path / "r.json"
     assert main(["eval", "--model", str(weights), "--dataset", str(data_dir / "test" / dataset), "--task", "denoise",
                  "--level", str(sigma), "--limit", "1", "--json", str(out)]) == 0
@@ -328,9 +333,7 @@ CARN_CASES = [("carn_m.pth", 2, [], 37.62), ("carn_m.pth", 3, [], 34.03), ("carn
 @pytest.mark.data
 @pytest.mark.parametrize("file,scale,extra,expected", CARN_CASES)
 def test_released_carn_m_reproduces_set5(reference_weights, data_dir, file, scale, extra, expected, tmp_path):
-    weights = reference_weights / file
-    if not weights.is_file():
-        pytest.skip(f"{weights} absent")
+    weights = released_file(reference_weights, file)
     out = tmp_path / "r.json"
     assert main(["eval", "--model", str(weights), "--dataset", str(data_dir / "test" / "Set5"), "--task", "sr",
                  "--scale", str(scale), *extra, "--json", str(out)]) == 0
