@@ -51,3 +51,7 @@ class TimedOut(RestorekitError):
     def __init__(self, seconds: float):
         self.seconds = seconds
         super().__init__(f"took longer than the {seconds:g} s limit")
+
+
+class MissingPackage(RestorekitError):
+    """An optional package a requested feature needs is not installed (the message says how to get it)."""

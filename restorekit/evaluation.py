@@ -229,6 +229,7 @@ def evaluate(
     progress=None,
     strength: float | None = None,
     skip_unpaired: bool = False,
+    no_reference: tuple[str, ...] = (),
 ) -> dict:
     """Score `model` on every image of `dataset`; returns the JSON-ready result (means and per image).
 
@@ -237,6 +238,7 @@ def evaluate(
     (VDSR, DnCNN-3) gets the setup's scale. A paired dataset is scored as given: `level` is then only
     stated (recorded with level_source 'stated'; still the model's condition), never applied. Its files
     without a partner are an error, or with `skip_unpaired` left out and listed under 'unpaired'.
+    `no_reference` adds measures of the output alone (`metrics.NO_REFERENCE`, e.g. PIQE for GAN models).
     """
     setup = for_dataset(setup, dataset)
     items, unpaired = load_items(dataset, skip_unpaired=skip_unpaired)
@@ -270,6 +272,8 @@ def evaluate(
         }
         if setup.task == "jpeg":
             row["psnr_b"] = float(metrics.psnr_b_batch(output, clean, replace(setup.protocol, crop_border=0)))
+        for measure in no_reference:  # the whole RGB output, as a viewer sees it
+            row[measure] = metrics.no_reference(measure, output)
         rows.append(row)
         if progress is not None:
             progress(name)
@@ -293,6 +297,8 @@ def evaluate(
         result["unpaired"] = relative(dataset, unpaired)
     if setup.task == "jpeg":
         result["psnr_b"] = sum(r["psnr_b"] for r in rows) / len(rows)
+    for measure in no_reference:
+        result[measure] = sum(r[measure] for r in rows) / len(rows)
     return result
 
 

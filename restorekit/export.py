@@ -196,7 +196,8 @@ def _info_from(module: OnnxModule) -> ModelInfo:
     else:
         info = get_architecture(stored["name"]).info(stored["arguments"])
     inputs = ("strength",) if module.takes_strength else ()
-    return ModelInfo(**{**info.__dict__, "fp16": False, "bf16": False, "inputs": inputs})
+    # the graph was traced through `Model.__call__`: it takes the LR image and up-samples it itself
+    return ModelInfo(**{**info.__dict__, "fp16": False, "bf16": False, "inputs": inputs, "input_upsample": 1})
 
 
 def model_from_onnx(source: bytes | str | Path) -> Model:

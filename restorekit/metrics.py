@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from restorekit import ops
+from restorekit.errors import MissingPackage
 
 Array = np.ndarray | torch.Tensor
 
@@ -203,3 +204,44 @@ def l2_pm1(output: Array, target: Array) -> float:
     a, b = _to_batch(output), _to_batch(target)
     _check_pair(a, b)
     return float(((2 * (a - b)) ** 2).mean())
+
+
+# ------------------------------------------------------------------------ no-reference (perceptual)
+
+NO_REFERENCE = ("piqe",)
+
+
+def piqe(image: Array) -> float:
+    """PIQE (Venkatanath et al. 2015; MATLAB's `piqe`): a no-reference, opinion-unaware quality score of one
+    RGB or grey image, 0 (best) .. 100, from the `pypiqe` package (a port tested against MATLAB). It needs no
+    learned weights, which is why it is the perceptual measure here: LPIPS needs AlexNet/VGG weights that
+    cannot be downloaded on this machine, pyiqa's NIQE downloads its parameters, and the BRISQUE package
+    fails with current SciPy. The image is rounded to uint8 first, as MATLAB scores image files."""
+    _piqe = _load_piqe()
+    batch = _to_batch(image)
+    if batch.shape[0] != 1:
+        raise ValueError("piqe scores one image at a time")
+    array = (batch[0].clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    return float(_piqe(array[..., 0] if array.shape[2] == 1 else array)[0])
+
+
+def _load_piqe():
+    try:
+        from pypiqe import piqe as _piqe
+    except ImportError as err:  # an optional extra: say how to get it, in one line
+        raise MissingPackage("PIQE needs the optional package pypiqe: pip install 'restorekit[perceptual]'") from err
+    return _piqe
+
+
+def require_no_reference(name: str) -> None:
+    """Fail early, in one line, when a requested measure is unknown or its package is not installed."""
+    if name not in NO_REFERENCE:
+        raise ValueError(f"unknown no-reference measure {name!r}; choose from: {', '.join(NO_REFERENCE)}")
+    _load_piqe()
+
+
+def no_reference(name: str, image: Array) -> float:
+    """The no-reference measure `name` (one of NO_REFERENCE) of one image."""
+    if name == "piqe":
+        return piqe(image)
+    raise ValueError(f"unknown no-reference measure {name!r}; choose from: {', '.join(NO_REFERENCE)}")

@@ -71,6 +71,44 @@ def test_single_scale_carn_parameters(scale, expected):
     assert _params("carn", scale=scale)[0] == expected
 
 
+@pytest.mark.parametrize("cascade,thousands", [("none", 963), ("local", 1_074), ("global", 1_000),
+                                               ("local+global", 1_111)])
+def test_cascading_ablation_parameters_are_table_2_1s(cascade, thousands):
+    """Table 2.1 (single-scale x4): baseline (SRResNet-like) 963K, + Local 1,074K, + Global 1,000K,
+    + L/G 1,111K, + Residual 1,111K (the body's residual adds no parameters)."""
+    assert _params("carn", scale=4, cascade=cascade)[0] // 1000 == thousands
+    assert _params("carn", scale=4, cascade=cascade, residual=True) == _params("carn", scale=4, cascade=cascade,
+                                                                              residual=False)
+
+
+def test_without_cascading_the_body_is_the_units_in_sequence():
+    """The ablation's baseline: no 1x1 fusions, each block its units one after another (SRResNet-like)."""
+    model = _random("carn", features=8, blocks=2, units=2, scale=2, cascade="none", residual=False)
+    body = model.module.body
+    x = torch.rand(1, 8, 5, 6, generator=torch.Generator().manual_seed(2))
+    expected = x
+    for block in body.blocks:
+        for unit in block.units:
+            expected = unit(expected)
+    assert torch.equal(body(x), expected)
+
+
+def test_desubpixel_carn_takes_the_lr_image_nearest_upsampled_to_hr_size():
+    """CutBlur's network side (thesis 4.3.1 step 5): the HR-size input is pixel-unshuffled by s before the
+    first conv (3 -> 3s^2 channels: 48 for x4 RGB), and at test time the LR image is nearest-upsampled first,
+    which `Model.__call__` does: so `model(lr)` is the module on the nearest-upsampled LR."""
+    model = _random("carn_m", features=8, blocks=1, units=2, scale=4, desubpixel=True)
+    assert model.module.entry.in_channels == 48 and model.info.input_upsample == 4
+    lr = _lr(6, 7)
+    with torch.no_grad():
+        out = model(lr)
+        direct = model.module(torch.nn.functional.interpolate(lr, scale_factor=4, mode="nearest"))
+    assert out.shape == (1, 3, 24, 28)
+    assert torch.equal(out, direct)
+    with pytest.raises(ModelError, match="single-scale"):
+        models.create_model("carn", desubpixel=True)
+
+
 def test_progressive_carn_parameters_fix_the_stage_body_as_b8u4():
     """Table 3.1: progressive CARN 9.46M (spec 9: 9,461,443 with three B8U4 stages). The text's other
     reading, B4U8, gives 9,878,467, which matches nothing the thesis reports."""

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from restorekit import evaluation, models, ops, paths
+from restorekit import evaluation, metrics, models, ops, paths
 from restorekit.atomic import write_bytes, write_json
 from restorekit.card import card_path
 from restorekit.cli.common import results_table
@@ -77,6 +77,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "naming them (and list them in the JSON under 'unpaired'), instead of stopping with an error")
     p.add_argument("--strength", type=float,
                    help="modulation strength (AdaFM lambda) in [0, 1]; default: the model card's lambda(level)")
+    p.add_argument("--no-reference", action="append", choices=metrics.NO_REFERENCE, default=[],
+                   help="also score each output alone (repeatable): piqe (0 best .. 100; optional package "
+                   "pypiqe), the perceptual measure for GAN-trained models, whose PSNR says little")
     p.set_defaults(run=run)
 
 
@@ -149,6 +152,8 @@ def run_grid(args: argparse.Namespace) -> int:
 
     if args.level is not None:
         raise RestorekitError("--level and a grid (--levels, several --model or --degrade) do not mix; use --levels")
+    if args.no_reference:
+        raise RestorekitError("--no-reference scores one evaluation: one --model, one --scale or --level")
     levels = evaluation.parse_levels(args.levels) if args.levels else None
     dataset = paths.resolve_dataset(args.dataset)
     paired = is_paired_folder(dataset)
@@ -201,20 +206,23 @@ def run(args: argparse.Namespace) -> int:
     if is_grid(args):
         return run_grid(args)
     args.model = _single(args.model)
+    for measure in args.no_reference:
+        metrics.require_no_reference(measure)
     setup = setup_from_args(args)
     dataset = paths.resolve_dataset(args.dataset)
     model = load_for(args.model, setup.task, setup.scale)
     model.name = args.model
     result = evaluation.evaluate(model, dataset, setup, device=args.device, limit=args.limit, strength=args.strength,
-                                 skip_unpaired=args.skip_unpaired)
+                                 skip_unpaired=args.skip_unpaired, no_reference=tuple(args.no_reference))
     warn_unpaired(dataset, result)
-    rows = [[r["name"], r["psnr"], r["ssim"]] for r in result["images"]]
-    rows.append(["mean", result["psnr"], result["ssim"]])
+    extra = list(args.no_reference)
+    rows = [[r["name"], r["psnr"], r["ssim"], *(r[m] for m in extra)] for r in result["images"]]
+    rows.append(["mean", result["psnr"], result["ssim"], *(result[m] for m in extra)])
     stated = " (stated, not applied)" if result["level_source"] == "stated" else ""
     level = f" level {setup.level:g}{stated}" if setup.level is not None else ""
     scale = f" x{setup.scale}" if setup.task == "sr" else ""
     title = f"{args.model} on {dataset.name}: {setup.task}{scale}{level}"
-    Console().print(results_table(title, ["image", "PSNR", "SSIM"], rows))
+    Console().print(results_table(title, ["image", "PSNR", "SSIM", *(m.upper() for m in extra)], rows))
     if args.json:
         write_json(args.json, result)
     return 0

@@ -67,6 +67,9 @@ class Architecture:
     fp16: bool = False  # "assume false until tested" (spandrel PR #73); tests/test_model_contract.py measures
     bf16: bool = False
     blind: bool = False  # removes an unknown degradation (what `--task auto` picks)
+    # >1: the module takes its LR input nearest-upsampled by this factor, to HR size (CutBlur's desubpixel
+    # SR models, thesis 4.3.1 step 5); `Model.__call__` and the trainer do it with `upsample_input`
+    input_upsample: int = 1
     detect: Callable[[StateDict], dict | None] | None = None  # released / our state dict -> builder arguments
     convert: Callable[[StateDict], StateDict] | None = None  # released key layout -> ours (after detect)
     call: Callable[..., Any] | None = None  # call(module, image, **conditions); default module(image, **conditions)
@@ -107,6 +110,7 @@ class ModelInfo:
     fp16: bool = False
     bf16: bool = False
     blind: bool = False
+    input_upsample: int = 1
 
     @property
     def name(self) -> str:
@@ -162,6 +166,7 @@ class Model:
         if refused:
             takes = ", ".join(self.info.inputs) or "nothing but the image"
             raise ModelError(f"model {self.name!r} takes no {', '.join(refused)} (it takes {takes})")
+        image = upsample_input(image, self.info.input_upsample)
         call = self.info.architecture.call
         return call(self.module, image, **given) if call else self.module(image, **given)
 
@@ -180,6 +185,12 @@ class Model:
     @property
     def device(self) -> torch.device:
         return next((p.device for p in self.module.parameters()), torch.device("cpu"))
+
+
+def upsample_input(image: torch.Tensor, factor: int) -> torch.Tensor:
+    """The LR image at the size a desubpixel model takes: nearest neighbour, the kernel CutBlur trains with
+    (thesis 4.3.1 step 1), so that an LR pixel reaches the first conv exactly as in a CutBlur LR region."""
+    return image if factor == 1 else torch.nn.functional.interpolate(image, scale_factor=factor, mode="nearest")
 
 
 _REGISTRY: dict[str, Architecture] = {}

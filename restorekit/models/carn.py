@@ -46,6 +46,8 @@ DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)  # reference code's MeanShift; no std 
 VARIANTS = ("thesis", "eccv")
 HEADS = (2, 3, 4)  # the multi-scale model's up-sampling branches
 SINGLE_SCALES = (2, 3, 4, 8)
+# thesis Table 2.1's ablation: "none" is its SRResNet-like baseline (963K parameters at x4), "local+global" CARN
+CASCADES = ("none", "local", "global", "local+global")
 
 
 def _conv3(cin: int, cout: int, groups: int = 1) -> nn.Conv2d:
@@ -84,7 +86,12 @@ def _fusion(inputs: int, features: int, variant: str) -> nn.Module:
 
 def _cascade(x: torch.Tensor, steps: list[nn.Module], fusions: nn.ModuleList) -> torch.Tensor:
     """c_u = [c_{u-1}, step_u(o_{u-1})], o_u = fuse_u(c_u): what both reference codes concatenate (the raw
-    step outputs; the thesis's equations name the fused ones, same channel counts)."""
+    step outputs; the thesis's equations name the fused ones, same channel counts). No fusions: the steps
+    in sequence (the ablation's model without this level of cascading, thesis Table 2.1)."""
+    if not fusions:
+        for step in steps:
+            x = step(x)
+        return x
     concatenated = out = x
     for step, fuse in zip(steps, fusions):
         concatenated = torch.cat([concatenated, step(out)], dim=1)
@@ -95,7 +102,8 @@ def _cascade(x: torch.Tensor, steps: list[nn.Module], fusions: nn.ModuleList) ->
 class CascadingBlock(nn.Module):
     """U residual units with local cascading; `shared`: one unit used at every position (CARN-M's recursion)."""
 
-    def __init__(self, features: int, units: int, groups: int, efficient: bool, shared: bool, variant: str) -> None:
+    def __init__(self, features: int, units: int, groups: int, efficient: bool, shared: bool, variant: str,
+                 local: bool = True) -> None:
         super().__init__()
         self.positions = units
 
@@ -103,7 +111,7 @@ class CascadingBlock(nn.Module):
             return EfficientResidualUnit(features, groups) if efficient else ResidualUnit(features)
 
         self.units = nn.ModuleList(unit() for _ in range(1 if shared else units))
-        self.fusions = nn.ModuleList(_fusion((u + 2) * features, features, variant) for u in range(units))
+        self.fusions = nn.ModuleList(_fusion((u + 2) * features, features, variant) for u in range(units if local else 0))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         steps = [self.units[min(u, len(self.units) - 1)] for u in range(self.positions)]
@@ -111,15 +119,18 @@ class CascadingBlock(nn.Module):
 
 
 class CascadingBody(nn.Module):
-    """B cascading blocks with global cascading; the thesis adds the body's input back (O = H^B + H^0)."""
+    """B cascading blocks with global cascading; the thesis adds the body's input back (O = H^B + H^0).
+    `local`/`global_`/`residual` switch the three off one by one: the ablation of thesis Table 2.1."""
 
     def __init__(self, features: int, blocks: int, units: int, groups: int = 1, efficient: bool = False,
-                 shared: bool = False, variant: str = "thesis") -> None:
+                 shared: bool = False, variant: str = "thesis", local: bool = True, global_: bool = True,
+                 residual: bool | None = None) -> None:
         super().__init__()
-        self.residual = variant == "thesis"
-        self.blocks = nn.ModuleList(CascadingBlock(features, units, groups, efficient, shared, variant)
+        self.residual = variant == "thesis" if residual is None else residual
+        self.blocks = nn.ModuleList(CascadingBlock(features, units, groups, efficient, shared, variant, local)
                                     for _ in range(blocks))
-        self.fusions = nn.ModuleList(_fusion((b + 2) * features, features, variant) for b in range(blocks))
+        self.fusions = nn.ModuleList(_fusion((b + 2) * features, features, variant)
+                                     for b in range(blocks if global_ else 0))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = _cascade(x, list(self.blocks), self.fusions)
@@ -147,12 +158,21 @@ class MeanShift(nn.Module):
 
 class CARN(MeanShift):
     def __init__(self, features: int = 64, blocks: int = 3, units: int = 3, scale: int | None = None,
-                 groups: int = 1, efficient: bool = False, shared: bool = False, variant: str = "thesis") -> None:
+                 groups: int = 1, efficient: bool = False, shared: bool = False, variant: str = "thesis",
+                 desubpixel: bool = False, cascade: str = "local+global", residual: bool | None = None) -> None:
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, not {variant!r}")
-        self.entry = _conv3(3, features)
-        self.body = CascadingBody(features, blocks, units, groups, efficient, shared, variant)
+        if desubpixel and scale is None:
+            raise ValueError("desubpixel needs a single-scale CARN (scale=2/3/4/8): the input is HR-size")
+        # CutBlur's desubpixel entry (thesis 4.3.1 step 5): the HR-size input is pixel-unshuffled by the scale,
+        # so the first conv sees s^2 x 3 channels at LR size and nothing after it changes
+        self.unshuffle = scale if desubpixel else 1
+        self.entry = _conv3(3 * self.unshuffle**2, features)
+        if cascade not in CASCADES:
+            raise ValueError(f"cascade must be one of {', '.join(CASCADES)}, not {cascade!r}")
+        self.body = CascadingBody(features, blocks, units, groups, efficient, shared, variant,
+                                  local="local" in cascade, global_="global" in cascade, residual=residual)
         self.heads = nn.ModuleDict({f"x{s}": upsampler(features, s, groups) for s in (HEADS if scale is None else (scale,))})
         self.exit = _conv3(features, 3)
 
@@ -160,7 +180,8 @@ class CARN(MeanShift):
         head = f"x{int(scale)}" if scale is not None else next(iter(self.heads)) if len(self.heads) == 1 else None
         if head not in self.heads:
             raise ModelError(f"this CARN has the {', '.join(self.heads)} head(s), not x{scale}")
-        return self.exit(self.heads[head](self.body(self.entry(x - self.rgb_mean)))) + self.rgb_mean
+        features = self.entry(F.pixel_unshuffle(x - self.rgb_mean, self.unshuffle))
+        return self.exit(self.heads[head](self.body(features))) + self.rgb_mean
 
 
 class ProgressiveStage(nn.Module):
@@ -294,14 +315,16 @@ def _count(state: StateDict, pattern: str) -> int:
 
 def _read(state: StateDict) -> dict | None:
     """Builder arguments from our layout: the variant from the fusion keys, the scale from the heads."""
-    if "entry.weight" not in state or "exit.weight" not in state or "body.fusions.0.bias" not in state and \
-            "body.fusions.0.0.bias" not in state:
+    if "entry.weight" not in state or "exit.weight" not in state or "body.blocks.0.units.0.conv1.weight" not in state:
         return None
     features = int(state["entry.weight"].shape[0])
-    variant = "eccv" if "body.fusions.0.0.weight" in state else "thesis"
-    blocks = _count(state, r"body\.fusions\.\d+(\.0)?\.weight")
-    units = _count(state, r"body\.blocks\.0\.fusions\.\d+(\.0)?\.weight")
+    variant = "eccv" if any(re.fullmatch(r"body\.(blocks\.\d+\.)?fusions\.\d+\.0\.weight", k) for k in state) \
+        else "thesis"
     stored = len({k.split(".")[4] for k in state if k.startswith("body.blocks.0.units.")})
+    blocks = len({k.split(".")[2] for k in state if k.startswith("body.blocks.")})
+    units = _count(state, r"body\.blocks\.0\.fusions\.\d+(\.0)?\.weight") or stored  # no local fusions: unshared
+    local = any(k.startswith("body.blocks.0.fusions.") for k in state)
+    global_ = any(k.startswith("body.fusions.") for k in state)
     heads = sorted(int(m[1]) for k in state if (m := re.fullmatch(r"heads\.x(\d+)\.0\.weight", k)))
     unit = state["body.blocks.0.units.0.conv1.weight"]
     arguments = {"features": features, "blocks": blocks, "units": units, "variant": variant,
@@ -311,8 +334,12 @@ def _read(state: StateDict) -> dict | None:
         if len(heads) != 1:
             return None
         arguments["scale"] = heads[0]
+        if int(state["entry.weight"].shape[1]) == 3 * heads[0] ** 2:
+            arguments["desubpixel"] = True
     if units > 1:
         arguments["shared"] = stored == 1
+    if not (local and global_):  # an ablation model (its body residual is not in the weights: see its card)
+        arguments["cascade"] = "local" if local else "global" if global_ else "none"
     return arguments
 
 
@@ -336,7 +363,7 @@ def _resolve(arguments: dict) -> dict:
     # head's later convs and the exit conv at HR resolution.
     depth = 2 * arguments.get("blocks", 3) * arguments.get("units", 3)
     return {"scales": HEADS if scale is None else (int(scale),), "inputs": ("scale",) if scale is None else (),
-            "receptive_field": depth + 4}
+            "receptive_field": depth + 4, "input_upsample": int(scale) if arguments.get("desubpixel") else 1}
 
 
 @register_model(
@@ -344,12 +371,20 @@ def _resolve(arguments: dict) -> dict:
     scales=HEADS, inputs=("scale",), in_channels=3, receptive_field=22, detect=_detector(False), convert=convert,
     resolve=_resolve,
     test_configs=({"features": 8, "blocks": 1, "units": 2},
-                  {"features": 8, "blocks": 2, "units": 1, "scale": 3, "variant": "eccv"}),
+                  {"features": 8, "blocks": 2, "units": 1, "scale": 3, "variant": "eccv"},
+                  {"features": 8, "blocks": 1, "units": 1, "scale": 2, "desubpixel": True},
+                  {"features": 8, "blocks": 2, "units": 2, "scale": 2, "cascade": "local"},
+                  {"features": 8, "blocks": 2, "units": 2, "scale": 2, "cascade": "none"}),
 )
 def carn(features: int = 64, blocks: int = 3, units: int = 3, scale: int | None = None,
-         variant: str = "thesis") -> CARN:
-    """scale: None builds the multi-scale model (call with scale=2/3/4), 2/3/4/8 a single-scale one."""
-    return CARN(features, blocks, units, scale, variant=variant)
+         variant: str = "thesis", desubpixel: bool = False, cascade: str = "local+global",
+         residual: bool | None = None) -> CARN:
+    """scale: None builds the multi-scale model (call with scale=2/3/4), 2/3/4/8 a single-scale one;
+    desubpixel: the CutBlur form, which takes the LR image nearest-upsampled to HR size (done by the call);
+    cascade / residual: thesis Table 2.1's ablation ("none", "local", "global", "local+global"; the body's
+    global residual, None: the variant's, on for "thesis")."""
+    return CARN(features, blocks, units, scale, variant=variant, desubpixel=desubpixel, cascade=cascade,
+                residual=residual)
 
 
 @register_model(
@@ -359,12 +394,15 @@ def carn(features: int = 64, blocks: int = 3, units: int = 3, scale: int | None 
     # 0.33-0.65/255; bf16 2.4-3.5/255, over the 2/255 bar. Plain CARN: no released weights, not measured.
     fp16=True, resolve=_resolve,
     test_configs=({"features": 8, "blocks": 1, "units": 2},
-                  {"features": 8, "blocks": 2, "units": 2, "scale": 2, "variant": "eccv", "shared": False}),
+                  {"features": 8, "blocks": 2, "units": 2, "scale": 2, "variant": "eccv", "shared": False},
+                  {"features": 8, "blocks": 1, "units": 2, "scale": 4, "desubpixel": True}),
 )
 def carn_m(features: int = 64, blocks: int = 3, units: int = 3, scale: int | None = None, groups: int = 4,
-           shared: bool = True, variant: str = "thesis") -> CARN:
-    """groups: G of the efficient unit and the heads; shared: the recursion (one unit per block)."""
-    return CARN(features, blocks, units, scale, groups, efficient=True, shared=shared, variant=variant)
+           shared: bool = True, variant: str = "thesis", desubpixel: bool = False) -> CARN:
+    """groups: G of the efficient unit and the heads; shared: the recursion (one unit per block);
+    desubpixel: the CutBlur form (HR-size input, see `carn`)."""
+    return CARN(features, blocks, units, scale, groups, efficient=True, shared=shared, variant=variant,
+                desubpixel=desubpixel)
 
 
 def detect_progressive(state: StateDict) -> dict | None:

@@ -53,7 +53,7 @@ from restorekit.data.sources import (
 from restorekit.distributed import Dist, all_reduce_mean, barrier, broadcast_object, gather_objects
 from restorekit.errors import ConfigError, RestorekitError
 from restorekit.infer import run_model
-from restorekit.models import Model, ModelInfo
+from restorekit.models import Model, ModelInfo, upsample_input
 from restorekit.train import checkpoint as ckpt
 from restorekit.train.config import Config, LevelEntry
 from restorekit.train.losses import Loss, UncertaintyWeighting
@@ -741,6 +741,9 @@ class StageRun:
         if cfg.data.train.degrade_on == "device":
             g = torch.Generator(device=device).manual_seed(mix_seed(cfg.seed, "device", step, rank) % 2**63)
             lq = degrade_batch(self.pipelines, lq, levels, g)  # clean for spec levels, as loaded for paired
+        # a desubpixel model takes the LR image nearest-upsampled (CutBlur's models): before MoA, so that
+        # every member mixes at one resolution as the reference code does
+        lq = upsample_input(lq, self.prepared.info.input_upsample)
         mask = None
         if self.prepared.moa is not None:
             rng = np.random.default_rng(mix_seed(cfg.seed, "moa", step, rank))
