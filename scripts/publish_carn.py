@@ -1,10 +1,16 @@
-"""Put the CPU fine-tuned CARN-M x8 (configs/carn/carn_m_x8_from_x4.yaml) into the bundled zoo with its card.
+"""Put the CPU-trained CARN models into the bundled zoo with their cards: `carn_m_x8` (CARN-M fine-tuned at
+x8 from the released x4 weights) and `carn_x234` (the multi-scale CARN trained from scratch on T91 + BSD200).
 
     restorekit train configs/carn/carn_m_x8_from_x4.yaml --out runs/carn_m_x8_from_x4 \
         --set model.init=PATH/carn_m.pth                                  # ~50 min on 2 CPU cores
     restorekit eval --model runs/carn_m_x8_from_x4/final.safetensors --dataset Set5 --task sr --scale 8 \
         --json outputs/carn_m_x8_Set5.json                                # and Set14, BSD100 (--crop-to 480x320)
     python scripts/publish_carn.py outputs/carn_m_x8_Set5.json outputs/carn_m_x8_Set14.json ...
+
+    restorekit train configs/carn/carn_multiscale_t91_bsd200.yaml --out runs/carn_multiscale   # ~1 h 40
+    restorekit eval --model runs/carn_multiscale/final.safetensors --dataset Set5 --task sr --scale 2 \
+        --json outputs/carn_x234_Set5_x2.json                             # x2/x3/x4 x Set5, Set14, BSD100
+    python scripts/publish_carn.py --model carn_x234 outputs/carn_x234_*.json
 
 The weights start from CARN-pytorch's released carn_m.pth (MIT), which the license lets us redistribute
 in modified form; the card says so, with the source file's sha256.
@@ -24,10 +30,10 @@ from restorekit.card import Provenance, Result
 from restorekit.zoo import publish
 
 ROOT = Path(__file__).resolve().parent.parent
-RUN = ROOT / "runs" / "carn_m_x8_from_x4"
 SOURCE = "nmhkahn/CARN-pytorch : checkpoint/carn_m.pth"
+HARDWARE = f"2-core CPU ({platform.machine()}), shared with other jobs; torch {torch.__version__}"
 # Thesis Table 3.x (CARN x8 baseline, chapter 3) is not reproduced by this budget; bicubic x8 is measured beside.
-CARD = {
+CARN_M_X8 = {
     "family": "carn",
     "task": "sr",
     "scales": [8],
@@ -42,37 +48,62 @@ CARD = {
         "data": "BSD200 (BSDS300 train split; DIV2K unavailable here), 24x24 LR / 192x192 HR RGB patches, "
                 "flips/rot90, MATLAB bicubic x8 downscale rounded to uint8",
         "steps": 2000,
-        "hardware": f"2-core CPU ({platform.machine()}), shared with other jobs; torch {torch.__version__}",
+        "hardware": HARDWARE,
     },
 }
+CARN_X234 = {
+    "family": "carn",
+    "task": "sr",
+    "scales": [2, 3, 4],
+    "license": "MIT",
+    "description": "CARN (thesis ch. 2: B3U3 cascading body, 64 features, 1.59M parameters) with one body and "
+                   "x2/x3/x4 heads (`--scale S` picks the head), trained from scratch on this CPU. The thesis "
+                   "trains on DIV2K (not available here) for 6e5 steps of batch 64; this is 4,000 steps of "
+                   "batch 16: a small honest model, below the thesis's figures (gap in docs/BENCHMARKS.md).",
+    "training": {
+        "recipe": "supervised L1, one scale per batch drawn from {2, 3, 4} (CPU recipe)",
+        "command": "restorekit train configs/carn/carn_multiscale_t91_bsd200.yaml --out runs/carn_multiscale",
+        "config": "configs/carn/carn_multiscale_t91_bsd200.yaml",
+        "data": "T91 + BSD200 pooled (the thesis's DIV2K is unavailable), 24x24 LR patches (HR 48/72/96), "
+                "flips/rot90, MATLAB bicubic downscale rounded to uint8",
+        "steps": 4000,
+        "hardware": HARDWARE + "; one torch thread",
+    },
+}
+MODELS = {"carn_m_x8": (ROOT / "runs" / "carn_m_x8_from_x4", CARN_M_X8),
+          "carn_x234": (ROOT / "runs" / "carn_multiscale", CARN_X234)}
 
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def result_of(path: Path) -> Result:
+def result_of(path: Path, name: str) -> Result:
     """One `restorekit eval --json` file -> a card Result (dataset and scale from the file's own record)."""
     data = json.loads(path.read_text())
-    dataset = Path(data["dataset"]).name
+    dataset, scale = Path(data["dataset"]).name, int(data["scale"])
     crop = (data.get("protocol") or {}).get("crop_to")
-    command = f"restorekit eval --model carn_m_x8 --dataset {dataset} --task sr --scale 8" + \
+    command = f"restorekit eval --model {name} --dataset {dataset} --task sr --scale {scale}" + \
         (f" --crop-to {crop}" if crop else "")
-    return Result(dataset=dataset, task="sr", scale=8, psnr=round(data["psnr"], 3), ssim=round(data["ssim"], 4),
-                  n_images=data["n_images"], protocol=data.get("protocol") or {}, command=command)
+    return Result(dataset=dataset, task="sr", scale=scale, psnr=round(data["psnr"], 3),
+                  ssim=round(data["ssim"], 4), n_images=data["n_images"], protocol=data.get("protocol") or {},
+                  command=command)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("results", nargs="*", type=Path, help="restorekit eval --json files of the trained model")
+    parser.add_argument("--model", choices=sorted(MODELS), default="carn_m_x8", help="which zoo model to publish")
     parser.add_argument("--source-file", type=Path, default=ROOT.parent / "shared" / "reference-weights" / "carn_m.pth")
     args = parser.parse_args()
-    provenance = Provenance(source=SOURCE, license="MIT", original_file="carn_m.pth",
-                            original_sha256=sha256(args.source_file) if args.source_file.is_file() else None,
-                            imported_with="fine-tuned from it: configs/carn/carn_m_x8_from_x4.yaml (model.init)")
-    updates = {**CARD, "provenance": provenance.model_dump(), "results": [r.model_dump() for r in map(result_of,
-                                                                                                      args.results)]}
-    target = publish(RUN / "final.safetensors", "carn_m_x8", updates, folder=ROOT / "weights")
+    run, card = MODELS[args.model]
+    updates = {**card, "results": [result_of(path, args.model).model_dump() for path in args.results]}
+    if args.model == "carn_m_x8":  # fine-tuned from a released file: its source and license travel with it
+        updates["provenance"] = Provenance(
+            source=SOURCE, license="MIT", original_file="carn_m.pth",
+            original_sha256=sha256(args.source_file) if args.source_file.is_file() else None,
+            imported_with="fine-tuned from it: configs/carn/carn_m_x8_from_x4.yaml (model.init)").model_dump()
+    target = publish(run / "final.safetensors", args.model, updates, folder=ROOT / "weights")
     print(f"published {target}")
 
 
