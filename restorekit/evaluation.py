@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -20,6 +21,9 @@ from restorekit.errors import RestorekitError
 from restorekit.infer import conditions_for, run_model
 from restorekit.models import Model
 from restorekit.tasks import EVAL_TASKS, TASKS
+
+if TYPE_CHECKING:
+    from restorekit.degrade.record import Degradation
 
 # Metric convention per task (field-conventions 4.4), from the task registry: SR on Y with border = scale,
 # JPEG and deraining on Y, everything else on RGB without a border crop; 'restore' (paired folders or an
@@ -167,22 +171,33 @@ def sr_pair(clean: torch.Tensor, setup: EvalSetup) -> tuple[torch.Tensor, torch.
 
 def make_input(clean: torch.Tensor, name: str, setup: EvalSetup) -> tuple[torch.Tensor, torch.Tensor]:
     """(degraded input, ground truth) for one clean CHW image under `setup`."""
+    degraded, target, _ = make_example(clean, name, setup)
+    return degraded, target
+
+
+def make_example(clean: torch.Tensor, name: str, setup: EvalSetup, with_record: bool = False
+                 ) -> tuple[torch.Tensor, torch.Tensor, Degradation | None]:
+    """`make_input` plus, with `with_record`, the degradation record of the input (a model taking the
+    `record`, DL-Net, is called with it); the SR benchmark's bicubic downscale is recorded as
+    `down:scale=S,quantize=false`, the same MATLAB bicubic."""
     if setup.sr_input not in (None, *SR_INPUTS):
         raise RestorekitError(f"unknown SR input {setup.sr_input!r}; choose one of {', '.join(SR_INPUTS)}")
+    from restorekit.degrade import parse_spec
+    from restorekit.degrade.seeding import seed_for
+
     if setup.task == "sr" and not setup.degrade:
-        return sr_pair(clean, setup)
+        degraded, target = sr_pair(clean, setup)
+        record = parse_spec(f"down:scale={setup.scale},quantize=false").apply_one(target, 0)[1] if with_record else None
+        return degraded, target, record
     if setup.grey:
         clean = to_grey(clean, setup.grey)
     spec = setup.degradation_spec()
     if spec is None:
         raise RestorekitError("task 'restore' needs --degrade SPEC or a paired dataset (degraded/ and clean/)")
-    from restorekit.degrade import parse_spec
-    from restorekit.degrade.seeding import seed_for
-
     target = ops.modcrop(clean, setup.scale) if setup.scale > 1 else clean
     seed = seed_for(setup.seed_mode, setup.seed, name)
-    degraded, _ = parse_spec(spec).apply_one(target, seed)
-    return degraded, target
+    degraded, record = parse_spec(spec).apply_one(target, seed)
+    return degraded, target, record if with_record else None
 
 
 def for_dataset(setup: EvalSetup, dataset: Path) -> EvalSetup:
@@ -248,6 +263,7 @@ def evaluate(
     setup = setup_for_model(setup, model)
     scale = setup.scale if "scale" in model.info.inputs else None
     conditions = conditions_for(model, level=setup.level, strength=strength, scale=scale)
+    takes_record = "record" in model.info.inputs  # DL-Net: each image's own degradation record
     rows = []
     converted = False  # whether any colour image was turned grey (else `grey` does not apply)
     started = time.perf_counter()
@@ -258,9 +274,10 @@ def evaluate(
             degraded = crop_to(io.read_image(degraded_path)[0], setup.crop_to)
             if setup.grey:
                 clean, degraded = to_grey(clean, setup.grey), to_grey(degraded, setup.grey)
+            record = None  # paired files carry no record: a model that needs one says so
         else:
-            degraded, clean = make_input(clean, name, setup)
-        output = run_model(model, degraded, device, **conditions)
+            degraded, clean, record = make_example(clean, name, setup, with_record=takes_record)
+        output = run_model(model, degraded, device, **conditions, **({"record": record} if takes_record else {}))
         if output.shape != clean.shape:
             raise RestorekitError(
                 f"{clean_path}: model output {tuple(output.shape)} does not match ground truth {tuple(clean.shape)}"

@@ -107,7 +107,21 @@ def _image(channels: int, height: int, width: int, seed: int = 0) -> torch.Tenso
     return torch.rand(channels, height, width, generator=torch.Generator().manual_seed(seed))
 
 
-def _sample(condition: str, height: int, width: int, value: float | None = None):
+def _record(model: Model, height: int, width: int, value: float | None = None):
+    """A degradation record whose degraded image is height x width, as the model's input: Gaussian blur and
+    bicubic downscaling to its scale for SR (DL-Net's SR with blur), a Bernoulli pixel mask otherwise."""
+    from restorekit.degrade import parse_spec
+
+    scale = model.info.scales[0]
+    if scale > 1:
+        spec = f"blur:kind=gaussian,width={1.2 if value is None else 2.4}+down:scale={scale},quantize=false"
+    else:
+        spec = f"bernoulli:ratio={0.5 if value is None else 0.2}"
+    clean = torch.zeros(_channels(model), height * scale, width * scale)
+    return parse_spec(spec).apply_one(clean, seed=0)[1]
+
+
+def _sample(condition: str, height: int, width: int, value: float | None = None, model: Model | None = None):
     """A valid value of each call condition (value: a second setting, to see that it changes the output)."""
     if condition == "strength":
         return 0.6 if value is None else value
@@ -120,6 +134,8 @@ def _sample(condition: str, height: int, width: int, value: float | None = None)
         return mask if value is None else 1 - mask
     if condition == "scale":
         return 2
+    if condition == "record" and model is not None:
+        return _record(model, height, width, value)
     pytest.skip(f"the contract tests know no sample value for the {condition!r} condition yet")
 
 
@@ -129,7 +145,7 @@ def _base_conditions(model: Model, height: int, width: int) -> dict:
     chosen = [c for c in ("strength", "level", "mask", "record") if c in inputs]
     if "level_map" in inputs and "level" not in inputs:
         chosen.append("level_map")
-    return {c: _sample(c, height, width) for c in chosen}
+    return {c: _sample(c, height, width, model=model) for c in chosen}
 
 
 def _scales(model: Model) -> list[dict]:
@@ -306,8 +322,8 @@ def test_declared_conditions_are_accepted_and_used_undeclared_refused(name, inde
                     out = model(image, **{**base, **extra})
                     assert out.shape[-2:] == (height * extra["scale"], width * extra["scale"])
                 continue
-            first = model(image, **{**base, condition: _sample(condition, height, width)})
-            second = model(image, **{**base, condition: _sample(condition, height, width, value=0.1)})
+            first = model(image, **{**base, condition: _sample(condition, height, width, model=model)})
+            second = model(image, **{**base, condition: _sample(condition, height, width, value=0.1, model=model)})
             assert first.shape == reference.shape
             assert (first - second).abs().max() > 1e-3, f"{name} accepts {condition!r} but ignores it"
         for condition in CONDITIONS:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate
 
 from restorekit import ops
 from restorekit.data.augment import dihedral_numpy
@@ -66,9 +66,10 @@ class PatchDataset(Dataset):
     """Map-style dataset indexed by `SampleKey`; returns {'lq', 'hq', 'level'} float CHW tensors."""
 
     def __init__(self, sources: list[ImageSet], levels: list[Level], *, scale: int = 1, flip: bool = True,
-                 rot: bool = True, degrade: bool = True):
+                 rot: bool = True, degrade: bool = True, records: bool = False):
         self.sources, self.levels, self.scale = sources, levels, scale
         self.flip, self.rot, self.degrade = flip, rot, degrade
+        self.records = records  # samples carry their degradation record (a model taking it: DL-Net)
 
     def __len__(self) -> int:  # only for DataLoader's bookkeeping; indexing is by SampleKey
         return sum(len(s) for s in self.sources)
@@ -106,32 +107,55 @@ class PatchDataset(Dataset):
     def __getitem__(self, key: SampleKey) -> dict:
         hq_np, lq_np = self.clean_patch(key)
         hq = to_tensor(hq_np)
+        record = None
         if lq_np is not None:
             lq = to_tensor(lq_np)
         elif self.degrade and self.levels[key.level].pipeline is not None:
-            lq = degrade_one(self.levels[key.level].pipeline, hq, mix_seed(key.seed, "degrade"))
+            lq, record = degrade_recorded(self.levels[key.level].pipeline, hq, mix_seed(key.seed, "degrade"))
         else:
             lq = hq  # degraded later, on the training device (data.train.degrade_on: device)
-        return {"lq": lq, "hq": target_of(hq, self.levels[key.level].target_down), "level": key.level}
+        sample = {"lq": lq, "hq": target_of(hq, self.levels[key.level].target_down), "level": key.level}
+        return {**sample, "record": record} if self.records else sample
+
+
+def collate(samples: list[dict]) -> dict:
+    """torch's default collation, with the samples' degradation records (when they carry them) kept as a
+    list in batch order: a record is not a tensor."""
+    if "record" not in samples[0]:
+        return default_collate(samples)
+    records = [sample["record"] for sample in samples]
+    return {**default_collate([{k: v for k, v in s.items() if k != "record"} for s in samples]), "record": records}
 
 
 def degrade_one(pipeline, image: torch.Tensor, seed: int) -> torch.Tensor:
     """One training sample through the pipeline's (fast, float32) training path with its own generator."""
+    return degrade_recorded(pipeline, image, seed)[0]
+
+
+def degrade_recorded(pipeline, image: torch.Tensor, seed: int) -> tuple[torch.Tensor, object]:
+    """`degrade_one` and the sample's degradation record (`restorekit.degrade.Degradation`)."""
     generator = torch.Generator().manual_seed(seed)
-    out, _ = pipeline(image[None], generator)
-    return out[0].to(torch.float32)
+    out, made = pipeline(image[None], generator)
+    return out[0].to(torch.float32), made[0]
 
 
-def degrade_batch(pipelines: list, lq: torch.Tensor, levels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Degrade a batch on its device, one pipeline call per level present (degrade_on: device)."""
+def degrade_batch(pipelines: list, lq: torch.Tensor, levels: torch.Tensor, generator: torch.Generator,
+                  records: list | None = None) -> torch.Tensor:
+    """Degrade a batch on its device, one pipeline call per level present (degrade_on: device); a given
+    `records` list receives each sample's degradation record in batch order."""
     out = None
+    if records is not None:
+        records[:] = [None] * lq.shape[0]
     for level in torch.unique(levels).tolist():
         index = (levels == level).nonzero().flatten().to(lq.device)
         pipeline = pipelines[level]
         if pipeline is None:
             part = lq[index]
         else:
-            part, _ = pipeline(lq[index], generator)
+            part, made = pipeline(lq[index], generator)
+            if records is not None:
+                for position, record in zip(index.tolist(), made, strict=True):
+                    records[position] = record
         if out is None:
             out = torch.empty((lq.shape[0], *part.shape[1:]), dtype=part.dtype, device=lq.device)
         out[index] = part

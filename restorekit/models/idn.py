@@ -18,6 +18,8 @@ the same sum on the script's rows, extended to the full image.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -61,10 +63,14 @@ class DistillationBlock(nn.Module):
         self.down = _conv(features + s, features, kernel=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _act(self.pre_activation(x))
+
+    def pre_activation(self, x: torch.Tensor) -> torch.Tensor:
+        """The 1x1 compression's output before its LeakyReLU (DL-Net's z when this is the last block)."""
         t = _chain(self.units[:3], x)
         kept = torch.cat([x, t[:, : self.distilled]], dim=1)  # the distilled channels join the block input
         t = _chain(self.units[3:], t[:, self.distilled:])
-        return _act(self.down(t + kept))
+        return self.down(t + kept)
 
 
 class IDN(nn.Module):
@@ -77,13 +83,26 @@ class IDN(nn.Module):
         self.upsample = nn.ConvTranspose2d(features, channels, KERNEL, stride=self.scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z, h = self.split(x)
+        return h(z)
+
+    def split(self, x: torch.Tensor) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
+        """DL-Net's split (restorekit.models.dlnet), also the plain forward's two halves: z = the last block's
+        compression before its LeakyReLU (LR size); h(z) = bicubic(x) + transposed conv(LeakyReLU(z))."""
         height, width = x.shape[-2:]
         t = _act(self.conv2(_act(self.conv1(x))))
-        for block in self.blocks:
+        for block in self.blocks[:-1]:
             t = block(t)
+        z = self.blocks[-1].pre_activation(t) if len(self.blocks) else t
+        base = ops.imresize(x, self.scale)
         pad = KERNEL // 2 - (self.scale - 1)
-        up = F.conv_transpose2d(t, self.upsample.weight, self.upsample.bias, stride=self.scale, padding=pad)
-        return ops.imresize(x, self.scale) + up[..., : height * self.scale, : width * self.scale]
+
+        def h(z: torch.Tensor) -> torch.Tensor:
+            t = _act(z) if len(self.blocks) else z
+            up = F.conv_transpose2d(t, self.upsample.weight, self.upsample.bias, stride=self.scale, padding=pad)
+            return base + up[..., : height * self.scale, : width * self.scale]
+
+        return z, h
 
 
 # Caffe layer names <-> our module paths: conv{3..}_{1..6} -> blocks.{b}.units.{u}, down{b+1} -> blocks.{b}.down.

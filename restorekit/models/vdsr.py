@@ -11,7 +11,10 @@ read with `restorekit.models._matconvnet.read_mat` and converted here.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from restorekit import ops
@@ -35,6 +38,16 @@ class VDSR(nn.Module):
         if int(scale) > 1:
             x = ops.imresize(x, int(scale))
         return x + self.layers(x)
+
+    def split(self, x: torch.Tensor, scale: int) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
+        """DL-Net's split (restorekit.models.dlnet): z = the last hidden conv's output before its ReLU, at HR
+        size since this VDSR runs on the bicubic-upscaled image; h(z) = bicubic(x) + last conv(ReLU(z)), the
+        bicubic term constant in z. The released weights are used as they are (spec 1.3(b) places z at LR
+        size in the paper's retrained VDSR, which has no released weights)."""
+        if int(scale) > 1:
+            x = ops.imresize(x, int(scale))
+        last = self.layers[-1]
+        return self.layers[:-2](x), lambda z: x + last(F.relu(z))
 
 
 def _released_convs(state: StateDict) -> int:

@@ -155,6 +155,7 @@ class Batch:
     hq: torch.Tensor
     levels: torch.Tensor  # level index per sample
     mask: torch.Tensor | None = None  # 1 = pixel counts in the loss (cutout)
+    records: list | None = None  # each sample's degradation record, for a model that takes it (DL-Net)
 
 
 def state_dict_cpu(model: nn.Module) -> dict[str, torch.Tensor]:

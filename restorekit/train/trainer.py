@@ -38,7 +38,7 @@ from restorekit import __version__, evaluation, metrics, paths
 from restorekit.atomic import write_bytes
 from restorekit.card import ModelCard, Training, write_card
 from restorekit.data.augment import MoA
-from restorekit.data.datasets import Level, PatchDataset, degrade_batch, target_of
+from restorekit.data.datasets import Level, PatchDataset, collate, degrade_batch, target_of
 from restorekit.data.samplers import LevelStrategy, StepBatchSampler, StepPlan, build_strategy, mix_seed
 from restorekit.data.sources import (
     ImageSet,
@@ -69,6 +69,7 @@ class ValLevel:
     pairs: list[tuple[torch.Tensor, torch.Tensor]]  # (degraded input, target) per image
     protocol: metrics.Protocol
     conditions: dict[str, Any] = field(default_factory=dict)  # e.g. the scale of a multi-scale model
+    records: list | None = None  # each pair's degradation record, for a model that takes it (DL-Net)
 
 
 @dataclass
@@ -103,13 +104,16 @@ class Prepared:
         return {**fixed, **self.batch_conditions}
 
     @contextlib.contextmanager
-    def training_batch(self, levels: torch.Tensor):
+    def training_batch(self, levels: torch.Tensor, records: list | None = None):
         """The recipe's forward calls inside see the conditions of the batch with these levels: `scale=S` for a
-        model that takes the scale (every sample of a batch has one scale: `StepPlan`)."""
+        model that takes the scale (every sample of a batch has one scale: `StepPlan`), and the samples'
+        degradation records for a model that takes them (DL-Net)."""
         scales = {self.levels[int(i)].scale for i in levels.unique().tolist()}
         if len(scales) != 1:  # the plan draws one scale per step; anything else is a bug, not a config error
             raise RuntimeError(f"a training batch mixes scales {sorted(scales)}")
         self.batch_conditions = scale_condition(self.info, scales.pop())
+        if records is not None and "record" in self.info.inputs:
+            self.batch_conditions["record"] = records
         try:
             yield
         finally:
@@ -393,18 +397,37 @@ def build_validation(cfg: Config, origin: str, channels: int | None, info: Model
             try:
                 setup = evaluation.default_setup(cfg.task, scale=scale if (scale > 1 or cfg.task == "sr") else None,
                                                  degrade=spec, seed=val.seed, seed_mode="name")
-                pairs = []
+                pairs, records = [], []
                 for name, array in zip(images.names, images.clean, strict=True):
-                    degraded, target = evaluation.make_input(to_tensor(center_crop(array, val.crop)), name, setup)
+                    degraded, target, record = evaluation.make_example(
+                        to_tensor(center_crop(array, val.crop)), name, setup, with_record="record" in info.inputs)
                     pairs.append((degraded, target_of(target, down)))
+                    records.append(record)
             except RestorekitError as err:
                 raise _fail(origin, key, str(err)) from None
             protocol = setup.protocol
             if down > 1 and protocol.crop_border:  # the border crop of the stage's output factor
                 protocol = replace(protocol, crop_border=scale // down)
             out.append(ValLevel(scaled_name(entry.name, scale, len(scales) > 1), pairs, protocol,
-                                scale_condition(info, scale)))
+                                scale_condition(info, scale), records if "record" in info.inputs else None))
     return out
+
+
+def check_records(cfg: Config, origin: str, info: ModelInfo, sources: list[ImageSet]) -> None:
+    """A model taking the degradation record (DL-Net) trains on inputs the trainer degrades itself, as they
+    are: paired folders carry no record, and MoA or a progressive stage's downscaled target would make the
+    record describe another image than the one the model sees."""
+    if "record" not in info.inputs:
+        return
+    if any(source.paired for source in sources):
+        raise _fail(origin, "data.train", f"{cfg.model.type} takes the degradation record of its input: train on "
+                    "clean images with a degradation spec, not on a paired folder (no record)")
+    if cfg.augment.moa:
+        raise _fail(origin, "augment.moa", f"{cfg.model.type} takes the degradation record of its input; mixed "
+                    "inputs (MoA) have none")
+    if any(target_down(cfg, scale) > 1 for scale in train_scales(cfg)):
+        raise _fail(origin, "data.train", f"{cfg.model.type} takes the degradation record: a progressive stage's "
+                    "downscaled target is not what the record degrades")
 
 
 def check_numbers(cfg: Config, origin: str, dist: Dist) -> None:
@@ -465,8 +488,10 @@ def prepare(cfg: Config, dist: Dist, init_state: dict | None = None, init_strict
                               curriculum=s.curriculum, cycle=s.cycle, seed=cfg.seed)
     plan = StepPlan(strategy, [lv.source for lv in levels], [len(src) for src in sources],
                     cfg.train.batch_size, cfg.seed, scales=len(train_scales(cfg)))
+    check_records(cfg, origin, info, sources)
     dataset = PatchDataset(sources, levels, scale=cfg.data.train.scale, flip=cfg.data.train.flip,
-                           rot=cfg.data.train.rot, degrade=cfg.data.train.degrade_on == "worker")
+                           rot=cfg.data.train.rot, degrade=cfg.data.train.degrade_on == "worker",
+                           records="record" in info.inputs and cfg.data.train.degrade_on == "worker")
     weighting = UncertaintyWeighting(len(levels)) if strategy.weights_loss else None
     epoch_steps = s.epoch_steps or max(1, math.ceil(len(sources[0]) / cfg.train.batch_size))
     if epoch_steps <= 0:
@@ -489,8 +514,9 @@ def validate(model: Model, validation: list[ValLevel], device: torch.device, **c
     try:
         for level in validation:
             values = []
-            for degraded, target in level.pairs:
-                output = run_model(model, degraded, device, **conditions, **level.conditions).clamp(0, 1)
+            for index, (degraded, target) in enumerate(level.pairs):
+                record = {"record": level.records[index]} if level.records is not None else {}
+                output = run_model(model, degraded, device, **conditions, **level.conditions, **record).clamp(0, 1)
                 values.append(float(metrics.psnr_batch(output, target, level.protocol)))
             results[level.name] = float(np.mean(values))
     finally:
@@ -503,7 +529,7 @@ def make_loader(prepared: Prepared, start: int, stop: int, dist: Dist) -> DataLo
     sampler = StepBatchSampler(prepared.plan, start, stop, dist.rank, dist.world)
     workers = train.workers
     return DataLoader(
-        prepared.dataset, batch_sampler=sampler, num_workers=workers,
+        prepared.dataset, batch_sampler=sampler, num_workers=workers, collate_fn=collate,
         pin_memory=dist.device.type == "cuda", prefetch_factor=train.prefetch if workers else None,
         persistent_workers=False,
     )
@@ -738,9 +764,11 @@ class StageRun:
         lq = raw["lq"].to(device, non_blocking=True)
         hq = raw["hq"].to(device, non_blocking=True)
         levels = raw["level"].to(device)
+        records = raw.get("record")  # the workers' (degrade_on: worker), for a model that takes them
         if cfg.data.train.degrade_on == "device":
             g = torch.Generator(device=device).manual_seed(mix_seed(cfg.seed, "device", step, rank) % 2**63)
-            lq = degrade_batch(self.pipelines, lq, levels, g)  # clean for spec levels, as loaded for paired
+            records = [] if "record" in self.prepared.info.inputs else None
+            lq = degrade_batch(self.pipelines, lq, levels, g, records)  # clean for spec levels, as loaded for paired
         # a desubpixel model takes the LR image nearest-upsampled (CutBlur's models): before MoA, so that
         # every member mixes at one resolution as the reference code does
         lq = upsample_input(lq, self.prepared.info.input_upsample)
@@ -748,7 +776,7 @@ class StageRun:
         if self.prepared.moa is not None:
             rng = np.random.default_rng(mix_seed(cfg.seed, "moa", step, rank))
             lq, hq, mask, _ = self.prepared.moa(lq, hq, rng)
-        return Batch(lq, hq, levels, mask)
+        return Batch(lq, hq, levels, mask, records)
 
     def validate(self) -> dict[str, float]:
         model = Model(self.recipe.eval_module(), self.prepared.info)
@@ -778,8 +806,9 @@ class StageRun:
         while step < total:
             stop = segment_end(step, total, prepared)
             for raw in make_loader(prepared, step, stop, self.dist):
-                with prepared.training_batch(raw["level"]):
-                    losses = self.recipe.train_step(self.batch(raw, step))
+                batch = self.batch(raw, step)
+                with prepared.training_batch(raw["level"], batch.records):
+                    losses = self.recipe.train_step(batch)
                 step += 1
                 self.after_step(step, losses)
                 if self.cfg.train.checkpoint_every and step % self.cfg.train.checkpoint_every == 0 and step < total:
