@@ -41,6 +41,9 @@ SR_INPUTS = ("rgb-uint8", "y-float")
 # The recorded degradation of a paired dataset (degraded/ + clean/): the files carry it, nothing is made.
 GIVEN = "given (paired files)"
 
+# Tasks whose results also hold DL-Net's l1 / l2 on [-1, 1] images (spec 1.7): `l1_pm1`, `l2_pm1`.
+PM1_TASKS = ("inpaint", "interpolate")
+
 
 @dataclass(frozen=True)
 class EvalSetup:
@@ -200,6 +203,20 @@ def make_example(clean: torch.Tensor, name: str, setup: EvalSetup, with_record: 
     return degraded, target, record if with_record else None
 
 
+def sidecar_record(degraded: Path) -> Degradation | None:
+    """The degradation record saved beside a degraded file (`restorekit degrade`'s NAME.json sidecar, or a
+    bare record), None when there is none: how a paired test set hands DL-Net each input's record."""
+    path = degraded.with_suffix(".json")
+    if not path.is_file():
+        return None
+    from restorekit.degrade.record import Degradation
+
+    try:
+        return Degradation.from_json(path.read_text())
+    except RestorekitError as err:
+        raise RestorekitError(f"{path}: {err}") from None
+
+
 def for_dataset(setup: EvalSetup, dataset: Path) -> EvalSetup:
     """`setup` marked paired when `dataset` holds degraded/ + clean/; a spec to synthesise inputs with
     contradicts given inputs, so --degrade on pairs is refused rather than ignored."""
@@ -274,7 +291,8 @@ def evaluate(
             degraded = crop_to(io.read_image(degraded_path)[0], setup.crop_to)
             if setup.grey:
                 clean, degraded = to_grey(clean, setup.grey), to_grey(degraded, setup.grey)
-            record = None  # paired files carry no record: a model that needs one says so
+            # the record saved beside the degraded file, if any (a model that needs one and finds none says so)
+            record = sidecar_record(degraded_path) if takes_record else None
         else:
             degraded, clean, record = make_example(clean, name, setup, with_record=takes_record)
         output = run_model(model, degraded, device, **conditions, **({"record": record} if takes_record else {}))
@@ -289,6 +307,9 @@ def evaluate(
         }
         if setup.task == "jpeg":
             row["psnr_b"] = float(metrics.psnr_b_batch(output, clean, replace(setup.protocol, crop_border=0)))
+        if setup.task in PM1_TASKS:  # on the images the PSNR compares (quantised under the protocol)
+            shown, truth = (metrics.prepare(x, setup.protocol) / 255.0 for x in (output, clean))
+            row["l1_pm1"], row["l2_pm1"] = metrics.l1_pm1(shown, truth), metrics.l2_pm1(shown, truth)
         for measure in no_reference:  # the whole RGB output, as a viewer sees it
             row[measure] = metrics.no_reference(measure, output)
         rows.append(row)
@@ -314,6 +335,8 @@ def evaluate(
         result["unpaired"] = relative(dataset, unpaired)
     if setup.task == "jpeg":
         result["psnr_b"] = sum(r["psnr_b"] for r in rows) / len(rows)
+    for key in ("l1_pm1", "l2_pm1") if setup.task in PM1_TASKS else ():
+        result[key] = sum(r[key] for r in rows) / len(rows)
     for measure in no_reference:
         result[measure] = sum(r[measure] for r in rows) / len(rows)
     return result

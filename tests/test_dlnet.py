@@ -244,14 +244,8 @@ def test_released_backbones_load_into_dlnet_unchanged(reference_weights, file, n
 # ------------------------------------------------------------------------------------- evaluation
 
 
-def test_eval_gives_each_image_its_own_record(tmp_path, monkeypatch):
-    """`eval --task sr --scale 2 --degrade "blur:...+down:scale=2"`: the model receives the record that made
-    its input (the record's forward of the ground truth is the input)."""
-    folder = tmp_path / "set"
-    folder.mkdir()
-    for i in range(2):
-        image = torch.rand(3, 20 + 4 * i, 16, generator=torch.Generator().manual_seed(i))
-        io.write_image(folder / f"im{i}.png", image)
+def spy_inputs(monkeypatch) -> list:
+    """The (input, record) of every DL-Net call from now on, in call order."""
     seen = []
     forward = dlnet.LikelihoodRefine.forward
 
@@ -260,6 +254,18 @@ def test_eval_gives_each_image_its_own_record(tmp_path, monkeypatch):
         return forward(self, y, record, **conditions)
 
     monkeypatch.setattr(dlnet.LikelihoodRefine, "forward", spy)
+    return seen
+
+
+def test_eval_gives_each_image_its_own_record(tmp_path, monkeypatch):
+    """`eval --task sr --scale 2 --degrade "blur:...+down:scale=2"`: the model receives the record that made
+    its input (the record's forward of the ground truth is the input)."""
+    folder = tmp_path / "set"
+    folder.mkdir()
+    for i in range(2):
+        image = torch.rand(3, 20 + 4 * i, 16, generator=torch.Generator().manual_seed(i))
+        io.write_image(folder / f"im{i}.png", image)
+    seen = spy_inputs(monkeypatch)
     model = _dlnet("dlnet_vdsr", scale=2, depth=3, features=8)
     setup = evaluation.default_setup("sr", scale=2, degrade="blur:kind=gaussian,width=2.6+down:scale=2")
     result = evaluation.evaluate(model, folder, setup)

@@ -328,7 +328,8 @@ class TrainSection(Section):
     batch_size: Int = key(16, "GLOBAL batch: split evenly over torchrun processes, so 1 and N processes see the "
                           "same samples per step.")
     loss: Losses = key("l1", "l1, l2, charbonnier, ssim, mbn (DuRN's -1.1*SSIM + 0.75*L1), vgg54 (VGG-19 relu5_4 "
-                       "features; the term needs `weights`, a VGG-19 file: see Losses), any name added with "
+                       "features; the term needs `weights`, a VGG-19 file: see Losses), likelihood (DL-Net's naive "
+                       "likelihood from each sample's degradation record: see Losses), any name added with "
                        "`register_loss`, or a list of {type, weight} terms.")
     charbonnier_eps: Float = key(1e-3, "Charbonnier: sqrt(d^2 + eps^2).")
     optimizer: Optimizer = Field(default_factory=Optimizer)

@@ -8,10 +8,15 @@
 * vgg54: the perceptual loss of SRGAN and PCARN (thesis Eq. 2.5): squared L2 distance of VGG-19 relu5_4
   features (`restorekit.train.vgg`), averaged per sample over channels and positions; it needs the
   user's VGG-19 weights file (`{type: vgg54, weights: vgg19.pth}`), or `random_init: true` in tests;
+* likelihood: DL-Net's "naive likelihood" term L = ‖D_i(x̂_i) − y_i‖² (spec 1.6/1.8), D_i the differentiable
+  forward operator of sample i's degradation record and y_i its degraded input, per sample the mean over
+  D(x̂)'s elements (the normalisation of l2, so that `L_rec + λ L` is `[{type: l2}, {type: likelihood,
+  weight: λ}]` with the paper's λ = 1e2..1e5); it needs the batch's records, which the trainer then keeps;
 * any weighted sum of these (`train.loss: [{type: l1, weight: 1}, {type: ssim, weight: 0.2}]`).
 
 More terms plug in through `register_loss(name, fn)`: a function (pred, target, mask=None, **_) -> per-sample
-loss (B,), or, for a loss that holds a network, a `NetworkLoss` subclass (built once per run from the
+loss (B,) (keyword arguments `records`, the batch's degradation records, and `lq`, its degraded input, come
+too; a function with `needs_records = True` makes the trainer keep the records), or, for a loss that holds a network, a `NetworkLoss` subclass (built once per run from the
 term's `weights` / `random_init`, moved to the batch's device).
 `UncertaintyWeighting` is Kendall et al.'s multi-task weighting, one learned log-variance per level.
 """
@@ -89,6 +94,28 @@ def mbn(pred, target, mask=None, **_):
     return -1.1 * ssim_value(pred, target, mask) + 0.75 * l1(pred, target, mask)
 
 
+def likelihood(pred, target, mask=None, records=None, lq=None, **_):
+    """Naive likelihood: per sample, mean of (D_i(pred_i) - lq_i)^2 over D's output, D_i = records[i].forward.
+    0 where the prediction explains the observation (pred = target for a noiseless, unquantised degradation)."""
+    if records is None or lq is None or any(r is None for r in records):
+        raise ConfigError("loss likelihood needs each sample's degradation record and degraded input: train on "
+                          "clean images with a degradation spec (not a paired folder, not MoA)")
+    if len(records) != pred.shape[0]:
+        raise ValueError(f"loss likelihood: {len(records)} records for a batch of {pred.shape[0]}")
+    values = []
+    for i, record in enumerate(records):
+        out = record.forward(pred[i : i + 1])
+        y = lq[i : i + 1].to(out.dtype)
+        if out.shape != y.shape:
+            raise ValueError(f"loss likelihood: the record makes {tuple(out.shape[1:])} from the output, the input "
+                             f"is {tuple(y.shape[1:])}")
+        values.append(((out - y) ** 2).flatten(1).mean(1))
+    return torch.cat(values)
+
+
+likelihood.needs_records = True  # type: ignore[attr-defined]
+
+
 class NetworkLoss(nn.Module):
     """A loss term that holds a frozen network (perceptual losses). Registered as the class; `Loss` builds
     one per run from the term's `weights` file, or, for tests only, a seeded random network."""
@@ -132,7 +159,8 @@ class VGGLoss(NetworkLoss):
 
 # THE loss registry: config validation (`train.loss`, stage losses) and `Loss` both read it.
 LOSSES: dict[str, PerSampleLoss | type[NetworkLoss]] = {
-    "l1": l1, "l2": l2, "charbonnier": charbonnier, "ssim": ssim, "mbn": mbn, "vgg54": VGGLoss}
+    "l1": l1, "l2": l2, "charbonnier": charbonnier, "ssim": ssim, "mbn": mbn, "vgg54": VGGLoss,
+    "likelihood": likelihood}
 BUILT_IN = tuple(LOSSES)
 
 
@@ -176,13 +204,20 @@ class Loss:
             self.terms.append((fn, float(term.get("weight", 1.0))))
         self.eps = charbonnier_eps
 
-    def __call__(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    @property
+    def needs_records(self) -> bool:
+        """Whether a term reads the batch's degradation records (the naive likelihood)."""
+        return any(getattr(fn, "needs_records", False) for fn, _ in self.terms)
+
+    def __call__(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None,
+                 **batch) -> torch.Tensor:
+        """`batch`: what a term may read besides pred/target/mask: `records`, `lq` (the naive likelihood)."""
         pred, target = pred.float(), target.float()
         total = None
         for fn, weight in self.terms:
             if isinstance(fn, nn.Module):
                 fn.to(pred.device)  # a no-op once there
-            value = weight * fn(pred, target, mask, eps=self.eps)
+            value = weight * fn(pred, target, mask, eps=self.eps, **batch)
             total = value if total is None else total + value
         return total
 

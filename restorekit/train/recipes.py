@@ -250,7 +250,8 @@ class Supervised(Recipe):
             return self.train_net(lq, **self.conditions)
 
     def pixel_loss(self, pred: torch.Tensor, batch: Batch) -> torch.Tensor:
-        per_sample = self.prepared.loss(pred, batch.hq, batch.mask)  # fp32 (Loss casts)
+        # fp32 (Loss casts); the records and degraded input for a term that reads them (naive likelihood)
+        per_sample = self.prepared.loss(pred, batch.hq, batch.mask, records=batch.records, lq=batch.lq)
         return self.weighting(per_sample, batch.levels) if self.weighting is not None else per_sample.mean()
 
     def train_step(self, batch: Batch) -> dict[str, torch.Tensor]:

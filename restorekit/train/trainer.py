@@ -103,6 +103,12 @@ class Prepared:
         fixed = {"strength": strength} if strength is not None and self.info.modulated else {}
         return {**fixed, **self.batch_conditions}
 
+    @property
+    def keeps_records(self) -> bool:
+        """Whether batches carry their degradation records: for a model taking them (DL-Net) or a loss term
+        reading them (the naive likelihood)."""
+        return "record" in self.info.inputs or self.loss.needs_records
+
     @contextlib.contextmanager
     def training_batch(self, levels: torch.Tensor, records: list | None = None):
         """The recipe's forward calls inside see the conditions of the batch with these levels: `scale=S` for a
@@ -413,20 +419,23 @@ def build_validation(cfg: Config, origin: str, channels: int | None, info: Model
     return out
 
 
-def check_records(cfg: Config, origin: str, info: ModelInfo, sources: list[ImageSet]) -> None:
-    """A model taking the degradation record (DL-Net) trains on inputs the trainer degrades itself, as they
-    are: paired folders carry no record, and MoA or a progressive stage's downscaled target would make the
-    record describe another image than the one the model sees."""
-    if "record" not in info.inputs:
+def check_records(cfg: Config, origin: str, info: ModelInfo, sources: list[ImageSet], loss_reads: bool = False
+                  ) -> None:
+    """A model taking the degradation record (DL-Net), or a loss reading it (`loss_reads`: the naive
+    likelihood), trains on inputs the trainer degrades itself, as they are: paired folders carry no record,
+    and MoA or a progressive stage's downscaled target would make the record describe another image than the
+    one the model sees."""
+    if "record" not in info.inputs and not loss_reads:
         return
+    who = f"{cfg.model.type} takes" if "record" in info.inputs else "the loss (likelihood) reads"
     if any(source.paired for source in sources):
-        raise _fail(origin, "data.train", f"{cfg.model.type} takes the degradation record of its input: train on "
+        raise _fail(origin, "data.train", f"{who} the degradation record of its input: train on "
                     "clean images with a degradation spec, not on a paired folder (no record)")
     if cfg.augment.moa:
-        raise _fail(origin, "augment.moa", f"{cfg.model.type} takes the degradation record of its input; mixed "
+        raise _fail(origin, "augment.moa", f"{who} the degradation record of its input; mixed "
                     "inputs (MoA) have none")
     if any(target_down(cfg, scale) > 1 for scale in train_scales(cfg)):
-        raise _fail(origin, "data.train", f"{cfg.model.type} takes the degradation record: a progressive stage's "
+        raise _fail(origin, "data.train", f"{who} the degradation record: a progressive stage's "
                     "downscaled target is not what the record degrades")
 
 
@@ -488,16 +497,18 @@ def prepare(cfg: Config, dist: Dist, init_state: dict | None = None, init_strict
                               curriculum=s.curriculum, cycle=s.cycle, seed=cfg.seed)
     plan = StepPlan(strategy, [lv.source for lv in levels], [len(src) for src in sources],
                     cfg.train.batch_size, cfg.seed, scales=len(train_scales(cfg)))
-    check_records(cfg, origin, info, sources)
+    loss = Loss(cfg.train.loss, cfg.train.charbonnier_eps)
+    check_records(cfg, origin, info, sources, loss.needs_records)
     dataset = PatchDataset(sources, levels, scale=cfg.data.train.scale, flip=cfg.data.train.flip,
                            rot=cfg.data.train.rot, degrade=cfg.data.train.degrade_on == "worker",
-                           records="record" in info.inputs and cfg.data.train.degrade_on == "worker")
+                           records=("record" in info.inputs or loss.needs_records)
+                           and cfg.data.train.degrade_on == "worker")
     weighting = UncertaintyWeighting(len(levels)) if strategy.weights_loss else None
     epoch_steps = s.epoch_steps or max(1, math.ceil(len(sources[0]) / cfg.train.batch_size))
     if epoch_steps <= 0:
         raise _fail(origin, "strategy.epoch_steps", f"must be positive, got {epoch_steps}")
     return Prepared(cfg, origin, module, info, sources, levels, strategy, plan, dataset, validation,
-                    Loss(cfg.train.loss, cfg.train.charbonnier_eps), weighting, build_moa(cfg, origin), epoch_steps,
+                    loss, weighting, build_moa(cfg, origin), epoch_steps,
                     channels, trainable, lr_factors)
 
 
@@ -767,7 +778,7 @@ class StageRun:
         records = raw.get("record")  # the workers' (degrade_on: worker), for a model that takes them
         if cfg.data.train.degrade_on == "device":
             g = torch.Generator(device=device).manual_seed(mix_seed(cfg.seed, "device", step, rank) % 2**63)
-            records = [] if "record" in self.prepared.info.inputs else None
+            records = [] if self.prepared.keeps_records else None
             lq = degrade_batch(self.pipelines, lq, levels, g, records)  # clean for spec levels, as loaded for paired
         # a desubpixel model takes the LR image nearest-upsampled (CutBlur's models): before MoA, so that
         # every member mixes at one resolution as the reference code does
