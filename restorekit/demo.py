@@ -84,7 +84,7 @@ def run_demo(out_dir: Path, cases=None, names: tuple[str, ...] = SAMPLE_IMAGES) 
         setup = evaluation.default_setup(case.task, scale=case.scale if case.task == "sr" else None, level=case.level)
         for name, clean in images.items():
             degraded, target = evaluation.make_input(clean, name, setup)
-            restored = restorer.restore(degraded, level=case.level)
+            restored = restorer.restore(degraded, level=case.level, scale=case.scale if case.task == "sr" else None)
             folder = out_dir / case.label
             io.write_image(folder / f"{name}_input.png", degraded.clamp(0, 1), overwrite=True)
             io.write_image(folder / f"{name}_{case.model}.png", restored, overwrite=True)

@@ -28,3 +28,13 @@ def test_demo_writes_images_report_and_plots(tmp_path):
     assert (tmp_path / "denoise_levels.png").stat().st_size > 1000
     assert "denoise_levels.png" in (tmp_path / "report.html").read_text()
     assert json.loads((tmp_path / "results.json").read_text())["samples"] == ["camera"]
+
+
+def test_a_multi_scale_zoo_model_runs_at_each_of_its_scales(tmp_path):
+    """`make demo` broke on the first multi-scale zoo model (carn_x234: x2/x3/x4 heads, the scale is a call
+    argument): every SR case must pass its scale to the call, not only to the model's construction."""
+    cases = tuple(c for c in zoo_cases() if c.model == "carn_x234")
+    assert [c.scale for c in cases] == [2, 3, 4]
+    report = run_demo(tmp_path, cases=cases[:1], names=("camera",))
+    (row,) = report["results"]
+    assert row["scale"] == 2 and row["psnr"] > 25

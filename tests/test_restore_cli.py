@@ -181,9 +181,11 @@ def test_every_installed_zoo_model_tiles_like_untiled():
         pytest.skip("no trained models installed")
     image = torch.rand(3, 500, 700, generator=torch.Generator().manual_seed(0))
     for entry in installed:
+        scales = entry.card.card_scales()
+        scale = {"scale": min(scales)} if len(scales) > 1 else {}  # a multi-head model (carn_x234) needs its head
         restorer = Restorer(entry.card.name, device="cpu", tile=128)
-        whole = Restorer(restorer.model, device="cpu", tile=0).restore(image)
-        assert (restorer.restore(image) - whole).abs().max() < 1 / 255, entry.card.name
+        whole = Restorer(restorer.model, device="cpu", tile=0).restore(image, **scale)
+        assert (restorer.restore(image, **scale) - whole).abs().max() < 1 / 255, entry.card.name
 
 
 # --------------------------------------------------------------------------- issue 13: output folder and temps
