@@ -90,5 +90,9 @@ def test_every_installed_zoo_model_exports_with_parity():
         pytest.skip("no trained models installed in the zoo")
     for name in installed:
         model = load_model(name)
+        if set(model.info.inputs) - {"strength"}:  # a multi-head model (carn_x234 takes scale): refused, in one line
+            with pytest.raises(ModelError, match="ONNX export covers image-to-image models"):
+                export.export_bytes(model, name=name)
+            continue
         runner = export.model_from_onnx(export.export_bytes(model, name=name))
         assert export.check_parity(model, runner, name, None) < export.PARITY_TOLERANCE, name
