@@ -191,9 +191,11 @@ class Restorer:
     def strength_for(self, level: float | None, strength: float | None) -> float | None:
         return infer.resolve_strength(self.model, level, strength)
 
-    def check(self, task: str | None = None, level: float | None = None, scale: int | None = None) -> None:
+    def check(self, task: str | None = None, level: float | None = None, scale: int | None = None,
+              degrade: str | None = None) -> None:
         check_task(task)
         infer.check_fit(self.model, task, level, scale)
+        infer.record_spec(self.model, level, scale, degrade)
 
     def restore(
         self,
@@ -204,6 +206,7 @@ class Restorer:
         strength: float | None = None,
         scale: int | None = None,
         mask: torch.Tensor | None = None,
+        degrade: str | None = None,
         deadline: infer.Deadline | None = None,
     ) -> torch.Tensor:
         """Restore one CHW float image in [0, 1] (host memory); returns CHW float in [0, 1] on the CPU.
@@ -213,10 +216,14 @@ class Restorer:
         producing a wrong image. level: the degradation level (a modulated model's strength from its
         card's lambda(level); FFDNet's noise map); strength: the raw lambda in [0, 1], which wins over
         level. mask (1xHxW, white = restore): a model that takes a mask gets it, any other model's
-        output is blended with the input through it. deadline: checked before every tile; past it the
-        call stops with TimedOut (the web server's --timeout).
+        output is blended with the input through it. degrade: for a model that takes the degradation
+        record (DL-Net), the spec its input went through (default: the task's canonical degradation at
+        level and scale, e.g. for SR a blur of width LEVEL before the downscale); such a model runs on
+        the whole image, its record made for the image's size. deadline: checked before every tile; past
+        it the call stops with TimedOut (the web server's --timeout).
         """
-        self.check(task, level, scale)
+        self.check(task, level, scale, degrade)
+        spec = infer.record_spec(self.model, level, scale, degrade)
         takes_mask = "mask" in self.info.inputs
         if mask is not None:
             check_mask_size(mask, image)
@@ -226,8 +233,9 @@ class Restorer:
         scale_out = self.info.scale_for(conditions.get("scale"))
 
         def once(im: torch.Tensor) -> torch.Tensor:
+            record = {} if spec is None else {"record": infer.record_of(spec, im, scale_out)}
             return infer.run_tiled(self.model, im, self.tile, self.tile_overlap, self.device,
-                                   precision=self.precision, deadline=deadline, **conditions)
+                                   precision=self.precision, deadline=deadline, **conditions, **record)
 
         if self.ensemble and takes_mask and mask is not None:
             raise ModelError("--ensemble cannot be combined with a model that takes the mask")
@@ -256,8 +264,10 @@ def build_restorer(
     tile: int = 512,
     tile_overlap: int | None = None,
     ensemble: bool = False,
+    degrade: str | None = None,
 ) -> Restorer:
-    """A ready `Restorer` for the choice, checked against task/level/scale; ONNX runs through onnxruntime."""
+    """A ready `Restorer` for the choice, checked against task/level/scale (and the degradation spec a
+    record-taking model is given); ONNX runs through onnxruntime."""
     infer.check_tiling(tile, tile_overlap)  # bad --tile values are refused before a model is loaded
     if backend == "onnxruntime" or choice.name.lower().endswith(".onnx"):
         if device not in ("auto", "cpu") or precision != "fp32":
@@ -265,7 +275,7 @@ def build_restorer(
         device = "cpu"
     restorer = Restorer(load_backend(choice, backend), device=device, precision=precision, tile=tile,
                         tile_overlap=tile_overlap, ensemble=ensemble)
-    restorer.check(task, level, scale)  # refused now, before any image is read
+    restorer.check(task, level, scale, degrade)  # refused now, before any image is read
     return restorer
 
 
@@ -301,12 +311,13 @@ def restore(
     ensemble: bool = False,
     backend: str = "torch",
     overwrite: bool = False,
+    degrade: str | None = None,
 ):
     """Restore a path, an HxW[xC] array or a CHW tensor; the result has the input's type.
 
     A path gives an HxWxC uint8/uint16 array (the file's bit depth); an array gives the same dtype and
     layout back; a tensor gives a CHW float tensor. With `output`, the result is also written there
-    (keeping format, bit depth, alpha and ICC profile of a path input).
+    (keeping format, bit depth, alpha and ICC profile of a path input). `degrade`: see `Restorer.restore`.
     """
     from restorekit.zoo import weights_dirs
 
@@ -315,7 +326,7 @@ def restore(
            backend, device, precision, tile, tile_overlap, ensemble)
     restorer = _cached_restorer(key, lambda: build_restorer(
         choice, task=task, level=level, scale=scale, backend=backend, device=device, precision=precision,
-        tile=tile, tile_overlap=tile_overlap, ensemble=ensemble))
+        tile=tile, tile_overlap=tile_overlap, ensemble=ensemble, degrade=degrade))
     meta = None
     if isinstance(image, (str, Path)):
         tensor, meta = io.read_image(image)
@@ -326,7 +337,7 @@ def restore(
     else:
         raise TypeError(f"expected a path, a numpy array or a CHW tensor, got {type(image).__name__}")
     out = restorer.restore(tensor, level=level, strength=strength, scale=scale,
-                           mask=None if mask is None else load_mask(mask))
+                           mask=None if mask is None else load_mask(mask), degrade=degrade)
     if output is not None:
         io.write_image(output, out, meta, overwrite=overwrite)
     if isinstance(image, torch.Tensor):

@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 
 from restorekit.data.augment import dihedral, inverse_dihedral
-from restorekit.errors import ModelError, RestorekitError, TimedOut
+from restorekit.degrade import Degradation, canonical_spec, parse_spec
+from restorekit.errors import ModelError, RestorekitError, SpecError, TimedOut
 from restorekit.models import Model, ModelInfo
 from restorekit.tasks import serves
 
@@ -120,6 +121,36 @@ def conditions_for(model: Model, *, level: float | None = None, strength: float 
     if level is not None and "level" in model.info.inputs:
         conditions["level"] = level
     return conditions
+
+
+def record_spec(model: Model, level: float | None = None, scale: int | None = None,
+                degrade: str | None = None) -> str | None:
+    """The degradation a record-taking model (DL-Net) is told its input went through: `degrade` as given,
+    else its task's canonical degradation at the level and scale (`degrade.canonical_spec`: for SR, a
+    Gaussian blur of width LEVEL before the bicubic downscale). None for any other model, which refuses a
+    `degrade` it could not use. The spec is checked here, on a blank image, before any image is read."""
+    if "record" not in model.info.inputs:
+        if degrade is not None:
+            raise ModelError(f"model {model.name!r} takes no degradation record (--degrade is for models that "
+                             "do, e.g. DL-Net)")
+        return None
+    scale = model.info.scale_for(scale)
+    side = 24  # divisible by every usual factor, so a spec of another scale shows as a wrong size
+    try:
+        spec = degrade or canonical_spec(model_tasks(model)[0], level, scale)
+        record = parse_spec(spec).record_for((1, side * scale, side * scale))
+    except SpecError as err:
+        raise ModelError(f"model {model.name!r} needs its input's degradation: {err}") from None
+    if tuple(record.forward(torch.zeros(1, 1, side * scale, side * scale)).shape[-2:]) != (side, side):
+        raise ModelError(f"{spec!r} does not shrink an image by the model's scale x{scale} "
+                         f"(model {model.name!r})")
+    return spec
+
+
+def record_of(spec: str, image: torch.Tensor, scale: int) -> Degradation:
+    """The `Degradation` record of `spec` for this degraded CHW image (its clean size = size x scale)."""
+    channels, height, width = image.shape[-3:]
+    return parse_spec(spec).record_for((channels, height * scale, width * scale))
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -334,3 +334,51 @@ def test_a_dlnet_model_refuses_inputs_without_records(tmp_path):
     path = write_config(tmp_path, _train_config(**{"augment.moa": True}))
     with pytest.raises(ConfigError, match="augment.moa"):
         run(load_config(path), tmp_path / "out")
+
+
+# ------------------------------------------------------------------------------------- restore
+
+
+def test_restore_gives_the_model_the_record_of_its_level_or_spec():
+    """`restore --level u` on a DL-Net SR model: the record is the task's degradation at that level (a blur of width
+    u before the x2 downscale), made for the image's size; `--degrade SPEC` says the same thing explicitly."""
+    from restorekit.api import Restorer
+
+    restorer = Restorer(_dlnet("dlnet_idn", scale=2, features=16, blocks=1, distilled=4, steps=3, lr=0.05),
+                        device="cpu")
+    image = torch.rand(3, 20, 24, generator=torch.Generator().manual_seed(0))
+    by_level = restorer.restore(image, level=1.3)
+    by_spec = restorer.restore(image, degrade="blur:kind=gaussian,width=1.3+down:scale=2")
+    assert by_level.shape == (3, 40, 48) and torch.equal(by_level, by_spec)
+    assert (by_level - restorer.restore(image, level=0)).abs().max() > 1e-3  # the level reaches the refinement
+
+
+@pytest.mark.parametrize("spec,message", [
+    ("down:scale=3", "does not shrink an image by the model's scale x2"),
+    ("blur:kind=gaussian,width=0..3+down:scale=2", "levels are not fixed"),
+    ("bernoulli:ratio=0.3", "draws a random mask"),
+])
+def test_restore_refuses_a_spec_that_cannot_be_the_models_record(spec, message):
+    from restorekit.api import Restorer
+
+    restorer = Restorer(_dlnet("dlnet_vdsr", scale=2, depth=3, features=8), device="cpu")
+    with pytest.raises(ModelError, match=message):
+        restorer.check(degrade=spec)
+
+
+def test_restore_cli_runs_a_dlnet_weights_file_and_refuses_degrade_for_other_models(tmp_path, capsys):
+    from safetensors.torch import save_file
+
+    from restorekit.cli import main
+
+    weights = tmp_path / "dlnet.safetensors"
+    save_file(_dlnet("dlnet_vdsr", scale=2, depth=3, features=8).module.state_dict(), weights)
+    image = tmp_path / "in.png"
+    io.write_image(image, torch.rand(3, 16, 12, generator=torch.Generator().manual_seed(1)))
+    assert main(["restore", str(image), "-o", str(tmp_path / "out"), "--model", str(weights), "--level", "2.6"]) == 0
+    restored, _ = io.read_image(tmp_path / "out" / "in.png")
+    assert restored.shape == (3, 32, 24)
+    assert main(["restore", str(image), "-o", str(tmp_path / "bad"), "--model", "bicubic", "--scale", "2",
+                 "--degrade", "down:scale=2"]) == 2
+    assert "takes no degradation record" in capsys.readouterr().err
+    assert not (tmp_path / "bad" / "in.png").exists()

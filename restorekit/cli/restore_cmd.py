@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from restorekit import distributed
+from restorekit import distributed, infer
 from restorekit.api import BACKENDS, Restorer, build_restorer, choose_model, load_mask
 from restorekit.atomic import check_writable, remove_stale_temps, write_json
 from restorekit.cli.common import console, error_line, progress_bar
@@ -62,6 +62,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "modulated model's strength from its lambda(level) curve; checked against its range")
     p.add_argument("--strength", type=float, help="modulation strength lambda in [0, 1] (AdaFM); overrides --level")
     p.add_argument("--scale", type=int, help="SR factor")
+    p.add_argument("--degrade", metavar="SPEC",
+                   help="for a model that takes its input's degradation (DL-Net): what was done to the images, "
+                   "e.g. 'blur:kind=gaussian,width=1.3+down:scale=2' (default: the task's degradation at --level "
+                   "and --scale; for SR --level is the blur width)")
     p.add_argument("--mask", help="mask image (or folder of masks with the inputs' relative names): white pixels "
                    "take the model's output, black keep the input; for inpainting, white = the holes")
     p.add_argument("--tile", type=int, default=512, help=TILE_HELP)
@@ -152,7 +156,8 @@ def process(job: Job, restorer: Restorer, args: argparse.Namespace, shared_mask:
     start = time.perf_counter()
     image, meta = io.read_image(job.source)
     mask = _mask_for(job, args.mask, shared_mask)
-    out = restorer.restore(image, level=args.level, strength=args.strength, scale=args.scale, mask=mask)
+    out = restorer.restore(image, level=args.level, strength=args.strength, scale=args.scale, mask=mask,
+                           degrade=args.degrade)
     io.write_image(job.dest, out, meta, overwrite=args.overwrite)
     job.size_in, job.size_out = tuple(image.shape[-2:]), tuple(out.shape[-2:])
     job.status, job.seconds = "restored", time.perf_counter() - start
@@ -185,7 +190,8 @@ def report(jobs: list[Job], model: LoadedModel, args: argparse.Namespace, dist: 
         "scale": restorer.info.scale_for(args.scale if "scale" in restorer.info.inputs else None),
         "settings": {"tile": args.tile, "tile_overlap": restorer.tile_overlap, "ensemble": args.ensemble,
                      "precision": args.precision, "device": str(restorer.device), "backend": args.backend,
-                     "mask": args.mask},
+                     "mask": args.mask, "degrade": infer.record_spec(restorer.model, args.level, args.scale,
+                                                                    args.degrade)},
         "summary": _counts(jobs),
         "world_size": dist.world,
         "ranks": [{"rank": rank, **_counts([j for j in jobs if j.rank == rank])} for rank in range(dist.world)],
@@ -220,13 +226,13 @@ def load_model(args: argparse.Namespace, device: str) -> LoadedModel:
     choice = choose_model(args.model, args.task, args.level, args.scale)
     restorer = build_restorer(choice, task=args.task, level=args.level, scale=args.scale, backend=args.backend,
                               device=device, precision=args.precision, tile=args.tile,
-                              tile_overlap=args.tile_overlap, ensemble=args.ensemble)
+                              tile_overlap=args.tile_overlap, ensemble=args.ensemble, degrade=args.degrade)
     lam = restorer.strength_for(args.level, args.strength)
     notes = []
     if choice.chosen_by_task:
         notes.append(f"using zoo model {choice.name!r}")
     level_used = (restorer.card is not None and restorer.card.level_range() is not None) or \
-        "level" in restorer.info.inputs
+        bool({"level", "record"} & set(restorer.info.inputs))  # FFDNet's noise map; DL-Net's record
     if args.level is not None and lam is None and not level_used:
         notes.append(f"model {choice.name!r} has no level range; --level is ignored")
     if args.mask and restorer.info.scales != (1,):

@@ -69,6 +69,20 @@ class Pipeline:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.spec!r})"
 
+    def record_for(self, shape: Sequence[int]) -> Degradation:
+        """The record this degradation makes of a clean (C, H, W) image, without the image: what a
+        record-taking model (DL-Net) is given when only the degraded photo is at hand (`restore`). Only
+        specs whose forward operator the text fully determines qualify: fixed levels, and no operator whose
+        forward needs random structure (a random mask or kernel) that a spec alone cannot say; noise is
+        the ε of y = D(x) + ε and does not enter the record's forward."""
+        fixed = getattr(self, "is_fixed", False)
+        random = [op.label() for op in getattr(self, "stages", ()) if getattr(op, "needs_state", False)]
+        if not fixed or random:
+            why = f"{', '.join(random)} draws a random mask or kernel" if random else "its levels are not fixed"
+            raise SpecError(f"{self.spec!r} cannot describe a given image's degradation ({why}): give fixed "
+                            "levels of deterministic operators, e.g. 'blur:kind=gaussian,width=1.3+down:scale=2'")
+        return self.apply_one(torch.zeros(tuple(int(n) for n in shape)), seed=0)[1]
+
 
 class Sequential(Pipeline):
     """Operators applied in order; with `subset`, each sample keeps k of them (k drawn from `subset`,

@@ -193,15 +193,16 @@ def _converter(backbone: str) -> Callable[[StateDict], StateDict]:
     return convert
 
 
-def _resolver(backbone: str, **fixed: Any) -> Callable[[dict], dict]:
-    """The backbone's per-instance fields, with the DL-Net ones (one scale, the record as input) on top."""
+def _resolver(backbone: str, default_scale: int = 1, **fixed: Any) -> Callable[[dict], dict]:
+    """The backbone's per-instance fields, with the DL-Net ones (one scale, the record as input) on top;
+    `default_scale` is the builder's default (a weights file without a card does not say its scale)."""
     def resolve(arguments: dict) -> dict:
         arch: Architecture = get_architecture(backbone)
         inner = {k: v for k, v in arguments.items() if k not in ("steps", "lr", "bias_correction")}
         if "scale" in arch.inputs:
             inner.pop("scale", None)
         resolved = arch.resolve(inner) if arch.resolve else {}
-        scale = arguments.get("scale", fixed.get("scale", 1))
+        scale = arguments.get("scale", default_scale)
         return {**resolved, "scales": (int(scale),), **fixed}
 
     return resolve
@@ -220,7 +221,7 @@ _SR_FIELDS = dict(tasks=("sr",), inputs=("record",), in_channels=1, tiling="whol
 
 @register_model(
     "dlnet_vdsr", summary="DL-Net on VDSR (released weights): SR with known blur, one scale", **_SR_FIELDS,
-    detect=_detector("vdsr"), convert=_converter("vdsr"), resolve=_resolver("vdsr", inputs=("record",)),
+    detect=_detector("vdsr"), convert=_converter("vdsr"), resolve=_resolver("vdsr", default_scale=2, inputs=("record",)),
     test_configs=({"scale": 2, "depth": 3, "features": 8, **_DLNET_TEST},),
 )
 def dlnet_vdsr(scale: int = 2, depth: int = 20, features: int = 64, channels: int = 1, steps: int = 5,
@@ -233,7 +234,7 @@ def dlnet_vdsr(scale: int = 2, depth: int = 20, features: int = 64, channels: in
 
 @register_model(
     "dlnet_idn", summary="DL-Net on IDN (released weights): SR with known blur, one scale", **_SR_FIELDS,
-    detect=_detector("idn"), convert=_converter("idn"), resolve=_resolver("idn", inputs=("record",)),
+    detect=_detector("idn"), convert=_converter("idn"), resolve=_resolver("idn", default_scale=2, inputs=("record",)),
     test_configs=({"scale": 2, "features": 16, "blocks": 1, "distilled": 4, **_DLNET_TEST},),
 )
 def dlnet_idn(scale: int = 2, features: int = 64, blocks: int = 4, distilled: int = 16, groups: int = 4,
@@ -248,7 +249,7 @@ def dlnet_idn(scale: int = 2, features: int = 64, blocks: int = 4, distilled: in
 @register_model(
     "dlnet_drrn", summary="DL-Net on DRRN B1U9 (no released weights): SR with known blur, one scale",
     **_SR_FIELDS, detect=_detector("drrn"), convert=_converter("drrn"),
-    resolve=_resolver("drrn", inputs=("record",)),
+    resolve=_resolver("drrn", default_scale=2, inputs=("record",)),
     test_configs=({"scale": 3, "units": 2, "features": 8, **_DLNET_TEST},),
 )
 def dlnet_drrn(scale: int = 2, units: int = 9, features: int = 128, channels: int = 1, steps: int = 5,

@@ -146,7 +146,8 @@ def model_entries() -> list[dict]:
     for entry in zoo_entries():
         card = entry.card
         info = get_architecture(card.architecture).info(card.arguments)
-        takes_level = "level" in info.inputs  # FFDNet: the slider sets the noise level itself
+        # FFDNet: the slider sets the noise level itself; DL-Net: the level its record describes (SR: blur width)
+        takes_level = bool({"level", "record"} & set(info.inputs))
         span = card.level_range() or (TASKS[card.task].span if takes_level and card.task in TASKS else None)
         entries.append({
             "id": card.name, "label": card.describe(), "task": card.task, "source": entry.source,
