@@ -75,9 +75,15 @@ class EvalSetup:
             "grey": self.grey,
             "degradation": self.degradation_spec(),
         }
-        if self.task == "sr" and not self.degrade:
+        if self.sr_benchmark:
             described["sr_input"] = self.sr_input or "rgb-uint8"
         return described
+
+    @property
+    def sr_benchmark(self) -> bool:
+        """SR's benchmark inputs (MATLAB bicubic of the modcropped image): no --degrade and no blur level.
+        A nonzero level is the task's blur width u (DL-Net's blurred SR): the canonical spec makes the input."""
+        return self.task == "sr" and not self.degrade and not self.level
 
     def crop_text(self) -> str | None:
         return None if self.crop_to is None else f"{self.crop_to[0]}x{self.crop_to[1]}"
@@ -94,9 +100,9 @@ class EvalSetup:
             return None
         if self.degrade:
             return self.degrade
-        if self.task == "sr" and self.sr_input == "y-float":
+        if self.sr_benchmark and self.sr_input == "y-float":
             return f"y_unrounded+modcrop:{self.scale}+matlab_bicubic_down:{self.scale}"
-        if self.task == "sr":
+        if self.sr_benchmark:
             return f"modcrop:{self.scale}+matlab_bicubic_down:{self.scale}+round_uint8"
         if self.task == "restore":
             return None
@@ -158,7 +164,7 @@ def setup_for_model(setup: EvalSetup, model: Model) -> EvalSetup:
     if model.info.in_channels != 1:
         return setup
     grey = setup.grey or (model.card.grey if model.card is not None and model.card.grey else "y")
-    sr_input = setup.sr_input or ("y-float" if setup.task == "sr" and not setup.degrade else None)
+    sr_input = setup.sr_input or ("y-float" if setup.sr_benchmark else None)
     return replace(setup, grey=grey, sr_input=sr_input)
 
 
@@ -188,7 +194,7 @@ def make_example(clean: torch.Tensor, name: str, setup: EvalSetup, with_record: 
     from restorekit.degrade import parse_spec
     from restorekit.degrade.seeding import seed_for
 
-    if setup.task == "sr" and not setup.degrade:
+    if setup.sr_benchmark:
         degraded, target = sr_pair(clean, setup)
         record = parse_spec(f"down:scale={setup.scale},quantize=false").apply_one(target, 0)[1] if with_record else None
         return degraded, target, record

@@ -78,18 +78,6 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def result_of(path: Path, name: str) -> Result:
-    """One `restorekit eval --json` file -> a card Result (dataset and scale from the file's own record)."""
-    data = json.loads(path.read_text())
-    dataset, scale = Path(data["dataset"]).name, int(data["scale"])
-    crop = (data.get("protocol") or {}).get("crop_to")
-    command = f"restorekit eval --model {name} --dataset {dataset} --task sr --scale {scale}" + \
-        (f" --crop-to {crop}" if crop else "")
-    return Result(dataset=dataset, task="sr", scale=scale, psnr=round(data["psnr"], 3),
-                  ssim=round(data["ssim"], 4), n_images=data["n_images"], protocol=data.get("protocol") or {},
-                  command=command)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("results", nargs="*", type=Path, help="restorekit eval --json files of the trained model")
@@ -97,7 +85,7 @@ def main() -> None:
     parser.add_argument("--source-file", type=Path, default=ROOT.parent / "shared" / "reference-weights" / "carn_m.pth")
     args = parser.parse_args()
     run, card = MODELS[args.model]
-    updates = {**card, "results": [result_of(path, args.model).model_dump() for path in args.results]}
+    updates = {**card, "results": [Result.from_eval(json.loads(path.read_text()), args.model).model_dump() for path in args.results]}
     if args.model == "carn_m_x8":  # fine-tuned from a released file: its source and license travel with it
         updates["provenance"] = Provenance(
             source=SOURCE, license="MIT", original_file="carn_m.pth",

@@ -62,6 +62,23 @@ def test_eval_json_has_the_documented_fields(tmp_path, astronaut):
     assert 15 < result["psnr"] < 40
 
 
+def test_an_sr_level_is_the_blur_width_before_the_downscale(tmp_path, astronaut):
+    """Task 'sr': --level u is DL-Net's blurred SR (a Gaussian of width u, then the bicubic downscale), the same
+    inputs as the explicit --degrade spec; level 0 / none is the SR benchmark's plain downscale."""
+    array = (astronaut.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)[:96, :120]
+    folder = _write_folder(tmp_path / "imgs", {"a.png": array})
+    results = {}
+    for name, extra in {"level": ["--level", "2.6"], "spec": ["--degrade", "blur:kind=gaussian,width=2.6+down:scale=2"],
+                        "plain": [], "zero": ["--level", "0"]}.items():
+        out = tmp_path / f"{name}.json"
+        assert main(["eval", "--model", "bicubic", "--dataset", str(folder), "--task", "sr", "--scale", "2",
+                     "--json", str(out), *extra]) == 0
+        results[name] = json.loads(out.read_text())
+    assert results["level"]["protocol"]["degradation"] == "blur:kind=gaussian,width=2.6+down:scale=2"
+    assert results["level"]["psnr"] == results["spec"]["psnr"] and results["level"]["level"] == 2.6
+    assert results["zero"]["psnr"] == results["plain"]["psnr"] > results["level"]["psnr"] + 2
+
+
 def test_protocol_switches_change_the_number_and_are_recorded(tmp_path, astronaut):
     array = (astronaut.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)[:128, :128]
     folder = _write_folder(tmp_path / "imgs", {"a.png": array})
