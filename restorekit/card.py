@@ -75,13 +75,14 @@ class Result(_Strict):
     @classmethod
     def from_eval(cls, data: dict[str, Any], model: str, flags: str = "") -> Result:
         """A `restorekit eval --json` file's figures as a card result, with the command that reproduces them
-        for the zoo name `model`: dataset, task, scale and crop from the file, `flags` (e.g. the --degrade
+        for the zoo name `model`: dataset, task, scale, level and crop from the file, `flags` (e.g. the --degrade
         the run used) appended as given."""
         dataset, protocol = Path(data["dataset"]).name, data.get("protocol") or {}
-        scale, crop = data.get("scale"), protocol.get("crop_to")
+        scale, level, crop = data.get("scale"), data.get("level"), protocol.get("crop_to")
         command = " ".join(part for part in (
             f"restorekit eval --model {model} --dataset {dataset} --task {data['task']}",
-            f"--scale {scale}" if scale else "", f"--crop-to {crop}" if crop else "", flags) if part)
+            f"--scale {scale}" if scale else "", f"--level {level:g}" if level is not None else "",
+            f"--crop-to {crop}" if crop else "", flags) if part)
         return cls(dataset=dataset, task=data["task"], scale=scale, level=data.get("level"),
                    psnr=round(data["psnr"], 3), ssim=round(data["ssim"], 4) if data.get("ssim") is not None else None,
                    n_images=data.get("n_images"), protocol=protocol, command=command)

@@ -1,0 +1,81 @@
+"""Put a CPU-fine-tuned DL-Net SR model into the bundled zoo with its card (issue 15 item 6).
+
+Only backbones whose released weights may be redistributed go in: VDSR (huangzehao/caffe-vdsr, MIT). The
+released IDN files state no license, so DL-Net on IDN is measured (docs/BENCHMARKS.md) but not shipped.
+
+    restorekit train configs/dlnet/sr_dlnet_vdsr_x2.yaml --out runs/dlnet/sr_dlnet_vdsr_x2       # ~1 h 50 here
+    for d in Set5 Set14; do for u in 0 1.3 2.6; do
+        restorekit eval --model runs/dlnet/sr_dlnet_vdsr_x2/final.safetensors --dataset $d --task sr --scale 2 \\
+            --level $u --json outputs/dlnet_vdsr_x2_${d}_u$u.json; done; done   # BSD100: + --crop-to 480x320
+    python scripts/publish_dlnet.py outputs/dlnet_vdsr_x2_*.json
+
+`--level u` on task sr is the blur width: inputs `blur:kind=gaussian,width=u+down:scale=2` (MATLAB bicubic,
+rounded to 8 bits), the model given that record, PSNR on the MATLAB Y channel, border 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import platform
+from pathlib import Path
+
+import torch
+
+from restorekit.card import Provenance, Result
+from restorekit.zoo import publish
+
+ROOT = Path(__file__).resolve().parent.parent
+REFERENCE = ROOT.parent / "shared" / "reference-weights"
+HARDWARE = f"2-core CPU ({platform.machine()}), shared with other jobs; torch {torch.__version__}; one torch thread"
+DLNET_VDSR_X2 = {
+    "family": "dlnet",
+    "task": "sr",
+    "scales": [2],
+    "levels": (0.0, 3.0),
+    "level_name": "Gaussian blur width u (px) applied before the x2 bicubic downscale",
+    "grey": "y",
+    "license": "MIT",
+    "description": "DL-Net (recursive likelihood module, K = 5, gamma 1e-3, Eq. 5 as printed) on the released "
+                   "VDSR, fine-tuned on this CPU for SR x2 with a known Gaussian blur of width u in [0, 3] before "
+                   "the downscale: one model across the blur levels, told each input's u (`--level u`). "
+                   "Y channel (colour photos: Y restored, Cb/Cr bicubic). A short CPU fine-tune, below the "
+                   "paper's figures (docs/BENCHMARKS.md).",
+    "training": {
+        "recipe": "supervised L2 fine-tune of the released VDSR inside DL-Net (CPU recipe; the paper trains 300 "
+                  "epochs of 91 + 400 images)",
+        "command": "restorekit train configs/dlnet/sr_dlnet_vdsr_x2.yaml --out runs/dlnet/sr_dlnet_vdsr_x2",
+        "config": "configs/dlnet/sr_dlnet_vdsr_x2.yaml",
+        "data": "T91 + BSD200 (the paper's 91 + BSD-400; CelebA/SUN397-scale data is not here), MATLAB Y, 40 px "
+                "LR / 80 px HR patches, flips/rot90, Gaussian blur width u ~ U[0, 3] then MATLAB bicubic x2, "
+                "LR rounded to 8 bits",
+        "steps": 1500,
+        "hardware": HARDWARE,
+    },
+}
+MODELS = {"dlnet_vdsr_x2": (ROOT / "runs" / "dlnet" / "sr_dlnet_vdsr_x2", DLNET_VDSR_X2, "vdsr_official.mat",
+                            "huangzehao/caffe-vdsr @ 5a83923 : Test/VDSR_Official.mat")}
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("results", nargs="*", type=Path, help="restorekit eval --json files of the trained model")
+    parser.add_argument("--model", choices=sorted(MODELS), default="dlnet_vdsr_x2", help="which zoo model")
+    args = parser.parse_args()
+    run, card, source_file, source = MODELS[args.model]
+    results = [Result.from_eval(json.loads(path.read_text()), args.model).model_dump() for path in args.results]
+    original = REFERENCE / source_file
+    provenance = Provenance(source=source, license="MIT", original_file=source_file,
+                            original_sha256=sha256(original) if original.is_file() else None,
+                            imported_with=f"fine-tuned from it: {card['training']['config']} (model.init)")
+    updates = {**card, "results": results, "provenance": provenance.model_dump()}
+    print(f"published {publish(run / 'final.safetensors', args.model, updates, folder=ROOT / 'weights')}")
+
+
+if __name__ == "__main__":
+    main()
