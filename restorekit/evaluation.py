@@ -18,7 +18,7 @@ import torch
 from restorekit import __version__, io, metrics, ops
 from restorekit.data.pairs import describe_unpaired, is_paired_folder, match_pairs, relative
 from restorekit.errors import RestorekitError
-from restorekit.infer import conditions_for, run_model
+from restorekit.infer import conditions_for, run_ensemble, run_model
 from restorekit.models import Model
 from restorekit.tasks import EVAL_TASKS, TASKS
 
@@ -59,16 +59,19 @@ class EvalSetup:
     seed_mode: str = "fixed"  # 'fixed': every image uses `seed` (KAIR's np.random.seed(0) per image)
     grey: str | None = None  # 'y' | 'luma': RGB test images become 1 channel before degradation (JPEG on Y)
     sr_input: str | None = None  # SR only, one of SR_INPUTS; None: 'rgb-uint8', or 'y-float' for Y-only models
+    ensemble: bool = False  # average the model over the 8 flips/rotations (RED-Net's test-time trick)
     # A paired dataset gives the degraded inputs: nothing is synthesised, `level` is only what the user
     # states about the files (recorded, and the condition of a modulated / level-taking model).
     paired: bool = False
 
     def describe(self) -> dict:
         if self.paired:  # no seed, spec or SR input applies to given files
-            return {**self.protocol.as_dict(), "crop_to": self.crop_text(), "seed": None, "seed_mode": None,
+            return {**self.protocol.as_dict(), "ensemble": self.ensemble, "crop_to": self.crop_text(), "seed": None,
+                    "seed_mode": None,
                     "grey": self.grey, "degradation": GIVEN}
         described = {
             **self.protocol.as_dict(),
+            "ensemble": self.ensemble,
             "crop_to": self.crop_text(),
             "seed": self.seed,
             "seed_mode": self.seed_mode,
@@ -287,6 +290,9 @@ def evaluate(
     scale = setup.scale if "scale" in model.info.inputs else None
     conditions = conditions_for(model, level=setup.level, strength=strength, scale=scale)
     takes_record = "record" in model.info.inputs  # DL-Net: each image's own degradation record
+    if setup.ensemble and takes_record:
+        raise RestorekitError(f"model {model.name!r} takes its input's degradation record, which a rotated input "
+                              "would contradict: evaluate it without --ensemble")
     rows = []
     converted = False  # whether any colour image was turned grey (else `grey` does not apply)
     started = time.perf_counter()
@@ -301,7 +307,10 @@ def evaluate(
             record = sidecar_record(degraded_path) if takes_record else None
         else:
             degraded, clean, record = make_example(clean, name, setup, with_record=takes_record)
-        output = run_model(model, degraded, device, **conditions, **({"record": record} if takes_record else {}))
+        def restore(image: torch.Tensor, record=record) -> torch.Tensor:
+            return run_model(model, image, device, **conditions, **({"record": record} if takes_record else {}))
+
+        output = run_ensemble(restore, degraded) if setup.ensemble else restore(degraded)
         if output.shape != clean.shape:
             raise RestorekitError(
                 f"{clean_path}: model output {tuple(output.shape)} does not match ground truth {tuple(clean.shape)}"

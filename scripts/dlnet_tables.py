@@ -3,6 +3,7 @@
 
     .venv/bin/python scripts/dlnet_tables.py                      # inpainting + interpolation (Tables II, III)
     .venv/bin/python scripts/dlnet_tables.py --sr                 # + SR with blur (Tables XII-XIV)
+    .venv/bin/python scripts/dlnet_tables.py --only sr --datasets BSD100 --scales 2 --out runs/dlnet/bsd100_x2
     .venv/bin/python scripts/dlnet_tables.py --print-commands     # the training commands, nothing else
     .venv/bin/python scripts/dlnet_tables.py --only inpaint --limit 20 --out runs/dlnet_smoke   # a smoke
     .venv/bin/python scripts/dlnet_tables.py --model "Naive Likelihood (1e4)=runs/dlnet/inpaint_naive_1e4/final.safetensors"
@@ -198,8 +199,8 @@ def pattern_line(task: str, results: dict, chosen) -> str:
     return f"DL-Net vs rigid-joint (PSNR): {'; '.join(parts)}. The paper's pattern {verdict}."
 
 
-def score_sr(runs: Path, datasets: list[str], limit: int | None) -> dict:
-    """{dataset: {label: {u: {scale: psnr or None}}}}."""
+def score_sr(runs: Path, datasets: list[str], limit: int | None, scales: tuple[int, ...] = SR_SCALES) -> dict:
+    """{dataset: {label: {u: {scale: psnr or None}}}} (None: not trained, or a scale left out)."""
     out: dict = {}
     for dataset in datasets:
         folder = paths.resolve_dataset(dataset)
@@ -210,7 +211,7 @@ def score_sr(runs: Path, datasets: list[str], limit: int | None) -> dict:
                 out[dataset][label][u] = {}
                 for s in SR_SCALES:
                     source, arguments = per_scale[s]
-                    if source != "bicubic" and not Path(source).is_file():
+                    if s not in scales or (source != "bicubic" and not Path(source).is_file()):
                         out[dataset][label][u][s] = None
                         continue
                     model = load_model(source, **arguments)
@@ -259,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sr", action="store_true", help="also the SR-with-blur tables (slow: see the docstring)")
     parser.add_argument("--datasets", default="Set5,Set14,BSD100", help="SR benchmarks (comma-separated)")
     parser.add_argument("--limit", type=int, help="first N pairs of each 64x64 set / N images of each SR set")
+    parser.add_argument("--scales", default="2,3,4", help="SR scales to score (comma-separated; the rest are '—')")
     parser.add_argument("--model", action="append", default=[], metavar="LABEL=WEIGHTS",
                         help="another row for the inpainting/interpolation tables (task from --only, default both)")
     parser.add_argument("--print-commands", action="store_true", help="print the training commands and stop")
@@ -280,7 +282,8 @@ def main(argv: list[str] | None = None) -> int:
         results[task] = score_sets(task, models, sets_root, args.limit)
         parts.append(task_table(task, results[task], f"{sets_root.name} ({args.limit or 'all'} pairs per set)"))
     if args.sr or args.only == "sr":
-        results["sr"] = score_sr(runs, args.datasets.split(","), args.limit)
+        scales = tuple(int(v) for v in args.scales.split(","))
+        results["sr"] = score_sr(runs, args.datasets.split(","), args.limit, scales)
         parts.append(sr_tables(results["sr"]))
     out.mkdir(parents=True, exist_ok=True)
     (out / "dlnet_tables.md").write_text("## DL-Net results (scripts/dlnet_tables.py)\n\n" + "\n".join(parts))

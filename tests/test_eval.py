@@ -361,3 +361,24 @@ def test_eval_json_is_world_readable_under_umask_022(tmp_path):
     assert done.returncode == 0, done.stderr
     for path in (single, grid, grid.with_suffix(".md"), grid.with_suffix(".png")):
         assert oct(path.stat().st_mode & 0o777) == oct(0o644), path
+
+
+def test_ensemble_averages_the_eight_flips_and_is_recorded(tmp_path, astronaut):
+    """RED-Net's x8 test-time ensemble (`--ensemble`): an equivariant model (bicubic) is unchanged by it up to float
+    rounding; the protocol records it; a record-taking model refuses it."""
+    array = (astronaut.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)[:64, :80]
+    folder = _write_folder(tmp_path / "imgs", {"a.png": array})
+    results = {}
+    for name, extra in {"plain": [], "ensemble": ["--ensemble"]}.items():
+        out = tmp_path / f"{name}.json"
+        assert main(["eval", "--model", "identity", "--dataset", str(folder), "--task", "denoise", "--level", "25",
+                     "--json", str(out), *extra]) == 0
+        results[name] = json.loads(out.read_text())
+    assert results["ensemble"]["protocol"]["ensemble"] is True and results["plain"]["protocol"]["ensemble"] is False
+    assert results["ensemble"]["psnr"] == pytest.approx(results["plain"]["psnr"], abs=1e-6)
+    from restorekit import models
+
+    dlnet = models.build("dlnet_vdsr", scale=2, depth=3, features=4)
+    setup = evaluation.default_setup("sr", scale=2, level=1.3, ensemble=True)
+    with pytest.raises(Exception, match="without --ensemble"):
+        evaluation.evaluate(dlnet, folder, setup)

@@ -66,6 +66,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="how SR inputs are made: rgb-uint8 (degrade RGB, LR rounded to uint8; default for colour "
                        "models) or y-float (unrounded Y of the HR image downscaled as floating point, no rounding: "
                        "the VDSR/IDN/DnCNN-3 test scripts; default for Y-only models)")
+    proto.add_argument("--ensemble", action="store_true",
+                       help="average the model over the 8 flips/rotations of each input (RED-Net's x8 test-time "
+                       "ensemble; 8x slower)")
     proto.add_argument("--seed", type=int, default=0, help="noise/mask seed (default 0)")
     proto.add_argument("--seed-mode", choices=SEED_MODES,
                        help="'fixed': every image uses --seed (KAIR protocol, default for --task levels); "
@@ -96,6 +99,7 @@ def setup_from_args(args: argparse.Namespace) -> evaluation.EvalSetup:
         args.task, scale=args.scale, level=args.level, degrade=degrade,
         crop_to=evaluation.parse_crop(args.crop_to), seed=args.seed,
         seed_mode=args.seed_mode or ("name" if degrade else "fixed"), grey=args.grey, sr_input=args.sr_input,
+        ensemble=args.ensemble or None,
     )
     changes = {}
     if args.y_channel is not None:
