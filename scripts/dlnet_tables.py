@@ -199,8 +199,29 @@ def pattern_line(task: str, results: dict, chosen) -> str:
     return f"DL-Net vs rigid-joint (PSNR): {'; '.join(parts)}. The paper's pattern {verdict}."
 
 
-def score_sr(runs: Path, datasets: list[str], limit: int | None, scales: tuple[int, ...] = SR_SCALES) -> dict:
-    """{dataset: {label: {u: {scale: psnr or None}}}} (None: not trained, or a scale left out)."""
+def slug(label: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in label).strip("_").lower()
+
+
+def cached_eval(path: Path, source: str, arguments: dict, folder: Path, setup, limit: int | None) -> dict:
+    """`evaluation.evaluate` of the model file on the set, kept in `path` and reused while the file (size and
+    mtime), the protocol and the limit are the same: a long run of the tables resumes where it stopped."""
+    weights = Path(source)
+    key = {"source": source, "arguments": arguments, "setup": setup.describe(), "limit": limit,
+           "file": [weights.stat().st_size, weights.stat().st_mtime] if weights.is_file() else None}
+    if path.is_file():
+        cached = json.loads(path.read_text())
+        if cached.get("key") == json.loads(json.dumps(key)):
+            return cached
+    result = evaluation.evaluate(load_model(source, **arguments), folder, setup, limit=limit)
+    write_json(path, {**{k: result[k] for k in ("psnr", "ssim", "n_images")}, "key": key})
+    return result
+
+
+def score_sr(runs: Path, datasets: list[str], limit: int | None, scales: tuple[int, ...] = SR_SCALES,
+             cache: Path = RUNS / "sr_cache") -> dict:
+    """{dataset: {label: {u: {scale: psnr or None}}}} (None: not trained, or a scale left out); each evaluation
+    cached under `cache` (see cached_eval)."""
     out: dict = {}
     for dataset in datasets:
         folder = paths.resolve_dataset(dataset)
@@ -214,11 +235,11 @@ def score_sr(runs: Path, datasets: list[str], limit: int | None, scales: tuple[i
                     if s not in scales or (source != "bicubic" and not Path(source).is_file()):
                         out[dataset][label][u][s] = None
                         continue
-                    model = load_model(source, **arguments)
                     setup = evaluation.default_setup("sr", scale=s, degrade=f"blur:kind=gaussian,width={u:g}+down:scale={s}",
                                                      grey="y")
                     setup = replace(setup, crop_to=SR_DATASETS[dataset][1])
-                    result = evaluation.evaluate(model, folder, setup, limit=limit)
+                    result = cached_eval(cache / dataset / f"{slug(label)}_u{u:g}_x{s}.json", source, arguments,
+                                         folder, setup, limit)
                     out[dataset][label][u][s] = result["psnr"]
                     print(f"{dataset:7s} {label:14s} u={u:g} x{s}: {result['psnr']:.2f} dB ({result['n_images']} images)",
                           flush=True)
@@ -283,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
         parts.append(task_table(task, results[task], f"{sets_root.name} ({args.limit or 'all'} pairs per set)"))
     if args.sr or args.only == "sr":
         scales = tuple(int(v) for v in args.scales.split(","))
-        results["sr"] = score_sr(runs, args.datasets.split(","), args.limit, scales)
+        results["sr"] = score_sr(runs, args.datasets.split(","), args.limit, scales, cache=out / "sr_cache")
         parts.append(sr_tables(results["sr"]))
     out.mkdir(parents=True, exist_ok=True)
     (out / "dlnet_tables.md").write_text("## DL-Net results (scripts/dlnet_tables.py)\n\n" + "\n".join(parts))
