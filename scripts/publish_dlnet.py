@@ -4,13 +4,12 @@ Only backbones whose released weights may be redistributed go in: VDSR (huangzeh
 released IDN files state no license, so DL-Net on IDN is measured (docs/BENCHMARKS.md) but not shipped.
 
     restorekit train configs/dlnet/sr_dlnet_vdsr_x2.yaml --out runs/dlnet/sr_dlnet_vdsr_x2       # ~1 h 50 here
-    for d in Set5 Set14; do for u in 0 1.3 2.6; do
-        restorekit eval --model runs/dlnet/sr_dlnet_vdsr_x2/final.safetensors --dataset $d --task sr --scale 2 \\
-            --level $u --json outputs/dlnet_vdsr_x2_${d}_u$u.json; done; done   # BSD100: + --crop-to 480x320
-    python scripts/publish_dlnet.py outputs/dlnet_vdsr_x2_*.json
+    python scripts/dlnet_tables.py --only sr --scales 2          # Set5 / Set14 / BSD100 at u = 0, 1.3, 2.6
+    python scripts/publish_dlnet.py runs/dlnet/sr_cache/*/vdsr__dl_net__u*_x2.json
 
-`--level u` on task sr is the blur width: inputs `blur:kind=gaussian,width=u+down:scale=2` (MATLAB bicubic,
-rounded to 8 bits), the model given that record, PSNR on the MATLAB Y channel, border 2.
+The results are the tables' evaluations (eval --json results): inputs `blur:kind=gaussian,width=u+down:scale=2` of
+the MATLAB Y channel (rounded to 8 bits; MATLAB bicubic, LR rounded), the model given that record, PSNR/SSIM on
+Y, border 2, BSD100 cropped to 480x320; each card result says how to rerun it with `restorekit eval`.
 """
 
 from __future__ import annotations
@@ -62,13 +61,21 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def result_of(data: dict, name: str) -> Result:
+    """A card result from one evaluation of the tables: the blur width u as its level, the eval command to rerun it."""
+    spec = data["protocol"]["degradation"]
+    width = float(spec.split("width=")[1].split("+")[0].split(",")[0])
+    flags = f'--degrade "{spec}" --grey {data["protocol"]["grey"] or "y"}'
+    return Result.from_eval(data, name, flags).model_copy(update={"level": width})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("results", nargs="*", type=Path, help="restorekit eval --json files of the trained model")
     parser.add_argument("--model", choices=sorted(MODELS), default="dlnet_vdsr_x2", help="which zoo model")
     args = parser.parse_args()
     run, card, source_file, source = MODELS[args.model]
-    results = [Result.from_eval(json.loads(path.read_text()), args.model).model_dump() for path in args.results]
+    results = [result_of(json.loads(path.read_text()), args.model).model_dump() for path in args.results]
     original = REFERENCE / source_file
     provenance = Provenance(source=source, license="MIT", original_file=source_file,
                             original_sha256=sha256(original) if original.is_file() else None,
