@@ -219,7 +219,7 @@ def cached_eval(path: Path, source: str, arguments: dict, folder: Path, setup, l
 
 
 def score_sr(runs: Path, datasets: list[str], limit: int | None, scales: tuple[int, ...] = SR_SCALES,
-             cache: Path = RUNS / "sr_cache") -> dict:
+             cache: Path = RUNS / "sr_cache", rows: tuple[str, ...] = ()) -> dict:
     """{dataset: {label: {u: {scale: psnr or None}}}} (None: not trained, or a scale left out); each evaluation
     cached under `cache` (see cached_eval)."""
     out: dict = {}
@@ -227,6 +227,8 @@ def score_sr(runs: Path, datasets: list[str], limit: int | None, scales: tuple[i
         folder = paths.resolve_dataset(dataset)
         out[dataset] = {}
         for label, per_scale in sr_models(runs).items():
+            if rows and label not in rows:
+                continue
             out[dataset][label] = {}
             for u in SR_WIDTHS:
                 out[dataset][label][u] = {}
@@ -262,6 +264,8 @@ def sr_tables(results: dict) -> str:
     set5 = results.get("Set5")
     if set5:
         for backbone in ("VDSR", "IDN"):
+            if f"{backbone} (DL-Net)" not in set5 or backbone not in set5:
+                continue
             ours, ref = set5[f"{backbone} (DL-Net)"], set5[backbone]
             if ours[2.6][2] is None or ref[2.6][2] is None:
                 continue
@@ -282,6 +286,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--datasets", default="Set5,Set14,BSD100", help="SR benchmarks (comma-separated)")
     parser.add_argument("--limit", type=int, help="first N pairs of each 64x64 set / N images of each SR set")
     parser.add_argument("--scales", default="2,3,4", help="SR scales to score (comma-separated; the rest are '—')")
+    parser.add_argument("--rows", default="", help="SR rows to score, e.g. 'IDN,IDN (DL-Net)' (default: all); "
+                        "several processes with different rows fill one cache in parallel")
     parser.add_argument("--model", action="append", default=[], metavar="LABEL=WEIGHTS",
                         help="another row for the inpainting/interpolation tables (task from --only, default both)")
     parser.add_argument("--print-commands", action="store_true", help="print the training commands and stop")
@@ -304,7 +310,8 @@ def main(argv: list[str] | None = None) -> int:
         parts.append(task_table(task, results[task], f"{sets_root.name} ({args.limit or 'all'} pairs per set)"))
     if args.sr or args.only == "sr":
         scales = tuple(int(v) for v in args.scales.split(","))
-        results["sr"] = score_sr(runs, args.datasets.split(","), args.limit, scales, cache=out / "sr_cache")
+        rows = tuple(r.strip() for r in args.rows.split(",") if r.strip())
+        results["sr"] = score_sr(runs, args.datasets.split(","), args.limit, scales, cache=out / "sr_cache", rows=rows)
         parts.append(sr_tables(results["sr"]))
     out.mkdir(parents=True, exist_ok=True)
     (out / "dlnet_tables.md").write_text("## DL-Net results (scripts/dlnet_tables.py)\n\n" + "\n".join(parts))
