@@ -87,6 +87,25 @@ class Result(_Strict):
                    psnr=round(data["psnr"], 3), ssim=round(data["ssim"], 4) if data.get("ssim") is not None else None,
                    n_images=data.get("n_images"), protocol=protocol, command=command)
 
+    @classmethod
+    def from_grid(cls, grid: dict[str, Any], model: str, key: str | None = None, flags: str = "") -> list[Result]:
+        """A `restorekit eval --levels --json` grid's rows for one model (`key`, default the only one) as card
+        results, each with the single-level command that reproduces it for the zoo name `model`."""
+        rows = grid["results"][key] if key else next(iter(grid["results"].values()))
+        dataset, task, protocol = Path(grid["dataset"]).name, grid["task"], grid.get("protocol") or {}
+        results = []
+        for row in rows:
+            level = row.get("level")
+            command = " ".join(part for part in (
+                f"restorekit eval --model {model} --dataset {dataset} --task {task}",
+                f"--level {level:g}" if level is not None else "", flags) if part)
+            results.append(cls(dataset=dataset, task=task, level=level, strength=row.get("strength"),
+                               psnr=round(row["psnr"], 3), ssim=round(row["ssim"], 4) if row.get("ssim") else None,
+                               psnr_b=round(row["psnr_b"], 3) if "psnr_b" in row else None,
+                               n_images=row.get("n_images"), protocol={**protocol, "degradation": row["spec"]},
+                               command=command))
+        return results
+
 
 class ModelCard(_Strict):
     name: str

@@ -94,16 +94,10 @@ def main() -> None:
     grid = json.loads(Path(args.results).read_text())
     card_file = find(args.name).weights.with_suffix(".json")
     card = read_card(card_file)
-    rows = grid["results"][args.name]
-    results = [
-        Result(dataset=dataset, task=card.task, level=r["level"], strength=r.get("strength"),
-               psnr=round(r["psnr"], 3), ssim=round(r["ssim"], 4), n_images=r["n_images"],
-               psnr_b=round(r["psnr_b"], 3) if "psnr_b" in r else None,
-               protocol={**grid["protocol"], "degradation": r["spec"]}, command=command)
-        for r in rows
-    ]
+    results = [result.model_copy(update={"dataset": dataset, "command": command})
+               for result in Result.from_grid(grid, args.name, key=args.name)]
     write_card(card_file, card.model_copy(update={"results": results}))
-    print(f"added {len(rows)} results to {card_file}")
+    print(f"added {len(results)} results to {card_file}")
 
 
 if __name__ == "__main__":

@@ -208,7 +208,8 @@ def test_the_dlnet_configs_are_one_experiment_each_at_equal_budgets():
         for kind, cfg in cfgs.items():
             if kind != "reference":  # fine-tuned from the reference, same steps, batch, optimiser, data
                 assert cfg.model.init == f"runs/dlnet/{task}_reference/final.safetensors", kind
-                assert (cfg.train.steps, cfg.train.batch_size) == (3000, 32), kind
+                assert (cfg.train.steps, cfg.train.batch_size) == (cfgs["joint"].train.steps, 32), kind
+                assert cfg.train.scheduler == cfgs["joint"].train.scheduler, kind
                 assert cfg.train.optimizer == cfgs["joint"].train.optimizer, kind
                 assert cfg.data.train.folder == ["T91", "BSD200"] and cfg.data.train.patch == 64, kind
     on_demand = [lv.spec for lv in load_config(folder / "inpaint_on_demand.yaml").data.train.levels]

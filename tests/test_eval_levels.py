@@ -133,3 +133,22 @@ def test_levels_on_a_paired_dataset_are_refused(tmp_path, camera, capsys):
     assert main(["eval", "--model", "identity", "--dataset", str(pairs), "--task", "denoise", "--levels", "10,20"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "paired dataset" in err[0] and "--levels" in err[0], err
+
+
+def test_grid_rows_become_card_results_whose_commands_reproduce_them(tmp_path, folder, trained):
+    """Result.from_grid (publish scripts): one card result per level, its single-level command giving the same PSNR."""
+    from restorekit.card import Result
+
+    out = tmp_path / "grid.json"
+    assert main(["eval", "--model", str(trained), "--dataset", str(folder), "--task", "denoise", "--levels", "15,40",
+                 "--json", str(out)]) == 0
+    grid = json.loads(out.read_text())
+    results = Result.from_grid(grid, "mine_zoo")
+    assert [(r.level, r.psnr, r.n_images) for r in results] == [
+        (row["level"], round(row["psnr"], 3), 3) for row in grid["results"]["mine"]]
+    assert results[1].protocol["degradation"] == "noise:sigma=40" and results[1].dataset == folder.name
+    args = results[1].command.split()[1:]
+    assert args[:5] == ["eval", "--model", "mine_zoo", "--dataset", folder.name] and "--level" in args
+    args[2], args[4] = str(trained), str(folder)
+    assert main([*args, "--json", str(tmp_path / "one.json")]) == 0
+    assert json.loads((tmp_path / "one.json").read_text())["psnr"] == pytest.approx(grid["results"]["mine"][1]["psnr"])

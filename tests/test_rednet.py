@@ -93,8 +93,8 @@ def test_down_sampling_variants_halve_the_maps_after_the_strided_conv_and_restor
 def test_residual_ablation_has_the_same_layers_and_differs_only_in_the_shortcuts():
     """Fig. 7: He-style identity shortcuts every 2 layers instead of the symmetric skips, same weights."""
     torch.manual_seed(0)
-    red = REDNet(depth=10, features=4, padding="same")
-    residual = REDNet(depth=10, features=4, padding="same", skips="residual")
+    red = REDNet(depth=10, features=4, padding="same", identity_init=False)
+    residual = REDNet(depth=10, features=4, padding="same", skips="residual", identity_init=False)
     residual.load_state_dict(red.state_dict())
     x = torch.rand(1, 1, 20, 20)
     assert (red(x) - residual(x)).abs().max() > 1e-4
@@ -109,3 +109,13 @@ def test_sr_instance_upscales_bicubically_first_and_a_too_small_image_is_one_cle
     assert model(torch.rand(1, 1, 10, 12), scale=3).shape == (1, 1, 30, 36)
     with pytest.raises(ModelError, match="at least 31 px"):
         models.build("rednet")(torch.rand(1, 1, 20, 40))
+
+
+def test_untrained_net_is_the_identity_so_training_starts_at_the_input():
+    """Initialisation is not stated; with the global residual the last deconv starts at zero (documented default),
+    so F(x) = x before any step; without it (RED10), or with identity_init=False, PyTorch's default stands."""
+    x = torch.rand(1, 1, 40, 44)
+    assert torch.equal(REDNet(depth=30, features=8)(x), x)
+    assert not torch.equal(REDNet(depth=30, features=8, identity_init=False)(x), x)
+    red10 = REDNet(depth=10, features=8, skip_step=0, global_residual=False)
+    assert red10.deconvs[-1].weight.abs().max() > 0

@@ -68,9 +68,10 @@ def test_zssr_beats_bicubic_on_a_photo_after_a_few_dozen_steps():
     lr, hr = sr_pair(skimage_rgb("chelsea"), EvalSetup(task="sr", scale=4))  # 112x75 LR
     protocol = metrics.Protocol(crop_border=4)
     bicubic = float(metrics.psnr_batch(ops.upscale(lr.double(), 4).float(), hr, protocol))
-    sr, stats = zssr(lr, 4, steps=80, seed=0, crop=32, ensemble=False)
-    assert sr.shape == hr.shape and stats.steps == 80 and stats.seconds > 0
-    # Measured: +0.10 dB (31.46 -> 31.56) after 80 steps on 32-px crops; ZSSR starts AT bicubic (zeroed last conv).
+    sr, stats = zssr(lr, 4, steps=160, seed=0, crop=32, ensemble=False)
+    assert sr.shape == hr.shape and stats.steps == 160 and stats.seconds > 0
+    # ZSSR starts AT bicubic (zeroed last conv). 80 steps were too few to be safe across CPUs: seeds 0 / 1 / 2
+    # gave +0.00 / +0.15 / -0.01 dB on an AMD EPYC (+0.10 at seed 0 elsewhere); 160 steps, seed 0: +0.14 dB.
     assert float(metrics.psnr_batch(sr, hr, protocol)) > bicubic + 0.03
 
 

@@ -26,6 +26,10 @@ One definition, pinned (field-conventions 3.7: reimplementations disagree on wid
   and MATLAB-bicubic-upscales its input first (blind SR on the upscaled image, Table 8); `mask_input` adds the
   mask of damaged pixels as an extra input channel (`mask` condition; the paper's text and scratch removal
   take no mask, which is the default).
+* Initialisation: not stated (Caffe). PyTorch's default everywhere, except that with the global residual the
+  last deconv starts at zero (`identity_init`, default on), so the untrained net is the identity: a 30-layer
+  random residual starts several dB below its own input (measured: 26.1 dB at sigma 10 after 20 steps, the
+  noisy input being 28.1 dB) and spends the CPU budget climbing back.
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ class REDNet(nn.Module):
     def __init__(self, channels: int = 1, depth: int = 30, features: int = 64, kernel: int = 3, skip_step: int = 2,
                  skips: str = "symmetric", padding: str = "valid", down: Sequence[int] = (),
                  global_residual: bool = True, final_relu: bool = False, sr_scales: Sequence[int] = (),
-                 mask_input: bool = False) -> None:
+                 mask_input: bool = False, identity_init: bool = True) -> None:
         super().__init__()
         if depth < 2 or depth % 2:
             raise ValueError(f"depth counts conv + deconv layers: an even number >= 2, got {depth}")
@@ -76,6 +80,9 @@ class REDNet(nn.Module):
         self.deconvs = nn.ModuleList(
             nn.ConvTranspose2d(features, channels if j == n else features, kernel, strides[n - j], pad)
             for j in range(1, n + 1))
+        if identity_init and global_residual:
+            nn.init.zeros_(self.deconvs[-1].weight)
+            nn.init.zeros_(self.deconvs[-1].bias)
 
     def forward(self, x: torch.Tensor, scale: int = 1, mask: torch.Tensor | None = None) -> torch.Tensor:
         if int(scale) > 1:
@@ -175,7 +182,8 @@ def _resolve(arguments: dict) -> dict:
 )
 def rednet(channels: int = 1, depth: int = 30, features: int = 64, kernel: int = 3, skip_step: int = 2,
            skips: str = "symmetric", padding: str = "valid", down: Sequence[int] = (), global_residual: bool = True,
-           final_relu: bool = False, sr_scales: Sequence[int] = (), mask_input: bool = False) -> REDNet:
+           final_relu: bool = False, sr_scales: Sequence[int] = (), mask_input: bool = False,
+           identity_init: bool = True) -> REDNet:
     """RED30 by default; `rednet(depth=20)` RED20; RED10 is `rednet(depth=10, skip_step=0, global_residual=False)`."""
     return REDNet(channels, depth, features, kernel, skip_step, skips, padding, down, global_residual, final_relu,
-                  sr_scales, mask_input)
+                  sr_scales, mask_input, identity_init)
