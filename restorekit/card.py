@@ -56,6 +56,16 @@ class Provenance(_Strict):
     imported_with: str | None = None  # the command
 
 
+
+def eval_command(model: str, dataset: str, task: str, *, scale: int | None = None, level: float | None = None,
+                 crop: str | None = None, flags: str = "") -> str:
+    """The `restorekit eval` command line that reproduces one card result (Result.from_eval / from_grid)."""
+    return " ".join(part for part in (
+        f"restorekit eval --model {model} --dataset {dataset} --task {task}",
+        f"--scale {scale}" if scale else "", f"--level {level:g}" if level is not None else "",
+        f"--crop-to {crop}" if crop else "", flags) if part)
+
+
 class Result(_Strict):
     """One measured number with the protocol that produced it (what `restorekit eval` writes)."""
 
@@ -79,10 +89,7 @@ class Result(_Strict):
         the run used) appended as given."""
         dataset, protocol = Path(data["dataset"]).name, data.get("protocol") or {}
         scale, level, crop = data.get("scale"), data.get("level"), protocol.get("crop_to")
-        command = " ".join(part for part in (
-            f"restorekit eval --model {model} --dataset {dataset} --task {data['task']}",
-            f"--scale {scale}" if scale else "", f"--level {level:g}" if level is not None else "",
-            f"--crop-to {crop}" if crop else "", flags) if part)
+        command = eval_command(model, dataset, data["task"], scale=scale, level=level, crop=crop, flags=flags)
         return cls(dataset=dataset, task=data["task"], scale=scale, level=data.get("level"),
                    psnr=round(data["psnr"], 3), ssim=round(data["ssim"], 4) if data.get("ssim") is not None else None,
                    n_images=data.get("n_images"), protocol=protocol, command=command)
@@ -96,11 +103,10 @@ class Result(_Strict):
         results = []
         for row in rows:
             level = row.get("level")
-            command = " ".join(part for part in (
-                f"restorekit eval --model {model} --dataset {dataset} --task {task}",
-                f"--level {level:g}" if level is not None else "", flags) if part)
+            command = eval_command(model, dataset, task, level=level, flags=flags)
             results.append(cls(dataset=dataset, task=task, level=level, strength=row.get("strength"),
-                               psnr=round(row["psnr"], 3), ssim=round(row["ssim"], 4) if row.get("ssim") else None,
+                               psnr=round(row["psnr"], 3),
+                               ssim=round(row["ssim"], 4) if row.get("ssim") is not None else None,
                                psnr_b=round(row["psnr_b"], 3) if "psnr_b" in row else None,
                                n_images=row.get("n_images"), protocol={**protocol, "degradation": row["spec"]},
                                command=command))
