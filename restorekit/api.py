@@ -35,11 +35,19 @@ BACKENDS = ("torch", "onnxruntime")
 # ---------------------------------------------------------------------------------------------------
 
 
-def _is_blind(card: ModelCard) -> bool:
+def is_blind(card: ModelCard) -> bool:
+    """Whether a zoo model removes an unknown degradation: what `--task auto` (and the page's auto) offers."""
     if card.blind:
         return True
     try:
         return get_architecture(card.architecture).blind
+    except ModelError:
+        return False
+
+
+def _multi_factor(card: ModelCard) -> bool:
+    try:
+        return len(get_architecture(card.architecture).info(card.arguments).factors) > 1
     except ModelError:
         return False
 
@@ -52,11 +60,12 @@ def choose_zoo_model(task: str, level: float | None = None, scale: int | None = 
     installed = "; ".join(c.describe() for c in cards) or \
         f"none installed in {', '.join(str(d) for d in weights_dirs())}"
     if task == AUTO:
-        matching = [c for c in cards if _is_blind(c)]
+        matching = [c for c in cards if is_blind(c)]
         if not matching:
             raise ModelError("--task auto needs a blind/multi-factor zoo model; "
                              f"installed: {installed}. Pick a --task or a --model instead")
-        return matching[0].name
+        # a model for several degradation types (R-MBN) before a blind model of one task (a blind denoiser)
+        return sorted(matching, key=lambda c: not _multi_factor(c))[0].name
     matching = [c for c in cards if c.task == task]
     if not matching:
         builtin = " (or --model bicubic)" if task == "sr" else ""
@@ -219,7 +228,8 @@ class Restorer:
         output is blended with the input through it. degrade: for a model that takes the degradation
         record (DL-Net), the spec its input went through (default: the task's canonical degradation at
         level and scale, e.g. for SR a blur of width LEVEL before the downscale); such a model runs on
-        the whole image, its record made for the image's size. deadline: checked before every tile; past
+        the whole image, its record made for the image's size. A multi-branch model (MBN) runs the path of
+        the task's degradation (derain -> rain), or for task auto / None every path in turn (R-MBN). deadline: checked before every tile; past
         it the call stops with TimedOut (the web server's --timeout).
         """
         self.check(task, level, scale, degrade)
@@ -229,7 +239,7 @@ class Restorer:
             check_mask_size(mask, image)
         conditions = infer.conditions_for(self.model, level=level, strength=strength,
                                           scale=scale if "scale" in self.info.inputs else None,
-                                          mask=mask if takes_mask else None)
+                                          mask=mask if takes_mask else None, factor=infer.factor_for(self.model, task))
         scale_out = self.info.scale_for(conditions.get("scale"))
 
         def once(im: torch.Tensor) -> torch.Tensor:

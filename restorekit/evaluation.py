@@ -7,6 +7,7 @@ task's metric convention. Every switch that changes a number lands in the result
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -16,9 +17,10 @@ from typing import TYPE_CHECKING
 import torch
 
 from restorekit import __version__, io, metrics, ops
+from restorekit.atomic import write_json
 from restorekit.data.pairs import describe_unpaired, is_paired_folder, match_pairs, relative
 from restorekit.errors import RestorekitError
-from restorekit.infer import conditions_for, run_ensemble, run_model
+from restorekit.infer import conditions_for, factor_for, run_ensemble, run_model
 from restorekit.models import Model
 from restorekit.tasks import EVAL_TASKS, TASKS
 
@@ -60,15 +62,19 @@ class EvalSetup:
     grey: str | None = None  # 'y' | 'luma': RGB test images become 1 channel before degradation (JPEG on Y)
     sr_input: str | None = None  # SR only, one of SR_INPUTS; None: 'rgb-uint8', or 'y-float' for Y-only models
     ensemble: bool = False  # average the model over the 8 flips/rotations (RED-Net's test-time trick)
+    # the path a factor-conditioned model (MBN) runs: None = the task's factor (derain -> rain), 'auto' = every
+    # path recurrently (R-MBN, the factor unknown)
+    factor: str | None = None
     # A paired dataset gives the degraded inputs: nothing is synthesised, `level` is only what the user
     # states about the files (recorded, and the condition of a modulated / level-taking model).
     paired: bool = False
 
     def describe(self) -> dict:
+        factor = {"factor": self.factor} if self.factor else {}  # only when named: earlier results keep their keys
         if self.paired:  # no seed, spec or SR input applies to given files
             return {**self.protocol.as_dict(), "ensemble": self.ensemble, "crop_to": self.crop_text(), "seed": None,
                     "seed_mode": None,
-                    "grey": self.grey, "degradation": GIVEN}
+                    "grey": self.grey, "degradation": GIVEN, **factor}
         described = {
             **self.protocol.as_dict(),
             "ensemble": self.ensemble,
@@ -80,7 +86,7 @@ class EvalSetup:
         }
         if self.sr_benchmark:
             described["sr_input"] = self.sr_input or "rgb-uint8"
-        return described
+        return {**described, **factor}
 
     @property
     def sr_benchmark(self) -> bool:
@@ -288,7 +294,8 @@ def evaluate(
         raise RestorekitError(f"{dataset}: no images found" + (" with a partner" if unpaired else ""))
     setup = setup_for_model(setup, model)
     scale = setup.scale if "scale" in model.info.inputs else None
-    conditions = conditions_for(model, level=setup.level, strength=strength, scale=scale)
+    factor = factor_for(model, setup.task, setup.factor)
+    conditions = conditions_for(model, level=setup.level, strength=strength, scale=scale, factor=factor)
     takes_record = "record" in model.info.inputs  # DL-Net: each image's own degradation record
     if setup.ensemble and takes_record:
         raise RestorekitError(f"model {model.name!r} takes its input's degradation record, which a rotated input "
@@ -338,6 +345,7 @@ def evaluate(
         "level": setup.level,
         "level_source": setup.level_source(),
         "strength": conditions.get("strength"),
+        **({"factor": factor or "auto"} if "factor" in model.info.inputs else {}),  # the path MBN ran
         "n_images": len(rows),
         "psnr": sum(r["psnr"] for r in rows) / len(rows),
         "ssim": sum(r["ssim"] for r in rows) / len(rows),
@@ -354,6 +362,28 @@ def evaluate(
         result[key] = sum(r[key] for r in rows) / len(rows)
     for measure in no_reference:
         result[measure] = sum(r[measure] for r in rows) / len(rows)
+    return result
+
+
+def file_stamp(path: Path) -> list[float] | None:
+    """[size, mtime] of a weights file (None when absent): what a cached result is valid for."""
+    path = Path(path)
+    return [path.stat().st_size, path.stat().st_mtime] if path.is_file() else None
+
+
+def evaluate_cached(path: Path, key: dict, load: Callable[[], Model], dataset: Path, setup: EvalSetup,
+                    limit: int | None = None) -> dict:
+    """`evaluate(load(), dataset, setup)`, kept as JSON in `path` and reused while `key` (what names the model:
+    its source, arguments and `file_stamp`s), the protocol and the limit are the same: a long table resumes
+    where it stopped, and processes scoring different rows fill one cache."""
+    setup = for_dataset(setup, dataset)  # the setup evaluate runs: paired sets key as given files
+    key = json.loads(json.dumps({**key, "setup": setup.describe(), "limit": limit}))
+    if path.is_file():
+        cached = json.loads(path.read_text())
+        if cached.get("key") == key:
+            return cached
+    result = evaluate(load(), dataset, setup, limit=limit)
+    write_json(path, {**result, "key": key})  # an eval --json result with its key
     return result
 
 

@@ -110,6 +110,25 @@ def resolve_strength(model: Model, level: float | None, strength: float | None) 
     return 1.0
 
 
+def factor_for(model: Model, task: str | None = None, factor: str | None = None) -> str | None:
+    """The path a factor-conditioned model (MBN) runs: `factor` as given, else the task's (derain -> rain, ...);
+    None, also for `factor="auto"` or an unknown task (auto, restore), runs every path (R-MBN). A factor for a
+    model without paths is refused, as is one the model has no path for."""
+    from restorekit.tasks import TASKS
+
+    if "factor" not in model.info.inputs:
+        if factor not in (None, "auto"):
+            raise ModelError(f"model {model.name!r} takes no factor (it has no per-factor paths)")
+        return None
+    factor = factor or (TASKS[task].factor if task in TASKS else None)
+    if factor in (None, "auto"):
+        return None
+    if factor not in model.info.factors:
+        raise ModelError(f"model {model.name!r} has paths for {', '.join(model.info.factors)}, not {factor!r}; "
+                         "'auto' runs them all")
+    return factor
+
+
 def conditions_for(model: Model, *, level: float | None = None, strength: float | None = None,
                    **others: Any) -> dict[str, Any]:
     """The call conditions a request means for this model: strength from level for a modulated model,

@@ -21,17 +21,18 @@ class Task:
     level: str | None  # what `--level` means for it, or None when it has no level
     y_channel: bool = False  # PSNR/SSIM on the Y channel (SR, JPEG, deraining) rather than RGB
     span: tuple[float, float] | None = None  # the usual range of levels (a level slider's ends when a model has none)
+    factor: str | None = None  # the degradation operator it removes, what a factor-conditioned model (MBN) is told
 
 
 TASKS: dict[str, Task] = {t.name: t for t in (
     Task("denoise", "Gaussian noise removal", "noise sigma on the 0-255 scale", span=(0, 75)),
     Task("sr", "super-resolution", "Gaussian blur width before downscaling (0: none)", y_channel=True),
-    Task("jpeg", "JPEG deblocking", "JPEG quality", y_channel=True, span=(10, 90)),
-    Task("deblur", "Gaussian deblurring", "blur kernel width"),
+    Task("jpeg", "JPEG deblocking", "JPEG quality", y_channel=True, span=(10, 90), factor="jpeg"),
+    Task("deblur", "Gaussian deblurring", "blur kernel width", factor="blur"),
     Task("inpaint", "filling a missing block", "side of the square hole in pixels"),
     Task("interpolate", "filling randomly missing pixels", "missing fraction (0.75 or 75 = 75%)"),
-    Task("derain", "rain streak removal", "streak intensity", y_channel=True),
-    Task("dehaze", "haze removal", "haze density beta"),
+    Task("derain", "rain streak removal", "streak intensity", y_channel=True, factor="rain"),
+    Task("dehaze", "haze removal", "haze density beta", factor="haze"),
 )}
 
 # Names a request or a model may use besides the tasks themselves.

@@ -142,21 +142,23 @@ def train_commands(runs: Path) -> list[str]:
     return out
 
 
-def score_sets(task: str, models: dict[str, Path], sets_root: Path, limit: int | None) -> dict:
-    """{method: {set name: {l1_pm1, l2_pm1, psnr, n} or None (not trained)}} for one task's test sets."""
+def score_sets(task: str, models: dict[str, Path], sets_root: Path, limit: int | None, cache: Path) -> dict:
+    """{method: {set name: {l1_pm1, l2_pm1, psnr, n} or None (not trained)}} for one task's test sets, each
+    evaluation cached under `cache` (see cached_eval): processes scoring different rows fill one cache, and a
+    last run with every row writes the whole table from it."""
     results: dict[str, dict] = {}
     chosen = [s for s in dlnet_sets() if s.name.startswith(task)]
     for label, weights in models.items():
         if not weights.is_file():
             results[label] = None
             continue
-        model = load_model(str(weights))
         results[label] = {}
         for test_set in chosen:
             folder = sets_root / test_set.name
             if not folder.is_dir():
                 raise SystemExit(f"{folder}: no such test set; make it with scripts/dlnet_test_sets.py")
-            result = evaluation.evaluate(model, folder, evaluation.default_setup(test_set.task), limit=limit)
+            result = cached_eval(cache / test_set.name / f"{slug(label)}.json", str(weights), {}, folder,
+                                 evaluation.default_setup(test_set.task), limit)
             results[label][test_set.name] = {k: result[k] for k in ("l1_pm1", "l2_pm1", "psnr")} | {"n": result["n_images"]}
             print(f"{label:28s} {test_set.name:22s} l1 {result['l1_pm1']:.4f}  l2 {result['l2_pm1']:.4f}  "
                   f"PSNR {result['psnr']:.2f}  ({result['n_images']} pairs)", flush=True)
@@ -204,18 +206,9 @@ def slug(label: str) -> str:
 
 
 def cached_eval(path: Path, source: str, arguments: dict, folder: Path, setup, limit: int | None) -> dict:
-    """`evaluation.evaluate` of the model file on the set, kept in `path` and reused while the file (size and
-    mtime), the protocol and the limit are the same: a long run of the tables resumes where it stopped."""
-    weights = Path(source)
-    key = {"source": source, "arguments": arguments, "setup": setup.describe(), "limit": limit,
-           "file": [weights.stat().st_size, weights.stat().st_mtime] if weights.is_file() else None}
-    if path.is_file():
-        cached = json.loads(path.read_text())
-        if cached.get("key") == json.loads(json.dumps(key)):
-            return cached
-    result = evaluation.evaluate(load_model(source, **arguments), folder, setup, limit=limit)
-    write_json(path, {**result, "key": key})  # an eval --json result: scripts/publish_dlnet.py reads these
-    return result
+    """`evaluation.evaluate_cached` of the model file (or built-in) `source` built with `arguments`."""
+    key = {"source": source, "arguments": arguments, "file": evaluation.file_stamp(Path(source))}
+    return evaluation.evaluate_cached(path, key, lambda: load_model(source, **arguments), folder, setup, limit)
 
 
 def score_sr(runs: Path, datasets: list[str], limit: int | None, scales: tuple[int, ...] = SR_SCALES,
@@ -286,8 +279,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--datasets", default="Set5,Set14,BSD100", help="SR benchmarks (comma-separated)")
     parser.add_argument("--limit", type=int, help="first N pairs of each 64x64 set / N images of each SR set")
     parser.add_argument("--scales", default="2,3,4", help="SR scales to score (comma-separated; the rest are '—')")
-    parser.add_argument("--rows", default="", help="SR rows to score, e.g. 'IDN,IDN (DL-Net)' (default: all); "
-                        "several processes with different rows fill one cache in parallel")
+    parser.add_argument("--rows", default="", help="rows to score, e.g. 'IDN,IDN (DL-Net)' or 'DL-Net' (default: "
+                        "all); several processes with different rows fill one cache in parallel")
     parser.add_argument("--model", action="append", default=[], metavar="LABEL=WEIGHTS",
                         help="another row for the inpainting/interpolation tables (task from --only, default both)")
     parser.add_argument("--print-commands", action="store_true", help="print the training commands and stop")
@@ -299,6 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out) if args.out else runs
     sets_root = Path(args.sets) if args.sets else set_root("CBSD68", TEST_ROOT)
     extra = dict(item.split("=", 1) for item in args.model)
+    rows = tuple(r.strip() for r in args.rows.split(",") if r.strip())
     results: dict = {}
     parts = []
     for task in TASKS:
@@ -306,11 +300,11 @@ def main(argv: list[str] | None = None) -> int:
             continue
         models = {label: runs / f"{task}_{suffix}" / "final.safetensors" for label, suffix in METHODS.items()}
         models.update({label: Path(path) for label, path in extra.items()})
-        results[task] = score_sets(task, models, sets_root, args.limit)
+        models = {label: path for label, path in models.items() if not rows or label in rows}
+        results[task] = score_sets(task, models, sets_root, args.limit, cache=out / "cache" / task)
         parts.append(task_table(task, results[task], f"{sets_root.name} ({args.limit or 'all'} pairs per set)"))
     if args.sr or args.only == "sr":
         scales = tuple(int(v) for v in args.scales.split(","))
-        rows = tuple(r.strip() for r in args.rows.split(",") if r.strip())
         results["sr"] = score_sr(runs, args.datasets.split(","), args.limit, scales, cache=out / "sr_cache", rows=rows)
         parts.append(sr_tables(results["sr"]))
     out.mkdir(parents=True, exist_ok=True)

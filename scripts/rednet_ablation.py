@@ -17,15 +17,13 @@ that must reproduce: higher with skips, and a gap that grows with depth).
 
 from __future__ import annotations
 
-import argparse
-import json
-import re
-import shlex
-import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from ablation import REPO, Ablation
+
 CONFIG = REPO / "configs" / "rednet" / "skip_ablation_sigma70.yaml"
 RUNS = REPO / "runs" / "rednet" / "ablation"
 PLAIN = ["model.args.skip_step=0", "model.args.global_residual=false"]  # "without skip connections"
@@ -54,97 +52,20 @@ STUDIES: dict[str, dict[str, list[str]]] = {  # study -> variant label -> --set 
 }
 
 
-def slug(label: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "_", label.lower()).strip("_")
 
 
-def run_folder(study: str, label: str) -> Path:
-    """Named by the overrides, so a variant that two studies share (RED30 with skips) is trained once."""
-    return RUNS / (slug("_".join(STUDIES[study][label])).replace("model_args_", "") or "base")
+def skip_verdict(last: dict[str, dict[str, float]]) -> str:
+    """Fig. 6's claim: higher validation PSNR with skips, and a gap that grows from 20 to 30 layers."""
+    psnr = {label: sum(v.values()) / len(v) for label, v in last.items()}
+    gaps = {n: psnr[f"{n} layers, skips"] - psnr[f"{n} layers, no skips"] for n in (20, 30)}
+    holds = gaps[20] > 0 and gaps[30] > 0 and gaps[30] > gaps[20]
+    return (f"Skips minus no skips (last validation PSNR): 20 layers {gaps[20]:+.2f} dB, 30 layers {gaps[30]:+.2f} dB: "
+            f"the paper's claim (higher with skips, the gap growing with depth) {'holds' if holds else 'does NOT hold'} "
+            "at this budget.")
 
 
-def train_command(study: str, label: str) -> list[str]:
-    out = run_folder(study, label)
-    sets = [arg for item in STUDIES[study][label] for arg in ("--set", item)]
-    return [str(REPO / ".venv" / "bin" / "restorekit"), "train", str(CONFIG), "--out", str(out), "--resume",
-            "--set", f"name=rednet_ablation_{out.name}", *sets]
-
-
-def read_log(run: Path) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
-    """(step, loss) and (step, validation PSNR at the single level) from the run's log.jsonl."""
-    losses, psnrs = [], []
-    for line in (run / "log.jsonl").read_text().splitlines():
-        row = json.loads(line)
-        if "loss" in row:
-            losses.append((row["step"], row["loss_avg"]))
-        if row.get("val_psnr"):
-            psnrs.append((row["step"], sum(row["val_psnr"].values()) / len(row["val_psnr"])))
-    return losses, psnrs
-
-
-def summarise(study: str, logs: dict[str, tuple[list, list]]) -> str:
-    lines = [f"| variant ({study}) | steps | training loss (last avg) | val PSNR last (dB) | best (dB) |",
-             "|---|---:|---:|---:|---:|"]
-    last = {}
-    for label, (losses, psnrs) in logs.items():
-        last[label] = psnrs[-1][1] if psnrs else float("nan")
-        best = max(p for _, p in psnrs) if psnrs else float("nan")
-        lines.append(f"| {label} | {losses[-1][0] if losses else 0} | {losses[-1][1]:.5f} | {last[label]:.2f} | "
-                     f"{best:.2f} |" if losses else f"| {label} | not trained | | | |")
-    if study == "skips" and all(k in last for k in STUDIES["skips"]):
-        gaps = {n: last[f"{n} layers, skips"] - last[f"{n} layers, no skips"] for n in (20, 30)}
-        holds = gaps[20] > 0 and gaps[30] > 0 and gaps[30] > gaps[20]
-        lines += ["", f"Skips minus no skips (last validation PSNR): 20 layers {gaps[20]:+.2f} dB, 30 layers "
-                      f"{gaps[30]:+.2f} dB: the paper's claim (higher with skips, the gap growing with depth) "
-                      f"{'holds' if holds else 'does NOT hold'} at this budget."]
-    return "\n".join(lines) + "\n"
-
-
-def plot(study: str, logs: dict[str, tuple[list, list]], path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    for label, (losses, psnrs) in logs.items():
-        if losses:
-            left.plot(*zip(*losses), label=label)
-        if psnrs:
-            right.plot(*zip(*psnrs), marker="o", markersize=3, label=label)
-    left.set(xlabel="step", ylabel="training MSE (running average)", yscale="log", title="training loss")
-    right.set(xlabel="step", ylabel="PSNR (dB)", title="validation (McMaster grey, sigma 70)")
-    right.legend(fontsize=8)
-    fig.suptitle(f"RED-Net {study} study ({CONFIG.relative_to(REPO)}, equal steps)")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def run_study(study: str, plot_only: bool) -> None:
-    logs = {}
-    for label in STUDIES[study]:
-        run = run_folder(study, label)
-        if not plot_only and not (run / "final.safetensors").is_file():
-            command = train_command(study, label)
-            print(shlex.join(command), flush=True)
-            subprocess.run(command, check=True, cwd=REPO)
-        if (run / "log.jsonl").is_file():
-            logs[label] = read_log(run)
-    summary = summarise(study, logs)
-    RUNS.mkdir(parents=True, exist_ok=True)
-    (RUNS / f"{study}.md").write_text(summary)
-    plot(study, logs, REPO / "docs" / "img" / f"rednet_{study}.png")
-    print(summary)
-
-
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("studies", nargs="+", choices=sorted(STUDIES))
-    p.add_argument("--plot-only", action="store_true", help="no training: plot and summarise the runs there are")
-    args = p.parse_args(argv)
-    for study in args.studies:
-        run_study(study, args.plot_only)
-
+REDNET = Ablation("rednet", CONFIG, RUNS, STUDIES, verdicts={"skips": skip_verdict},
+                  loss_label="training MSE (running average)", val_label="PSNR (dB), McMaster grey, sigma 70")
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(REDNET.main(description=__doc__.split("\n\n")[0]))

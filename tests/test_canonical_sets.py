@@ -3,27 +3,19 @@ script makes, and regenerating a set with `restorekit degrade --seed 0` gives th
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 from PIL import Image
+from script_loader import load_script
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("canonical_test_sets", REPO / "scripts" / "canonical_test_sets.py")
-    module = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def script():
-    return load_script()
+    return load_script("canonical_test_sets")
 
 
 @pytest.fixture(scope="module")

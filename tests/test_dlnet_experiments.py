@@ -4,14 +4,13 @@ gets its own record; l1 / l2 on [-1, 1]), the configs, and the tables script."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from script_loader import load_script as _script
 from test_dlnet import spy_inputs
 from test_train import REPO, tiny_config, write_config
 
@@ -23,14 +22,6 @@ from restorekit.train import load_config, run
 from restorekit.train.losses import Loss, likelihood
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def _script(name: str):
-    sys.path.insert(0, str(REPO / "scripts"))
-    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _batch(spec: str, n: int = 3, side: int = 16, seed: int = 0):

@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from script_loader import load_script
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-_PATH = Path(__file__).resolve().parent.parent / "bench" / "dlnet_overhead.py"
-_SPEC = importlib.util.spec_from_file_location("dlnet_overhead", _PATH)
-dlnet_overhead = importlib.util.module_from_spec(_SPEC)
-sys.modules.setdefault("dlnet_overhead", dlnet_overhead)
-_SPEC.loader.exec_module(dlnet_overhead)
+dlnet_overhead = load_script("dlnet_overhead", "bench")
 
 
 def test_the_pair_shares_the_weights_and_one_step_is_the_backbone():

@@ -136,6 +136,8 @@ def _sample(condition: str, height: int, width: int, value: float | None = None,
         return 2
     if condition == "record" and model is not None:
         return _record(model, height, width, value)
+    if condition == "factor" and model is not None:  # the first and the last of the model's paths
+        return model.info.factors[0 if value is None else -1]
     pytest.skip(f"the contract tests know no sample value for the {condition!r} condition yet")
 
 
@@ -328,7 +330,8 @@ def test_declared_conditions_are_accepted_and_used_undeclared_refused(name, inde
             assert (first - second).abs().max() > 1e-3, f"{name} accepts {condition!r} but ignores it"
         for condition in CONDITIONS:
             if condition not in model.info.inputs:
-                value = {"scale": 2, "record": {"noise": 25}}.get(condition) or _sample(condition, height, width)
+                value = ({"scale": 2, "record": {"noise": 25}, "factor": "rain"}.get(condition)
+                         or _sample(condition, height, width))
                 with pytest.raises(ModelError, match=f"takes no {condition}"):
                     model(image, **{**base, condition: value})
 

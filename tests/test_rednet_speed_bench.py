@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
+from script_loader import load_script
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-_PATH = Path(__file__).resolve().parent.parent / "bench" / "rednet_speed.py"
-_SPEC = importlib.util.spec_from_file_location("rednet_speed", _PATH)
-rednet_speed = importlib.util.module_from_spec(_SPEC)
-sys.modules.setdefault("rednet_speed", rednet_speed)
-_SPEC.loader.exec_module(rednet_speed)
+rednet_speed = load_script("rednet_speed", "bench")
 
 
 def test_every_paper_variant_is_timed_against_the_plain_net_and_written(tmp_path, capsys):

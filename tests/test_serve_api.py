@@ -380,3 +380,21 @@ def test_serve_refuses_bad_limits_before_starting(monkeypatch, capsys, options, 
     assert main(["serve", *options]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_a_blind_multi_branch_model_is_offered_for_auto_and_the_task_picks_its_path(tiny_zoo, private_tmp):
+    """Issue 17: the page offers `auto` (every path of MBN in turn, the factor unknown); under `derain` the same
+    model runs its rain path; a task the page does not know is one clear 400."""
+    save_zoo_model(tiny_zoo, "tiny-mbn", "mbn", {"features": 8, "res_features": 8, "rain_iterations": 1,
+                                                 "identity_init": False},
+                   task="restore", family="mbn", levels=None, curve=False, blind=True)
+    client = TestClient(create_app(ServeConfig(max_upload_bytes=200_000, device="cpu", tile=64)))
+    data = client.get("/api/models").json()
+    assert "auto" in data["tasks"]
+    assert {m["task"] for m in data["models"] if m["id"] == "tiny-mbn"} == {"restore", "auto"}
+    body = _png(32, 32)
+    auto, rain = _restore(client, body, model="tiny-mbn", task="auto"), _restore(client, body, model="tiny-mbn",
+                                                                                  task="derain")
+    assert auto.status_code == rain.status_code == 200 and auto.content != rain.content
+    bad = _restore(client, body, model="tiny-mbn", task="sharpen")
+    assert bad.status_code == 400 and "unknown task 'sharpen'" in bad.json()["error"]

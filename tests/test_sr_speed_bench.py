@@ -4,23 +4,18 @@ timing them side by side compares one network in two module layouts. The timings
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from script_loader import load_script
 
 from restorekit.zoo import read_weights
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-_PATH = Path(__file__).resolve().parent.parent / "bench" / "sr_speed.py"
-_SPEC = importlib.util.spec_from_file_location("sr_speed", _PATH)
-sr_speed = importlib.util.module_from_spec(_SPEC)
-sys.modules.setdefault("sr_speed", sr_speed)  # dataclasses look their module up there
-_SPEC.loader.exec_module(sr_speed)
+sr_speed = load_script("sr_speed", "bench")
 
 
 def _count(module: torch.nn.Module) -> int:

@@ -69,6 +69,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     proto.add_argument("--ensemble", action="store_true",
                        help="average the model over the 8 flips/rotations of each input (RED-Net's x8 test-time "
                        "ensemble; 8x slower)")
+    proto.add_argument("--factor",
+                       help="the path a multi-branch model (MBN) runs: rain, blur, jpeg or haze (default: the task's, "
+                       "e.g. derain -> rain), or 'auto': every path in turn, the factor unknown (R-MBN)")
     proto.add_argument("--seed", type=int, default=0, help="noise/mask seed (default 0)")
     proto.add_argument("--seed-mode", choices=SEED_MODES,
                        help="'fixed': every image uses --seed (KAIR protocol, default for --task levels); "
@@ -99,7 +102,7 @@ def setup_from_args(args: argparse.Namespace) -> evaluation.EvalSetup:
         args.task, scale=args.scale, level=args.level, degrade=degrade,
         crop_to=evaluation.parse_crop(args.crop_to), seed=args.seed,
         seed_mode=args.seed_mode or ("name" if degrade else "fixed"), grey=args.grey, sr_input=args.sr_input,
-        ensemble=args.ensemble or None,
+        ensemble=args.ensemble or None, factor=args.factor,
     )
     changes = {}
     if args.y_channel is not None:

@@ -156,8 +156,8 @@ def process(job: Job, restorer: Restorer, args: argparse.Namespace, shared_mask:
     start = time.perf_counter()
     image, meta = io.read_image(job.source)
     mask = _mask_for(job, args.mask, shared_mask)
-    out = restorer.restore(image, level=args.level, strength=args.strength, scale=args.scale, mask=mask,
-                           degrade=args.degrade)
+    out = restorer.restore(image, task=args.task, level=args.level, strength=args.strength, scale=args.scale,
+                           mask=mask, degrade=args.degrade)
     io.write_image(job.dest, out, meta, overwrite=args.overwrite)
     job.size_in, job.size_out = tuple(image.shape[-2:]), tuple(out.shape[-2:])
     job.status, job.seconds = "restored", time.perf_counter() - start
@@ -187,6 +187,7 @@ def report(jobs: list[Job], model: LoadedModel, args: argparse.Namespace, dist: 
         "model": model.name,
         "card": restorer.card.name if restorer.card else None,
         "task": args.task, "level": args.level, "strength": model.strength,
+        "factor": infer.factor_for(restorer.model, args.task) or "auto" if "factor" in restorer.info.inputs else None,
         "scale": restorer.info.scale_for(args.scale if "scale" in restorer.info.inputs else None),
         "settings": {"tile": args.tile, "tile_overlap": restorer.tile_overlap, "ensemble": args.ensemble,
                      "precision": args.precision, "device": str(restorer.device), "backend": args.backend,
@@ -231,6 +232,11 @@ def load_model(args: argparse.Namespace, device: str) -> LoadedModel:
     notes = []
     if choice.chosen_by_task:
         notes.append(f"using zoo model {choice.name!r}")
+    if "factor" in restorer.info.inputs:  # a multi-branch model (MBN): say which path(s) will run
+        factor = infer.factor_for(restorer.model, args.task)
+        notes.append(f"{choice.name!r} runs its {factor} path (task {args.task})" if factor else
+                     f"{choice.name!r} runs every path in turn ({', '.join(restorer.info.factors)}): the factor "
+                     "is unknown")
     level_used = (restorer.card is not None and restorer.card.level_range() is not None) or \
         bool({"level", "record"} & set(restorer.info.inputs))  # FFDNet's noise map; DL-Net's record
     if args.level is not None and lam is None and not level_used:

@@ -26,7 +26,7 @@ from restorekit.degrade.params import Choice, Fixed, Param, Uniform
 from restorekit.degrade.pipeline import SHDD_LEVELS, Pipeline, Sequential, SpatiallyVarying, split_regions
 from restorekit.degrade.record import SHDD_POOL, Degradation, DegradationBatch, Region, Step
 from restorekit.degrade.seeding import Context, derive_seed, image_seed
-from restorekit.degrade.spec import canonical_spec, parse_spec, parse_stage
+from restorekit.degrade.spec import canonical_spec, factor_of, parse_spec, parse_stage
 
 __all__ = [
     "SHDD_LEVELS",
@@ -49,6 +49,7 @@ __all__ = [
     "all_operator_classes",
     "canonical_spec",
     "derive_seed",
+    "factor_of",
     "image_seed",
     "operator_class",
     "operator_names",

@@ -13,6 +13,8 @@ Errors name the bad token and list the valid operators or parameters.
 
 from __future__ import annotations
 
+import functools
+
 from restorekit.degrade.operator import Operator, operator_class
 from restorekit.degrade.params import Fixed, Param, Value, format_number, parse_value
 from restorekit.degrade.pipeline import SHDD_LEVELS, Pipeline, Sequential, SpatiallyVarying
@@ -122,6 +124,17 @@ def parse_spec(text: str) -> Pipeline:
         factors = _parse_params(MBN_PARAMS, _split_stage(stages[0])[1], "mbn")["factors"]
         return Sequential([parse_stage(s) for s in MBN_STAGES], subset=factors)
     return Sequential([parse_stage(s) for s in stages], subset=subset)
+
+
+@functools.lru_cache(maxsize=256)
+def factor_of(text: str) -> str | None:
+    """The degradation type of a spec that applies exactly one operator (its name: 'rain', 'blur', 'jpeg',
+    'haze', 'noise', ...), None for chains and random subsets: what a model taking the `factor` condition
+    (MBN) is told about a training or validation level."""
+    pipeline = parse_spec(text)
+    if not isinstance(pipeline, Sequential) or pipeline.subset is not None or len(pipeline.stages) != 1:
+        return None
+    return pipeline.stages[0].name
 
 
 # --------------------------------------------------------------------------------------- tasks

@@ -3,7 +3,7 @@
 A family module (any public module in this package) registers its builders with `@register_model(name,
 ...descriptor fields...)`. The `Architecture` descriptor says what callers must know: the tasks it serves
 (names from `restorekit.tasks`), its scales, the inputs its call takes (image, strength, level, level
-map, mask, degradation record, scale), what it returns, size multiple, receptive field and tiling mode,
+map, mask, degradation record, scale, factor), what it returns, size multiple, receptive field and tiling mode,
 measured fp16/bf16 flags, how to recognise (`detect`) and convert (`convert`) released checkpoints, and
 the small configurations the contract tests build. Nothing else in the package names a family: the zoo,
 the CLI, the server, export and tests find them here.
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 StateDict = dict[str, torch.Tensor]
 
 # What a model's call may take besides the image, and what it may return.
-CONDITIONS = ("strength", "level", "level_map", "mask", "record", "scale")
+CONDITIONS = ("strength", "level", "level_map", "mask", "record", "scale", "factor")
 OUTPUTS = ("image", "logits", "boxes", "map")
 TILING_MODES = ("tile", "whole")  # 'tile': any crop with `receptive_field` context; 'whole': needs the full image
 
@@ -58,6 +58,8 @@ class Architecture:
     tasks: tuple[str, ...]
     summary: str = ""
     scales: tuple[int, ...] = (1,)  # output size / input size; several for multi-head SR (CARN)
+    # the degradation types (degradation-engine operator names) a model taking `factor` has paths for (MBN)
+    factors: tuple[str, ...] = ()
     inputs: tuple[str, ...] = ()  # conditions from CONDITIONS the call takes (the image is implied)
     outputs: tuple[str, ...] = ("image",)
     in_channels: int | None = 3  # None: any channel count
@@ -101,6 +103,7 @@ class ModelInfo:
     arguments: dict = field(default_factory=dict)
     tasks: tuple[str, ...] = ()
     scales: tuple[int, ...] = (1,)
+    factors: tuple[str, ...] = ()
     inputs: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ("image",)
     in_channels: int | None = 3

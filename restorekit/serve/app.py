@@ -2,7 +2,7 @@
 
     GET  /                 the page (static/index.html; no CDN, works offline)
     GET  /api/models       {"models": [...], "tasks": [...], "max_upload_bytes": N}
-    POST /api/restore?model=ID[&strength=S][&level=L][&filename=NAME]   body: the image bytes -> PNG
+    POST /api/restore?model=ID[&strength=S][&level=L][&task=T][&filename=NAME]   body: image bytes -> PNG
     POST /api/preview?filename=NAME                                      body: the image bytes -> PNG
 
 Stateless on purpose: the browser keeps the file and sends it with every request (loopback is fast), so
@@ -37,7 +37,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from restorekit.api import Restorer
+from restorekit.api import Restorer, is_blind
 from restorekit.errors import ImageError, RestorekitError, TimedOut, TooManyPixels
 from restorekit.infer import Deadline, check_tiling
 from restorekit.serve.limits import (
@@ -48,7 +48,7 @@ from restorekit.serve.limits import (
     DEFAULT_TIMEOUT_S,
     RETRY_AFTER_S,
 )
-from restorekit.tasks import TASKS
+from restorekit.tasks import AUTO, TASKS, check_task
 
 STATIC = Path(__file__).resolve().parent / "static"
 POLL_S = 0.02  # how often a waiting request looks for a free slot
@@ -154,6 +154,8 @@ def model_entries() -> list[dict]:
             "modulated": info.modulated, "takes_level": takes_level,
             "levels": None if span is None else list(span), "family": card.family,
         })
+        if is_blind(card):  # also offered for "auto": whatever is wrong with the image (MBN runs every path)
+            entries.append({**entries[-1], "task": AUTO})
     for model_id, (_, _, task, label) in BUILTINS.items():
         entries.append({"id": model_id, "label": label, "task": task, "source": "built-in",
                         "modulated": False, "takes_level": False, "levels": None, "family": "baseline"})
@@ -288,6 +290,8 @@ def create_app(config: ServeConfig | None = None) -> Starlette:
         if not model_id:
             raise Problem(400, "say which model: ?model=ID (see /api/models)")
         strength, level = _number(request, "strength"), _number(request, "level")
+        task = request.query_params.get("task")  # the page's task: a multi-branch model runs that path, auto all
+        task = check_task(task) if task not in (None, "", "any") else None
         if strength is not None and not 0.0 <= strength <= 1.0:
             raise Problem(400, f"strength must be in [0, 1], got {strength:g}")
         name = _display_name(request)
@@ -297,7 +301,7 @@ def create_app(config: ServeConfig | None = None) -> Starlette:
             restorer = models.get(model_id)
             lam = restorer.strength_for(level, strength)
             png = decode_and_encode(payload, name, config, deadline, lambda image: restorer.restore(
-                image, level=level, strength=strength, deadline=deadline))
+                image, task=task, level=level, strength=strength, deadline=deadline))
             return png, lam
 
         png, lam = await jobs.run(deadline, work)

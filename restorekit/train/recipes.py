@@ -1,12 +1,14 @@
 """Training recipes: how the networks of a run learn from one batch, separate from the loop that feeds them.
 
 The loop (`trainer.py`) owns data, validation, logging and checkpoints; a recipe owns networks, optimisers
-and the update of one step. Three ship:
+and the update of one step. Four ship:
 
 * `Supervised`: one network, `train.loss` (the default; every config before recipes were split out).
 * `Adversarial`: generator + discriminator (`adversarial` section; the networks in `discriminators.py`: a
   PatchGAN or PCARN's, optionally as a multi-scale pyramid), two optimisers with their own schedules;
   the generator minimises `train.loss + adversarial.weight * GAN loss` (PCARN: train.loss = vgg54).
+* `Recurrent`: R-MBN's step 2, a model with recurrent paths (mbn) learning 0.8 x loss(its own factor's step)
+  + 0.2 x loss(the last step).
 * `Staged` (`recipe: staged` + `stages`): a list of stages run one after the other, each a full config
   derived from the base one (its own levels, frozen parameters, losses, strength, steps, model arguments),
   each starting from the previous stage's final weights: AdaFM basic -> adaptation, MBN joint -> recurrent.
@@ -358,6 +360,37 @@ class Adversarial(Supervised):
         super().load_state_dict(state)
         self.disc.load_state_dict(state["discriminator"])
         self.d.load_state_dict(state, "d_")
+
+
+@register_recipe("recurrent")
+class Recurrent(Supervised):
+    """R-MBN's step 2 (MBN Sec. 3.6): the model runs every path in its recurrent order (`module.recurrent(x)`
+    -> [(factor, output), ...]) and learns `OWN_STEP` x loss(output of the batch's own factor's step) +
+    `FINAL` x loss(last output): its own path keeps specialising, the others learn to leave the image alone.
+    A batch without a factor (mixed data, R-MBN*) learns the last output only (the paper does not say)."""
+
+    OWN_STEP, FINAL = 0.8, 0.2
+
+    def __init__(self, prepared: Prepared, dist: Dist):
+        if not hasattr(prepared.module, "recurrent"):
+            raise ConfigError(f"{prepared.origin}: recipe recurrent: {prepared.cfg.model.type} has no recurrent "
+                              "paths (a model with `recurrent(image)`, e.g. mbn)")
+        if dist.active:
+            raise ConfigError(f"{prepared.origin}: recipe recurrent runs in one process (its forward is the "
+                              "model's recurrent method, outside DDP)")
+        super().__init__(prepared, dist)
+
+    def train_step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        with autocast(self.cfg, self.device):
+            steps = self.net.recurrent(batch.lq)
+        final = self.pixel_loss(steps[-1][1], batch)
+        factor = self.conditions.get("factor")
+        own = next((out for f, out in steps if f == factor), None)
+        loss = final if own is None else self.OWN_STEP * self.pixel_loss(own, batch) + self.FINAL * final
+        self.g.update(loss, self.dist)
+        if self.ema is not None:
+            self.ema.update(self.net)
+        return {"loss": loss.detach(), "final_loss": final.detach()}
 
 
 # ------------------------------------------------------------------------------------ staged

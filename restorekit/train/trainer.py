@@ -50,6 +50,7 @@ from restorekit.data.sources import (
     synthesize,
     to_tensor,
 )
+from restorekit.degrade import factor_of
 from restorekit.distributed import Dist, all_reduce_mean, barrier, broadcast_object, gather_objects
 from restorekit.errors import ConfigError, RestorekitError
 from restorekit.infer import run_model
@@ -118,6 +119,10 @@ class Prepared:
         if len(scales) != 1:  # the plan draws one scale per step; anything else is a bug, not a config error
             raise RuntimeError(f"a training batch mixes scales {sorted(scales)}")
         self.batch_conditions = scale_condition(self.info, scales.pop())
+        factors = {level_factor(self.info, self.levels[int(i)].spec) for i in levels.unique().tolist()}
+        if len(factors) != 1:  # checked at start-up (check_factors): a bug, not a config error
+            raise RuntimeError(f"a training batch mixes degradation factors {sorted(map(str, factors))}")
+        self.batch_conditions.update(factor_condition(self.info, factors.pop()))
         if records is not None and "record" in self.info.inputs:
             self.batch_conditions["record"] = records
         try:
@@ -129,6 +134,28 @@ class Prepared:
 def scale_condition(info: ModelInfo, scale: int) -> dict[str, int]:
     """`{"scale": S}` for a model that takes the scale as a call argument (CARN's heads) and an SR scale."""
     return {"scale": scale} if scale > 1 and "scale" in info.inputs else {}
+
+
+def level_factor(info: ModelInfo, spec: str | None) -> str | None:
+    """The factor a model taking the `factor` condition (MBN) is told for a level: the spec's single degradation
+    type when the model has a path for it; None (run every path, R-MBN) for mixtures and paired folders."""
+    if "factor" not in info.inputs or not spec:
+        return None
+    factor = factor_of(spec)
+    return factor if factor in info.factors else None
+
+
+def factor_condition(info: ModelInfo, factor: str | None) -> dict[str, str]:
+    return {"factor": factor} if factor is not None and "factor" in info.inputs else {}
+
+
+def check_factors(cfg: Config, origin: str, info: ModelInfo, levels: list[Level]) -> None:
+    """A factor-conditioned model runs one path per batch: levels of different factors cannot share a batch
+    (MBN's step 1 is a cycle of single-factor minibatches: strategy mbn_cycle)."""
+    factors = {level_factor(info, level.spec) for level in levels}
+    if len(factors) > 1 and cfg.strategy.type not in ("single", "mbn_cycle"):
+        raise _fail(origin, "strategy.type", f"{cfg.model.type} runs one factor's path per batch and these levels "
+                    f"have several ({', '.join(sorted(map(str, factors)))}): use mbn_cycle (or single)")
 
 
 def _fail(origin: str, key: str, message: str) -> ConfigError:
@@ -414,8 +441,9 @@ def build_validation(cfg: Config, origin: str, channels: int | None, info: Model
             protocol = setup.protocol
             if down > 1 and protocol.crop_border:  # the border crop of the stage's output factor
                 protocol = replace(protocol, crop_border=scale // down)
+            conditions = {**scale_condition(info, scale), **factor_condition(info, level_factor(info, spec))}
             out.append(ValLevel(scaled_name(entry.name, scale, len(scales) > 1), pairs, protocol,
-                                scale_condition(info, scale), records if "record" in info.inputs else None))
+                                conditions, records if "record" in info.inputs else None))
     return out
 
 
@@ -499,6 +527,7 @@ def prepare(cfg: Config, dist: Dist, init_state: dict | None = None, init_strict
                     cfg.train.batch_size, cfg.seed, scales=len(train_scales(cfg)))
     loss = Loss(cfg.train.loss, cfg.train.charbonnier_eps)
     check_records(cfg, origin, info, sources, loss.needs_records)
+    check_factors(cfg, origin, info, levels)
     dataset = PatchDataset(sources, levels, scale=cfg.data.train.scale, flip=cfg.data.train.flip,
                            rot=cfg.data.train.rot, degrade=cfg.data.train.degrade_on == "worker",
                            records=("record" in info.inputs or loss.needs_records)

@@ -75,7 +75,7 @@ async function restore() {
   const controller = new AbortController();
   state.controller = controller;
   const id = ++state.request;
-  const params = new URLSearchParams({ model: model.id, filename: state.file.name });
+  const params = new URLSearchParams({ model: model.id, filename: state.file.name, task: $("task").value });
   if (model.modulated) params.set("strength", $("strength").value);
   if (model.takes_level && model.levels) params.set("level", $("level").value);
   $("viewer").dataset.state = "busy";
