@@ -15,6 +15,7 @@ Three kinds of source:
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -101,8 +102,10 @@ def read_uint8(path: Path, channels: int | None, grey: str = "luma") -> np.ndarr
     return to_channels(array, channels, grey)
 
 
-def load_folder(folder: Path, channels: int | None = None, limit: int | None = None, grey: str = "luma") -> ImageSet:
-    """Every image of a clean or paired folder, decoded now (errors name the file)."""
+def load_folder(folder: Path, channels: int | None = None, limit: int | None = None, grey: str = "luma",
+                exclude: Collection[str] = ()) -> ImageSet:
+    """Every image of a clean or paired folder but those named in `exclude` (file names, with or without
+    extension), decoded now (errors name the file)."""
     if is_paired_folder(folder):
         pairs = match_pairs(folder).pairs[:limit]  # unpaired or ambiguous names are an error naming them
         clean = [read_uint8(pair.clean, channels, grey) for pair in pairs]
@@ -112,7 +115,7 @@ def load_folder(folder: Path, channels: int | None = None, limit: int | None = N
                                    for c, d in zip(clean, degraded)):
             raise RestorekitError(f"{folder}: degraded and clean images differ in size by no single integer factor")
         return ImageSet([pair.name for pair in pairs], clean, degraded, str(folder), scales.pop())
-    paths = find_clean_images(folder)[:limit]
+    paths = [p for p in find_clean_images(folder) if p.name not in exclude and p.stem not in exclude][:limit]
     if not paths:
         raise RestorekitError(f"{folder}: no images found")
     return ImageSet([p.name for p in paths], [read_uint8(p, channels, grey) for p in paths], origin=str(folder))

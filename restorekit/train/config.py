@@ -217,6 +217,8 @@ class TrainData(Section):
     count: Int = key(16, "source synthetic: number of images.")
     size: Int = key(128, "source synthetic: image side in pixels.")
     limit: OptInt = key(None, "Use only the first N images of the folder.")
+    exclude: Strs = key([], "File names (with or without extension) left out of the folder's images, e.g. the "
+                        "BSD200 images Rain100H's clean test images were cropped from (MBN).")
     channels: OptInt = key(None, "1 (grey), 3 (RGB) or null (as stored).", (1, 3))
     grey: Str = key("luma", "How RGB images become 1 channel: luma (full-range BT.601, as PIL/OpenCV) or y "
                     "(MATLAB rgb2ycbcr Y, studio swing: the JPEG and SR benchmarks' Y channel).", tuple(GREY_FORMULAS))

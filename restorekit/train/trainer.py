@@ -270,7 +270,7 @@ def load_source(section: Any, key: str, origin: str, channels: int | None, folde
                     path = paths.resolve_dataset(name)
                 except RestorekitError as err:
                     raise _fail(origin, f"{key}.folder" if folder is None else key, str(err)) from None
-                sets.append(load_folder(path, channels, section.limit, grey))
+                sets.append(load_folder(path, channels, section.limit, grey, getattr(section, "exclude", ())))
             return pool(sets)
         if section.source == "skimage":
             return load_skimage(list(section.images)[: section.limit], channels, grey)
