@@ -34,13 +34,14 @@ def reference_weights_root() -> Path | None:
 
 
 def resolve_dataset(name_or_path: str) -> Path:
-    """A dataset argument is a folder path, or a benchmark name looked up under the data root."""
+    """A dataset argument is a folder path, or a benchmark name looked up under the data root (test/, train/,
+    pairs/: `Rain100H` is the paired set data/pairs/Rain100H)."""
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         return path
     root = data_root()
     if root is not None:
-        for sub in ("test", "train"):
+        for sub in ("test", "train", "pairs"):
             candidate = root / sub / name_or_path
             if candidate.is_dir():
                 return candidate
@@ -48,5 +49,5 @@ def resolve_dataset(name_or_path: str) -> Path:
 
     raise RestorekitError(
         f"{name_or_path}: no such dataset folder"
-        + ("" if root is None else f" (also looked under {root}/test and {root}/train)")
+        + ("" if root is None else f" (also looked under {root}/test, {root}/train and {root}/pairs)")
     )

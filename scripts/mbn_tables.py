@@ -200,7 +200,7 @@ def rain100h_setup(factor: str | None) -> evaluation.EvalSetup:
 
 
 def score_rain100h(rows: tuple[str, ...], runs: Path, limit: int | None, cache: Path) -> dict:
-    dataset = paths.resolve_dataset("pairs/Rain100H")
+    dataset = paths.resolve_dataset("Rain100H")
     # a rain set for the rows' sources: the dedicated rain network, MBN's rain path
     return {label: score_row(label, ("rain",), runs, dataset, rain100h_setup, {},
                              cache / "Rain100H" / f"{slug_of(label)}.json", limit) for label in rows}

@@ -68,7 +68,7 @@ def results(tables: Path, dataset: str, limit: int, crop: int) -> list[dict]:
     if rain100h.is_file():
         data = json.loads(rain100h.read_text())
         limit_flag = f" --limit {data['n_images']}" if data["n_images"] < 50 else ""
-        command = (f"restorekit eval --model {NAME} --dataset pairs/Rain100H --task derain --y-channel --y-formula "
+        command = (f"restorekit eval --model {NAME} --dataset Rain100H --task derain --y-channel --y-formula "
                    f"opencv --crop-border 0 --factor auto{limit_flag}")
         out.append(Result.from_eval(data, NAME).model_copy(update={"command": command}).model_dump())
     return out

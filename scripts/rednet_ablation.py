@@ -44,14 +44,13 @@ STUDIES: dict[str, dict[str, list[str]]] = {  # study -> variant label -> --set 
     },
     "width": {f"{w} filters": [f"model.args.features={w}"] for w in (32, 64, 128)},
     "kernel": {f"{k}x{k} filters": [f"model.args.kernel={k}"] for k in (3, 5, 7)},
-    "down": {  # Sec. 4.5: stride 2 at these convs, mirrored stride-2 deconvs (the PSNR side of bench/rednet_speed.py)
-        "no down-sampling": ["model.args.depth=30"],
-        **{f"down at {name}": ["model.args.depth=30", f"model.args.down=[{at}]"]
+    "down": {  # Sec. 4.5: stride 2 at these convs, mirrored stride-2 deconvs (the PSNR side of bench/rednet_speed.py);
+        # 80 px patches for every variant: unpadded RED30 with strides at conv5 and conv9 needs 75 px
+        "no down-sampling": ["model.args.depth=30", "data.train.patch=80"],
+        **{f"down at {name}": ["model.args.depth=30", f"model.args.down=[{at}]", "data.train.patch=80"]
            for name, at in (("conv1", "1"), ("conv5", "5"), ("conv9", "9"), ("conv5+conv9", "5, 9"))},
     },
 }
-
-
 
 
 def skip_verdict(last: dict[str, dict[str, float]]) -> str:

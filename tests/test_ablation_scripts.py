@@ -27,7 +27,9 @@ def test_rednet_skip_study_states_whether_the_gap_grows_with_depth(tmp_path):
     summary = study.run_study("skips", plot_only=True)
     assert "20 layers +2.00 dB, 30 layers +10.50 dB" in summary and "holds at this budget" in summary
     assert (tmp_path / "img" / "rednet_skips.png").is_file()
-    assert study.run_folder("skips", "30 layers, skips") == study.run_folder("down", "no down-sampling")  # trained once
+    assert study.run_folder("skips", "30 layers, skips").name == "depth_30"  # named by its overrides
+    # the stride-2 study trains every variant on 80 px patches: unpadded RED30 with strides at conv5 + conv9 needs 75
+    assert study.run_folder("down", "no down-sampling").name == "depth_30_data_train_patch_80"
 
 
 def test_mbn_component_study_reports_per_factor_and_the_claim_either_way(tmp_path):
