@@ -82,6 +82,7 @@ def run_demo(out_dir: Path, cases=None, names: tuple[str, ...] = SAMPLE_IMAGES) 
     for case in demo_cases() if cases is None else cases:
         restorer = Restorer(case.model, device="cpu", **({"scale": case.scale} if case.task == "sr" else {}))
         setup = evaluation.default_setup(case.task, scale=case.scale if case.task == "sr" else None, level=case.level)
+        setup = evaluation.setup_for_model(setup, restorer.model)  # a grey model sees grey samples, as in eval
         for name, clean in images.items():
             degraded, target = evaluation.make_input(clean, name, setup)
             restored = restorer.restore(degraded, level=case.level, scale=case.scale if case.task == "sr" else None)
@@ -119,11 +120,9 @@ def write_plots(rows: list[dict], out_dir: Path) -> list[str]:
             continue
         grid = {"dataset": "scikit-image samples", "task": task, "x_axis": "level",
                 "x": [f"{v:g}" for v in levels], "models": [], "results": {}}
-        for model, by_level in models.items():
-            if sorted(by_level) != levels:
-                continue  # plotted lines share the x axis
+        for model, by_level in models.items():  # each model at its own levels (the zoo's ranges differ)
             grid["models"].append(model)
-            grid["results"][model] = [{"level": v, "psnr": float(np.mean(by_level[v]))} for v in levels]
+            grid["results"][model] = [{"level": v, "psnr": float(np.mean(by_level[v]))} for v in sorted(by_level)]
         plot_levels(grid, out_dir / f"{task}_levels.png")
         written.append(f"{task}_levels.png")
     return written
@@ -137,7 +136,8 @@ def summary(rows: list[dict]) -> list[tuple[str, str, float, float, str]]:
     summary = []
     for (label, _), group in cases.items():
         p = group[0]["protocol"]
-        protocol = f"{'Y' if p['y_channel'] else 'RGB'}, crop {p['crop_border']}, {p['quantize']}"
+        channels = f"grey ({p['grey']})" if p.get("grey") else "Y" if p["y_channel"] else "RGB"
+        protocol = f"{channels}, crop {p['crop_border']}, {p['quantize']}"
         summary.append((label, group[0]["model"], float(np.mean([r["psnr"] for r in group])),
                         float(np.mean([r["ssim"] for r in group])), protocol))
     return summary

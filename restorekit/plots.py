@@ -37,7 +37,7 @@ def plot_levels(grid: dict, path: str | Path, metric: str = "psnr", title: str |
         ax.set_xticks(range(len(grid["x"])))
         ax.set_xticklabels(grid["x"], rotation=20, ha="right", fontsize=8)
     else:
-        ax.set_xticks([row["level"] for row in grid["results"][grid["models"][0]]])
+        ax.set_xticks(sorted({row["level"] for model in grid["models"] for row in grid["results"][model]}))
     axis_label = {"level": LEVEL_NAMES.get(grid["task"], f"{grid['task']} level"), "scale": "scale factor",
                   "degradation": "degradation"}[grid["x_axis"]]
     ax.set_xlabel(axis_label)
@@ -49,18 +49,19 @@ def plot_levels(grid: dict, path: str | Path, metric: str = "psnr", title: str |
 
 def _annotate(ax, series: list[tuple[list, list, str]], fmt: str) -> None:
     """Value labels that do not collide: at each x the highest value is labelled above its point, the
-    lowest below, the ones in between to the right."""
-    for j in range(len(series[0][0])):
-        order = sorted(range(len(series)), key=lambda k: series[k][1][j])
+    lowest below, the ones in between to the right (series may cover different x: the zoo's level ranges)."""
+    for x in dict.fromkeys(x for xs, _, _ in series for x in xs):
+        points = [(ys[xs.index(x)], colour) for xs, ys, colour in series if x in xs]
+        order = sorted(range(len(points)), key=lambda k: points[k][0])
         for rank, k in enumerate(order):
-            xs, ys, colour = series[k]
+            y, colour = points[k]
             if rank == len(order) - 1:
                 offset, align = (0, 6), "center"
             elif rank == 0:
                 offset, align = (0, -12), "center"
             else:
                 offset, align = (7, -3), "left"
-            ax.annotate(fmt.format(ys[j]), (xs[j], ys[j]), textcoords="offset points", xytext=offset, ha=align,
+            ax.annotate(fmt.format(y), (x, y), textcoords="offset points", xytext=offset, ha=align,
                         fontsize=7, color=colour)
 
 

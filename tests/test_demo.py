@@ -38,3 +38,18 @@ def test_a_multi_scale_zoo_model_runs_at_each_of_its_scales(tmp_path):
     report = run_demo(tmp_path, cases=cases[:1], names=("camera",))
     (row,) = report["results"]
     assert row["scale"] == 2 and row["psnr"] > 25
+
+
+def test_models_with_different_level_ranges_share_one_plot_and_grey_models_see_grey_samples(tmp_path):
+    """`make demo` broke when the zoo held two denoisers over different ranges (AdaFM 15..75, RED30 10..70): the
+    plot needed every model at the same levels. Each model is now drawn at its own levels; a grey model
+    (RED30) is scored on grey samples, as `restorekit eval` scores it."""
+    from restorekit.demo import write_plots
+
+    rows = [{"task": "denoise", "model": m, "level": v, "psnr": 30 - v / 10}
+            for m, levels in (("a", (15, 25, 50)), ("b", (10, 25, 70))) for v in levels]
+    assert write_plots(rows, tmp_path) == ["denoise_levels.png"]
+    assert (tmp_path / "denoise_levels.png").stat().st_size > 1000
+    report = run_demo(tmp_path, cases=(DemoCase("denoise", 50, 1, "rednet_denoise_blind"),), names=("astronaut",))
+    (row,) = report["results"]
+    assert row["protocol"]["grey"] == "luma" and row["psnr"] > 20
