@@ -22,10 +22,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from sr_speed import Subject, cpu_model, per_round_ratio, run_rounds
+from sr_speed import Subject, cpu_model, per_round_ratio, run_bench, run_rounds
 
 from restorekit import models
-from restorekit.atomic import write_json
 from restorekit.profile import parse_output_size
 
 VARIANTS = {"plain": (), "conv1": (1,), "conv5": (5,), "conv9": (9,), "conv5+conv9": (5, 9)}
@@ -80,12 +79,7 @@ def print_report(result: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    result = measure(args)
-    print_report(result)
-    if args.json:
-        write_json(Path(args.json), result)
-    return 0
+    return run_bench(argv, parse_args, measure, print_report)
 
 
 if __name__ == "__main__":

@@ -439,6 +439,17 @@ def speed_verdict(low: float, high: float) -> str:
     return "no slower: the same within round-to-round noise"
 
 
+def run_bench(argv: list[str] | None, parse: Callable[[list[str] | None], argparse.Namespace],
+              measure_fn: Callable[[argparse.Namespace], dict], report: Callable[[dict], None]) -> int:
+    """The main of a timing bench built on this module's rounds: measure, print, and with --json write."""
+    args = parse(argv)
+    result = measure_fn(args)
+    report(result)
+    if args.json:
+        write_json(Path(args.json), result)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.threads:
