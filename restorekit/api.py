@@ -229,8 +229,8 @@ class Restorer:
         record (DL-Net), the spec its input went through (default: the task's canonical degradation at
         level and scale, e.g. for SR a blur of width LEVEL before the downscale); such a model runs on
         the whole image, its record made for the image's size. A multi-branch model (MBN) runs the path of
-        the task's degradation (derain -> rain), or for task auto / None every path in turn (R-MBN). deadline: checked before every tile; past
-        it the call stops with TimedOut (the web server's --timeout).
+        the task's degradation (derain -> rain), or for task auto / None every path in turn (R-MBN).
+        deadline: checked before every tile; past it the call stops with TimedOut (the web server's --timeout).
         """
         self.check(task, level, scale, degrade)
         spec = infer.record_spec(self.model, level, scale, degrade)

@@ -56,7 +56,6 @@ class Provenance(_Strict):
     imported_with: str | None = None  # the command
 
 
-
 def eval_command(model: str, dataset: str, task: str, *, scale: int | None = None, level: float | None = None,
                  crop: str | None = None, flags: str = "") -> str:
     """The `restorekit eval` command line that reproduces one card result (Result.from_eval / from_grid)."""

@@ -199,6 +199,13 @@ def rain100h_setup(factor: str | None) -> evaluation.EvalSetup:
     return replace(setup, protocol=replace(setup.protocol, y_channel=True, y_formula="opencv", crop_border=0))
 
 
+def rain100h_command(model: str, limit: int | None, factor: str | None) -> str:
+    """The `restorekit eval` command line of one Rain100H cell (rain100h_setup's protocol)."""
+    return " ".join(part for part in (
+        f"restorekit eval --model {model} --dataset Rain100H --task derain --y-channel --y-formula opencv "
+        "--crop-border 0", f"--factor {factor}" if factor else "", f"--limit {limit}" if limit else "") if part)
+
+
 def score_rain100h(rows: tuple[str, ...], runs: Path, limit: int | None, cache: Path) -> dict:
     dataset = paths.resolve_dataset("Rain100H")
     # a rain set for the rows' sources: the dedicated rain network, MBN's rain path

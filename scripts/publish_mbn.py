@@ -22,13 +22,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from mbn_tables import RUNS, SINGLE_COLUMNS, eval_command, set_name
+from mbn_tables import RUNS, SINGLE_COLUMNS, eval_command, rain100h_command, set_name, slug_of
 
 from restorekit.card import Result
 from restorekit.zoo import publish
 
 ROOT = Path(__file__).resolve().parent.parent
 NAME = "rmbn"
+ROW = "R-MBN"  # the tables' row whose cells the card lists
 CARD = {
     "family": "mbn",
     "task": "restore",
@@ -37,7 +38,8 @@ CARD = {
     "description": "R-MBN (MBN paper): one multi-branch network for rain streaks, motion blur, JPEG and haze, "
                    "48/32 channels (2.8M parameters; the paper's 96/64 has 11.3M), run recurrently J -> H -> B -> R "
                    "when the factor is unknown (--task auto) or along one factor's path (--task derain / deblur / "
-                   "jpeg / dehaze). A short CPU budget: near the input on rain, blur and JPEG (docs/BENCHMARKS.md).",
+                   "jpeg / dehaze). Trained from scratch on this CPU (no MBN weights were released). A short CPU budget: "
+                   "near the input on rain, blur and JPEG (docs/BENCHMARKS.md).",
     "training": {
         "recipe": "staged: step 1 (MBN) 1,800 single-factor minibatches of 4 in MBN cycles (1 haze, 1 rain, "
                   "1 JPEG, 3 motion blur), -1.1 SSIM + 0.75 L1, Adam 1e-4 /10 at 1,500; step 2 (R-MBN) 150 recurrent "
@@ -59,17 +61,15 @@ def results(tables: Path, dataset: str, limit: int, crop: int) -> list[dict]:
     out = []
     for factor in SINGLE_COLUMNS:
         name = set_name((factor,))
-        path = tables / "cache" / dataset / f"{name}_r_mbn.json".lower()
+        path = tables / "cache" / dataset / f"{slug_of(name, ROW)}.json"
         if path.is_file():
             data = json.loads(path.read_text())
             command = eval_command(NAME, (factor,), dataset, limit, crop, "auto")
             out.append(Result.from_eval(data, NAME).model_copy(update={"command": command}).model_dump())
-    rain100h = tables / "cache" / "Rain100H" / "r_mbn.json"
+    rain100h = tables / "cache" / "Rain100H" / f"{slug_of(ROW)}.json"
     if rain100h.is_file():
         data = json.loads(rain100h.read_text())
-        limit_flag = f" --limit {data['n_images']}" if data["n_images"] < 50 else ""
-        command = (f"restorekit eval --model {NAME} --dataset Rain100H --task derain --y-channel --y-formula "
-                   f"opencv --crop-border 0 --factor auto{limit_flag}")
+        command = rain100h_command(NAME, data["n_images"] if data["n_images"] < 50 else None, "auto")
         out.append(Result.from_eval(data, NAME).model_copy(update={"command": command}).model_dump())
     return out
 

@@ -293,6 +293,12 @@ def double_size(image: torch.Tensor) -> torch.Tensor:
     return F.interpolate(image, scale_factor=2, mode="bicubic", align_corners=False)
 
 
+def size_multiple(factors: Sequence[str], improved: bool) -> int:
+    """What inputs are padded to: x is at 1/4 of the input (1/16 on the coarse scale of the improved blur and
+    JPEG branches, 1/2 for rain)."""
+    return 16 if improved and set(factors) & set(MULTISCALE) else 4
+
+
 class MBN(nn.Module):
     def __init__(self, factors: Sequence[str] = FACTORS, features: int = 96, res_features: int = 64,
                  branches: str = "improved", shared_input: bool = False, hierarchy: bool = True,
@@ -386,16 +392,11 @@ class MBN(nn.Module):
             steps.append((factor, image))
         return steps
 
-    @property
-    def size_multiple(self) -> int:
-        """x is at 1/4 of the input (1/16 on the coarse scale of blur and JPEG, 1/2 for rain)."""
-        return 16 if self.improved and set(self.factors) & set(MULTISCALE) else 4
-
     def forward(self, image: torch.Tensor, factor: str | None = None) -> torch.Tensor:
         """The factor's path (MBN), or every path recurrently (R-MBN); any size (replicate-padded bottom-right
         to `size_multiple`, cropped back)."""
         height, width = image.shape[-2:]
-        multiple = self.size_multiple
+        multiple = size_multiple(self.factors, self.improved)
         image = F.pad(image, (0, -width % multiple, 0, -height % multiple), mode="replicate")
         if factor is None and len(self.factors) == 1:  # a dedicated network: its one path, no recurrence
             factor = self.factors[0]
@@ -429,9 +430,8 @@ def detect(state: dict[str, torch.Tensor]) -> dict | None:
 
 def _resolve(arguments: dict) -> dict:
     factors = tuple(f for f in FACTORS if f in arguments.get("factors", FACTORS))
-    multiscale = arguments.get("branches", "improved") == "improved" and set(factors) & set(MULTISCALE)
     return {"inputs": ("factor",) if len(factors) > 1 else (), "factors": factors,
-            "size_multiple": 16 if multiscale else 4}
+            "size_multiple": size_multiple(factors, arguments.get("branches", "improved") == "improved")}
 
 
 @register_model(
@@ -439,12 +439,10 @@ def _resolve(arguments: dict) -> dict:
     summary="MBN / R-MBN: one multi-branch network for rain, motion blur, JPEG and haze; "
             "factor given (MBN) or run recurrently J->H->B->R (R-MBN)",
     inputs=("factor",), factors=FACTORS, size_multiple=16, tiling="whole", detect=detect, resolve=_resolve,
-    # identity_init stays off: an identity start would hide whether the factor (and each path) reaches the output
-    test_configs=({"features": 8, "res_features": 8, "rain_iterations": 2, "identity_init": False},
+    test_configs=({"features": 8, "res_features": 8, "rain_iterations": 2},
                   {"features": 8, "res_features": 4, "branches": "minimal", "shared_input": True, "hierarchy": False,
-                   "attention": "gap", "second_op": "conv", "identity_init": False},
-                  {"factors": ("haze",), "features": 8, "res_features": 8, "attention": "none", "second_op": "se",
-                   "identity_init": False}),
+                   "attention": "gap", "second_op": "conv"},
+                  {"factors": ("haze",), "features": 8, "res_features": 8, "attention": "none", "second_op": "se"}),
 )
 def mbn(factors: Sequence[str] = FACTORS, features: int = 96, res_features: int = 64, branches: str = "improved",
         shared_input: bool = False, hierarchy: bool = True, attention: str = "tv+gap", second_op: str = "fusion",

@@ -122,7 +122,9 @@ class Prepared:
         factors = {level_factor(self.info, self.levels[int(i)].spec) for i in levels.unique().tolist()}
         if len(factors) != 1:  # checked at start-up (check_factors): a bug, not a config error
             raise RuntimeError(f"a training batch mixes degradation factors {sorted(map(str, factors))}")
-        self.batch_conditions.update(factor_condition(self.info, factors.pop()))
+        factor = factors.pop()
+        if factor is not None:
+            self.batch_conditions["factor"] = factor
         if records is not None and "record" in self.info.inputs:
             self.batch_conditions["record"] = records
         try:
@@ -143,10 +145,6 @@ def level_factor(info: ModelInfo, spec: str | None) -> str | None:
         return None
     factor = factor_of(spec)
     return factor if factor in info.factors else None
-
-
-def factor_condition(info: ModelInfo, factor: str | None) -> dict[str, str]:
-    return {"factor": factor} if factor is not None and "factor" in info.inputs else {}
 
 
 def check_factors(cfg: Config, origin: str, info: ModelInfo, levels: list[Level]) -> None:
@@ -441,7 +439,8 @@ def build_validation(cfg: Config, origin: str, channels: int | None, info: Model
             protocol = setup.protocol
             if down > 1 and protocol.crop_border:  # the border crop of the stage's output factor
                 protocol = replace(protocol, crop_border=scale // down)
-            conditions = {**scale_condition(info, scale), **factor_condition(info, level_factor(info, spec))}
+            factor = level_factor(info, spec)
+            conditions = {**scale_condition(info, scale), **({"factor": factor} if factor else {})}
             out.append(ValLevel(scaled_name(entry.name, scale, len(scales) > 1), pairs, protocol,
                                 conditions, records if "record" in info.inputs else None))
     return out
