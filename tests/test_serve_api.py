@@ -398,3 +398,21 @@ def test_a_blind_multi_branch_model_is_offered_for_auto_and_the_task_picks_its_p
     assert auto.status_code == rain.status_code == 200 and auto.content != rain.content
     bad = _restore(client, body, model="tiny-mbn", task="sharpen")
     assert bad.status_code == 400 and "unknown task 'sharpen'" in bad.json()["error"]
+
+
+def test_level_auto_estimates_the_upload_and_says_what_it_set(client, astronaut):
+    """Issue 18: the page's "auto" box sends level=auto; the server estimates the level from the upload, sets the
+    strength from it and returns both, with how the level was found, for the page to show."""
+    models = {m["id"]: m for m in client.get("/api/models").json()["models"]}
+    assert models["tiny-adafm"]["auto_level"] and not models["identity"]["auto_level"]
+    clean = astronaut[:, :96, :128].permute(1, 2, 0).numpy() * 255
+    noisy = np.clip(np.round(clean + np.random.default_rng(0).normal(0, 45, clean.shape)), 0, 255).astype(np.uint8)
+    buffer = bytes_io.BytesIO()
+    Image.fromarray(noisy).save(buffer, format="PNG")
+    response = _restore(client, buffer.getvalue(), model="tiny-adafm", level="auto", strength="0")
+    assert response.status_code == 200, response.text
+    level = float(response.headers["x-restorekit-level"])
+    assert abs(level - 45) < 4 and "estimated denoise level" in response.headers["x-restorekit-level-note"]
+    assert float(response.headers["x-restorekit-strength"]) == pytest.approx((level - 15) / 60, abs=1e-3)
+    refused = _restore(client, buffer.getvalue(), model="tiny-adafm", level="auto", task="jpeg")
+    assert refused.status_code == 400 and "not a JPEG file" in refused.json()["error"]

@@ -158,3 +158,29 @@ def test_upload_slide_compare_download(server, browser, sample):
     assert second > first
     errors = [entry["message"] for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
     assert errors == []
+
+
+def test_the_auto_box_estimates_the_level_and_moves_the_slider(server, browser, tmp_path):
+    """Issue 18: ticking "auto" restores at the level estimated from the upload; the page shows the estimate and
+    the strength slider moves to the lambda it set (linear 15..75 in the tiny zoo: sigma 45 -> about 0.5)."""
+    from skimage import data
+
+    clean = data.astronaut()[::2, ::2][:160, :200].astype(np.float64)
+    noisy = np.clip(np.round(clean + np.random.default_rng(0).normal(0, 45, clean.shape)), 0, 255)
+    path = tmp_path / "noisy.png"
+    Image.fromarray(noisy.astype(np.uint8)).save(path)
+    browser.get(server)
+    WebDriverWait(browser, 15).until(lambda d: len(Select(d.find_element("id", "model")).options) > 0)
+    Select(browser.find_element("id", "task")).select_by_value("denoise")
+    Select(browser.find_element("id", "model")).select_by_value("tiny-adafm")
+    assert browser.find_element("id", "auto-box").is_displayed()
+    browser.find_element("id", "strength").send_keys("\ue012" * 100)  # arrow left: lambda 0
+    browser.find_element("id", "file").send_keys(str(path))
+    first = _wait_for_result(browser, 0)
+    browser.find_element("id", "auto-level").click()
+    _wait_for_result(browser, first)
+    note = browser.find_element("id", "estimated").text
+    assert "estimated denoise level" in note
+    assert 0.4 < float(browser.find_element("id", "strength").get_attribute("value")) < 0.6
+    errors = [entry["message"] for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+    assert errors == []

@@ -32,8 +32,9 @@ from restorekit.atomic import check_writable, remove_stale_temps, write_json
 from restorekit.cli.common import console, error_line, progress_bar
 from restorekit.distributed import Dist
 from restorekit.errors import RestorekitError
+from restorekit.estimate import ESTIMATORS, auto_level, check_estimable
 from restorekit.infer import OVERLAP_HELP, TILE_HELP
-from restorekit.tasks import REQUEST_TASKS, check_task
+from restorekit.tasks import AUTO, REQUEST_TASKS, check_task
 
 # How long a finished rank waits at the final gather for the slowest one (torch's default is 30 min):
 # shares are balanced by count, not by image size, so one rank may finish hours before another.
@@ -58,8 +59,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="output folder (or a file name when there is a single input file)")
     p.add_argument("--task", help=f"one of {', '.join(REQUEST_TASKS)}; picks the zoo model when --model is absent")
     p.add_argument("--model", help="zoo name, built-in (bicubic, identity, ...), weights file or .onnx file")
-    p.add_argument("--level", type=float, help="degradation level (noise sigma, JPEG quality, ...): sets a "
-                   "modulated model's strength from its lambda(level) curve; checked against its range")
+    p.add_argument("--level", type=level_arg, help="degradation level (noise sigma, JPEG quality, ...): sets a "
+                   "modulated model's strength from its lambda(level) curve; checked against its range. 'auto': "
+                   f"estimated from each image ({', '.join(ESTIMATORS)}), said on stderr and in --json")
     p.add_argument("--strength", type=float, help="modulation strength lambda in [0, 1] (AdaFM); overrides --level")
     p.add_argument("--scale", type=int, help="SR factor")
     p.add_argument("--degrade", metavar="SPEC",
@@ -81,6 +83,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
+def level_arg(value: str) -> float | str:
+    """--level: a number, or 'auto' (estimated per image)."""
+    if value.strip().lower() == AUTO:
+        return AUTO
+    try:
+        return float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'auto', got {value!r}") from None
+
+
 @dataclass
 class Job:
     """One input file and where its result goes (`rel`: its name relative to the input folder)."""
@@ -94,6 +106,8 @@ class Job:
     seconds: float = 0.0
     size_in: tuple[int, int] | None = None
     size_out: tuple[int, int] | None = None
+    level: float | None = None  # the level it was restored at, when estimated (--level auto)
+    level_note: str | None = None  # how that level was found
 
 
 def _output_suffix(path: Path) -> str:
@@ -146,7 +160,7 @@ def _mask_for(job: Job, mask_arg: str | None, shared: torch.Tensor | None) -> to
     raise RestorekitError(f"{job.source}: no mask {folder / job.rel} in the mask folder")
 
 
-def process(job: Job, restorer: Restorer, args: argparse.Namespace, shared_mask: torch.Tensor | None) -> None:
+def process(job: Job, model: LoadedModel, args: argparse.Namespace) -> None:
     """Read, restore, write one file (atomically, so a failure never leaves a partial output)."""
     from restorekit import io
 
@@ -155,23 +169,27 @@ def process(job: Job, restorer: Restorer, args: argparse.Namespace, shared_mask:
         return
     start = time.perf_counter()
     image, meta = io.read_image(job.source)
-    mask = _mask_for(job, args.mask, shared_mask)
-    out = restorer.restore(image, task=args.task, level=args.level, strength=args.strength, scale=args.scale,
-                           mask=mask, degrade=args.degrade)
+    mask = _mask_for(job, args.mask, model.shared_mask)
+    level = args.level
+    if model.auto_task is not None:
+        level, job.level_note = auto_level(model.auto_task, image, job.source, model.level_range)
+        job.level = level
+        console.print(f"restorekit: {job.rel}: {job.level_note}", markup=False, highlight=False, soft_wrap=True)
+    out = model.restorer.restore(image, task=args.task, level=None if level == AUTO else level,
+                                 strength=args.strength, scale=args.scale, mask=mask, degrade=args.degrade)
     io.write_image(job.dest, out, meta, overwrite=args.overwrite)
     job.size_in, job.size_out = tuple(image.shape[-2:]), tuple(out.shape[-2:])
     job.status, job.seconds = "restored", time.perf_counter() - start
 
 
-def run_jobs(jobs: list[Job], restorer: Restorer, args: argparse.Namespace, shared_mask: torch.Tensor | None,
-             show_progress: bool = True) -> None:
+def run_jobs(jobs: list[Job], model: LoadedModel, args: argparse.Namespace, show_progress: bool = True) -> None:
     """Every job, with a progress bar on a terminal (silent otherwise); failures are reported and skipped."""
     with progress_bar(show_progress) as progress:
         bar = progress.add_task("restoring", total=len(jobs))
         for job in jobs:
             progress.update(bar, description=job.rel)
             try:
-                process(job, restorer, args, shared_mask)
+                process(job, model, args)
             except (KeyboardInterrupt, SystemExit):
                 raise
             except Exception as err:  # noqa: BLE001 - one bad file must not stop the batch
@@ -191,13 +209,14 @@ def report(jobs: list[Job], model: LoadedModel, args: argparse.Namespace, dist: 
         "scale": restorer.info.scale_for(args.scale if "scale" in restorer.info.inputs else None),
         "settings": {"tile": args.tile, "tile_overlap": restorer.tile_overlap, "ensemble": args.ensemble,
                      "precision": args.precision, "device": str(restorer.device), "backend": args.backend,
-                     "mask": args.mask, "degrade": infer.record_spec(restorer.model, args.level, args.scale,
-                                                                    args.degrade)},
+                     "mask": args.mask, "degrade": infer.record_spec(
+                         restorer.model, None if args.level == AUTO else args.level, args.scale, args.degrade)},
         "summary": _counts(jobs),
         "world_size": dist.world,
         "ranks": [{"rank": rank, **_counts([j for j in jobs if j.rank == rank])} for rank in range(dist.world)],
         "files": [{"input": str(j.source), "output": str(j.dest), "status": j.status, "error": j.error,
-                   "rank": j.rank, "seconds": round(j.seconds, 3), "size_in": j.size_in, "size_out": j.size_out}
+                   "rank": j.rank, "seconds": round(j.seconds, 3), "size_in": j.size_in, "size_out": j.size_out,
+                   **({"level": j.level, "level_estimate": j.level_note} if j.level_note else {})}
                   for j in jobs],
     }
 
@@ -220,15 +239,20 @@ class LoadedModel:
     strength: float | None
     shared_mask: torch.Tensor | None
     notes: list[str] = field(default_factory=list)
+    auto_task: str | None = None  # --level auto: the task whose level each image's estimate gives
+    level_range: tuple[float, float] | None = None  # the model's levels; an estimate outside is clamped
+
 
 
 def load_model(args: argparse.Namespace, device: str) -> LoadedModel:
     """Build and check the restorer; level -> lambda and mask errors surface here, before any file."""
-    choice = choose_model(args.model, args.task, args.level, args.scale)
-    restorer = build_restorer(choice, task=args.task, level=args.level, scale=args.scale, backend=args.backend,
+    auto = args.level == AUTO
+    level = None if auto else args.level
+    choice = choose_model(args.model, args.task, level, args.scale)
+    restorer = build_restorer(choice, task=args.task, level=level, scale=args.scale, backend=args.backend,
                               device=device, precision=args.precision, tile=args.tile,
                               tile_overlap=args.tile_overlap, ensemble=args.ensemble, degrade=args.degrade)
-    lam = restorer.strength_for(args.level, args.strength)
+    lam = restorer.strength_for(level, args.strength)
     notes = []
     if choice.chosen_by_task:
         notes.append(f"using zoo model {choice.name!r}")
@@ -241,10 +265,14 @@ def load_model(args: argparse.Namespace, device: str) -> LoadedModel:
         bool({"level", "record"} & set(restorer.info.inputs))  # FFDNet's noise map; DL-Net's record
     if args.level is not None and lam is None and not level_used:
         notes.append(f"model {choice.name!r} has no level range; --level is ignored")
+    auto_task = None
+    if auto and level_used and args.strength is None:
+        auto_task = check_estimable(args.task or (restorer.card.task if restorer.card else None))
     if args.mask and restorer.info.scales != (1,):
         raise RestorekitError("--mask cannot be used with a model that changes the image size")
     shared_mask = load_mask(args.mask) if args.mask and not Path(args.mask).is_dir() else None
-    return LoadedModel(restorer, choice.name, lam, shared_mask, notes)
+    level_range = restorer.card.level_range() if restorer.card is not None else None
+    return LoadedModel(restorer, choice.name, lam, shared_mask, notes, auto_task, level_range)
 
 
 def _rank_device(args: argparse.Namespace, dist: Dist) -> str:
@@ -342,7 +370,7 @@ def _run(args: argparse.Namespace, dist: Dist) -> int:
     mine = distributed.shard([i for i, job in enumerate(jobs) if job.status == "pending"], dist)
     for i in mine:
         jobs[i].rank = dist.rank
-    run_jobs([jobs[i] for i in mine], model.restorer, args, model.shared_mask, show_progress=dist.main)
+    run_jobs([jobs[i] for i in mine], model, args, show_progress=dist.main)
     for share in distributed.gather_objects([(i, jobs[i]) for i in mine], dist):
         for i, job in share:
             jobs[i] = job

@@ -32,13 +32,13 @@ training level `rain:...` is the rain path's batch. The pieces, pinned where the
   (the baseline of Sec. 5.2); a one-factor model takes no factor.
 * Widths: `features` (x stream, 96) and `res_features` (res stream, 64) set every other width as in the paper
   (32 = res/2, 48 = features/2, SE hidden 64 = res and 96 = features); smaller values are the CPU recipes.
-* Initialisation: not stated; PyTorch's defaults, as the reference code ([C]). `identity_init=True` zeroes the
-  last conv of every output branch so that every path starts as the identity (as RED30 here). Measured on this
-  CPU (dedicated JPEG / rain paths, 48/32 channels, batch 4): a random start at the paper's lr 1e-4 lies below its
-  input for the first hundred steps (JPEG 24.0 dB at step 40 against 27.0), the identity start stays at the
-  input's level, and by a few hundred steps both are there: the default stays the reference's. Either way the
-  network learns slowly at the start: with PyTorch's default init the gradient reaching the stem is ~1e-10 (the
-  output convs' ~1e-3), far under Adam's eps.
+* Initialisation (`init`): not stated; "pytorch" (default) keeps PyTorch's defaults, as the reference code ([C]).
+  At 48/32 channels they shrink the signal over a path's ~30 convs: the blur/JPEG paths pass their stem a gradient
+  of ~1e-6, so Adam barely moves the stem at a CPU budget -- our first joint run (1,800 steps) learned only haze and
+  left the rain, blur and JPEG paths within 2e-3 of their inputs (JPEG's val PSNR flat to 1e-6 dB over 900 steps). "kaiming" (the CPU and GPU recipes) is He normal for every conv with the convs that end a residual
+  or output branch scaled by 0.1 (BasicSR's `default_init_weights(scale=0.1)`): every path starts within ~0.1 of
+  the identity with a stem gradient of 1e-3..1e-2 (tests/test_mbn.py). `identity_init=True` also zeroes the last
+  conv of every output branch (every path starts exactly as the identity).
 """
 
 from __future__ import annotations
@@ -59,6 +59,7 @@ HIERARCHY_BLOCKS = ((7, 5, 2), (11, 5, 1), (11, 5, 1))  # M6, M7, M8
 ATTENTIONS = ("tv+gap", "tv", "gap", "none")
 SECOND_OPS = ("fusion", "conv", "se")
 BRANCHES = ("improved", "minimal")
+INITS = ("pytorch", "kaiming")  # PyTorch's default (the reference code) or He normal (our CPU recipes)
 MULTISCALE = ("blur", "jpeg")  # the improved design's three-scale paths
 
 
@@ -132,6 +133,9 @@ class SEResNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu(self.attention(self.conv2(F.relu(self.conv1(x)))) + x)
 
+    def residual_ends(self) -> list[nn.Conv2d]:
+        return [self.conv2]
+
 
 class DuRBM(nn.Module):
     """The dual residual block of MBN: `(x, res) -> (x, res)`, x at s and res at 2s (see the module text)."""
@@ -162,6 +166,11 @@ class DuRBM(nn.Module):
         else:
             out = self.fuse(torch.cat([F.relu(self.down_conv(res)), F.relu(self.down_se(self.se(res)))], dim=1))
         return F.relu(out + x), res
+
+    def residual_ends(self) -> list[nn.Conv2d]:
+        """The convs whose outputs are added to a skip (T1 onto res; T2's last conv onto x)."""
+        last = {"fusion": "fuse", "conv": "down_conv", "se": "down_se"}[self.second_op]
+        return [self.t1, getattr(self, last)]
 
 
 class PlainInput(nn.Module):
@@ -284,6 +293,24 @@ class MultiScaleOutput(nn.Module):
         return list(self.last)
 
 
+def kaiming_init(model: nn.Module, residual_scale: float = 0.1) -> None:
+    """He normal (fan_in, ReLU gain) for every conv, zero biases, and the convs that end a residual branch or an
+    output branch scaled by `residual_scale` (BasicSR's `default_init_weights(scale=0.1)` convention): every path
+    starts near the identity with the gradient reaching its stem and input branch. PyTorch's default init
+    (gain 1/sqrt(3) per conv) shrinks the signal over a path's ~30 convs: the multi-scale paths' stem gradient is
+    ~1e-6 at 48/32 channels, so Adam barely moves them at a CPU budget (measured in the module text)."""
+    for layer in model.modules():
+        if isinstance(layer, nn.Conv2d):
+            nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
+    for layer in model.modules():
+        ends = layer.residual_ends() if isinstance(layer, (DuRBM, SEResNet)) else \
+            layer.last_convs() if isinstance(layer, (MinimalOutput, RainOutput, MultiScaleOutput)) else []
+        for end in ends:
+            end.weight.data.mul_(residual_scale)
+
+
 def half_size(image: torch.Tensor) -> torch.Tensor:
     """The next coarser scale: bicubic halving without antialias (the reference code's cv2 INTER_CUBIC)."""
     return F.interpolate(image, scale_factor=0.5, mode="bicubic", align_corners=False)
@@ -303,8 +330,10 @@ class MBN(nn.Module):
     def __init__(self, factors: Sequence[str] = FACTORS, features: int = 96, res_features: int = 64,
                  branches: str = "improved", shared_input: bool = False, hierarchy: bool = True,
                  attention: str = "tv+gap", second_op: str = "fusion", beta: float = 3.0,
-                 rain_iterations: int = 4, identity_init: bool = False) -> None:
+                 rain_iterations: int = 4, identity_init: bool = False, init: str = "pytorch") -> None:
         super().__init__()
+        if init not in INITS:
+            raise ValueError(f"init is one of {', '.join(INITS)}, not {init!r}")
         unknown = [f for f in factors if f not in FACTORS]
         if unknown or not factors or len(set(factors)) != len(factors):
             raise ValueError(f"factors: a subset of {', '.join(FACTORS)} without repeats, got {list(factors)}")
@@ -335,6 +364,8 @@ class MBN(nn.Module):
                 self.outputs[f] = MinimalOutput(features, res_features)
         if shared_input:
             self.inputs["shared"] = PlainInput(features, res_features)
+        if init == "kaiming":
+            kaiming_init(self)
         if identity_init:  # every path starts as the identity: tanh(0) + input
             for head in self.outputs.values():
                 for last in head.last_convs():
@@ -446,7 +477,7 @@ def _resolve(arguments: dict) -> dict:
 )
 def mbn(factors: Sequence[str] = FACTORS, features: int = 96, res_features: int = 64, branches: str = "improved",
         shared_input: bool = False, hierarchy: bool = True, attention: str = "tv+gap", second_op: str = "fusion",
-        beta: float = 3.0, rain_iterations: int = 4, identity_init: bool = False) -> MBN:
+        beta: float = 3.0, rain_iterations: int = 4, identity_init: bool = False, init: str = "pytorch") -> MBN:
     """The paper's MBN (improved branches, hierarchy R -> B -> J -> H); a one-factor `factors` is a dedicated net."""
     return MBN(factors, features, res_features, branches, shared_input, hierarchy, attention, second_op, beta,
-               rain_iterations, identity_init)
+               rain_iterations, identity_init, init)

@@ -3,6 +3,8 @@
     GET  /                 the page (static/index.html; no CDN, works offline)
     GET  /api/models       {"models": [...], "tasks": [...], "max_upload_bytes": N}
     POST /api/restore?model=ID[&strength=S][&level=L][&task=T][&filename=NAME]   body: image bytes -> PNG
+         level=auto: the level estimated from the upload (restorekit.estimate), sent back in X-Restorekit-Level
+         and X-Restorekit-Level-Note with the strength it set (X-Restorekit-Strength)
     POST /api/preview?filename=NAME                                      body: the image bytes -> PNG
 
 Stateless on purpose: the browser keeps the file and sends it with every request (loopback is fast), so
@@ -39,6 +41,7 @@ from starlette.staticfiles import StaticFiles
 
 from restorekit.api import Restorer, is_blind
 from restorekit.errors import ImageError, RestorekitError, TimedOut, TooManyPixels
+from restorekit.estimate import ESTIMATORS, auto_level
 from restorekit.infer import Deadline, check_tiling
 from restorekit.serve.limits import (
     DEFAULT_MAX_JOBS,
@@ -153,12 +156,15 @@ def model_entries() -> list[dict]:
             "id": card.name, "label": card.describe(), "task": card.task, "source": entry.source,
             "modulated": info.modulated, "takes_level": takes_level,
             "levels": None if span is None else list(span), "family": card.family,
+            # the page's "auto" box: level=auto estimates the level from the upload (restorekit.estimate)
+            "auto_level": (info.modulated or takes_level) and card.task in ESTIMATORS,
         })
         if is_blind(card):  # also offered for "auto": whatever is wrong with the image (MBN runs every path)
             entries.append({**entries[-1], "task": AUTO})
     for model_id, (_, _, task, label) in BUILTINS.items():
         entries.append({"id": model_id, "label": label, "task": task, "source": "built-in",
-                        "modulated": False, "takes_level": False, "levels": None, "family": "baseline"})
+                        "modulated": False, "takes_level": False, "levels": None, "family": "baseline",
+                        "auto_level": False})
     return entries
 
 
@@ -289,7 +295,8 @@ def create_app(config: ServeConfig | None = None) -> Starlette:
         model_id = request.query_params.get("model")
         if not model_id:
             raise Problem(400, "say which model: ?model=ID (see /api/models)")
-        strength, level = _number(request, "strength"), _number(request, "level")
+        auto = request.query_params.get("level") == AUTO  # estimated from the upload (the page's "auto" box)
+        strength, level = _number(request, "strength"), None if auto else _number(request, "level")
         task = request.query_params.get("task")  # the page's task: a multi-branch model runs that path, auto all
         task = check_task(task) if task not in (None, "", "any") else None
         if strength is not None and not 0.0 <= strength <= 1.0:
@@ -297,17 +304,31 @@ def create_app(config: ServeConfig | None = None) -> Starlette:
         name = _display_name(request)
         payload = await read_body(request, config.max_upload_bytes, deadline)
 
+        estimated: dict = {}
+
+        def transform(restorer: Restorer, image):
+            used = level
+            if auto:
+                card = restorer.card
+                used, estimated["note"] = auto_level(task if task not in (None, AUTO) else card and card.task, image,
+                                                     payload, card.level_range() if card else None)
+                estimated["level"] = used
+            return restorer.restore(image, task=task, level=used, strength=None if auto else strength,
+                                    deadline=deadline)
+
         def work() -> tuple[bytes, float | None]:
             restorer = models.get(model_id)
-            lam = restorer.strength_for(level, strength)
-            png = decode_and_encode(payload, name, config, deadline, lambda image: restorer.restore(
-                image, task=task, level=level, strength=strength, deadline=deadline))
-            return png, lam
+            lam = None if auto else restorer.strength_for(level, strength)  # a bad level is refused before decoding
+            png = decode_and_encode(payload, name, config, deadline, lambda image: transform(restorer, image))
+            return png, restorer.strength_for(estimated["level"], None) if auto else lam
 
         png, lam = await jobs.run(deadline, work)
         headers = {"X-Restorekit-Model": model_id, "Cache-Control": "no-store"}
         if lam is not None:
             headers["X-Restorekit-Strength"] = f"{lam:.4f}"
+        if "level" in estimated:  # what the page shows beside the slider
+            headers["X-Restorekit-Level"] = f"{estimated['level']:.4g}"
+            headers["X-Restorekit-Level-Note"] = estimated["note"]
         return Response(png, media_type="image/png", headers=headers)
 
     async def preview(request: Request) -> Response:

@@ -841,6 +841,7 @@ class StageRun:
         """Train steps `step`..train.steps of this stage; -> the last validation PSNRs."""
         total, prepared = self.cfg.train.steps, self.prepared
         self.running, self.running_n = torch.zeros((), device=self.device), 0
+        self.by_level: dict[str, list] = {}  # level name -> [loss sum, batches] of single-level batches since the log
         self.started, self.started_step = time.perf_counter(), step
         while step < total:
             stop = segment_end(step, total, prepared)
@@ -849,6 +850,7 @@ class StageRun:
                 with prepared.training_batch(raw["level"], batch.records):
                     losses = self.recipe.train_step(batch)
                 step += 1
+                self.note_level_loss(raw["level"], losses["loss"])
                 self.after_step(step, losses)
                 if self.cfg.train.checkpoint_every and step % self.cfg.train.checkpoint_every == 0 and step < total:
                     self.save_checkpoint(step)
@@ -856,6 +858,14 @@ class StageRun:
                     break
         self.save_checkpoint(step)
         return self.last_val
+
+    def note_level_loss(self, levels: torch.Tensor, loss: torch.Tensor) -> None:
+        """Per-level loss curves (the log's `loss_by_level`) from batches of one level, e.g. MBN's factor cycle."""
+        names = levels.unique().tolist()
+        if len(names) == 1 and len(self.prepared.levels) > 1:
+            total = self.by_level.setdefault(self.prepared.levels[int(names[0])].name, [0.0, 0])
+            total[0] = total[0] + loss.detach()
+            total[1] += 1
 
     def after_step(self, step: int, losses: dict[str, torch.Tensor]) -> None:
         """Validation (on schedule, or per epoch for strategies steered by it) and the log line."""
@@ -884,11 +894,15 @@ class StageRun:
         avg_loss = float(all_reduce_mean(self.running, dist)) / max(1, self.running_n)
         self.running.zero_()
         self.running_n = 0
+        by_level = {name: float(total) / n for name, (total, n) in self.by_level.items()}
+        self.by_level = {}
         elapsed = time.perf_counter() - self.started
         speed = (step - self.started_step) / elapsed if elapsed > 0 else 0.0
         global_step = self.offset + step
         entry = {"step": global_step, **values, "loss_avg": avg_loss, "lr": self.recipe.lr,
                  "it_per_s": round(speed, 3), "epoch": prepared.plan.epoch_of(step - 1), **record}
+        if by_level:
+            entry["loss_by_level"] = by_level
         if session.staged:
             entry["stage"] = self.plan.name
         if prepared.weighting is not None:

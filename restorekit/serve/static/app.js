@@ -51,6 +51,8 @@ function modelChanged() {
     $("level").value = Math.min(Math.max(Number($("level").value), low), high);
     $("level-value").textContent = $("level").value;
   }
+  $("auto-box").hidden = !(model && model.auto_level);
+  $("estimated").textContent = "";
   $("levels").textContent = model && model.levels
     ? `trained for levels ${model.levels[0]}\u2013${model.levels[1]} (0 = start level, 1 = end level)` : "";
   schedule(0);
@@ -76,8 +78,10 @@ async function restore() {
   state.controller = controller;
   const id = ++state.request;
   const params = new URLSearchParams({ model: model.id, filename: state.file.name, task: $("task").value });
-  if (model.modulated) params.set("strength", $("strength").value);
-  if (model.takes_level && model.levels) params.set("level", $("level").value);
+  const auto = model.auto_level && $("auto-level").checked;
+  if (auto) params.set("level", "auto");
+  else if (model.modulated) params.set("strength", $("strength").value);
+  if (!auto && model.takes_level && model.levels) params.set("level", $("level").value);
   $("viewer").dataset.state = "busy";
   setStatus(`Restoring with ${model.id}\u2026`);
   const started = performance.now();
@@ -94,6 +98,8 @@ async function restore() {
     const blob = await response.blob();
     if (id !== state.request) return;
     const strength = response.headers.get("X-Restorekit-Strength");
+    const level = response.headers.get("X-Restorekit-Level");
+    if (auto && level !== null) showEstimate(level, strength, response.headers.get("X-Restorekit-Level-Note"));
     showResult(blob, id, `${model.id}${strength ? `, \u03bb = ${Number(strength).toFixed(2)}` : ""}`, started);
   } catch (error) {
     if (error.name !== "AbortError" && id === state.request) fail(`request failed: ${error.message}`);
@@ -192,15 +198,31 @@ function wireSplitView() {
   });
 }
 
+function showEstimate(level, strength, note) {
+  // the sliders follow what the server estimated, so unticking "auto" starts from it
+  if (strength !== null) {
+    $("strength").value = strength;
+    $("strength-value").textContent = Number(strength).toFixed(2);
+  }
+  if (!$("level-box").hidden) {
+    $("level").value = level;
+    $("level-value").textContent = $("level").value;
+  }
+  $("estimated").textContent = note || `estimated level ${level}`;
+}
+
 function wireControls() {
   $("file").addEventListener("change", (event) => chooseFile(event.target.files[0]));
   $("task").addEventListener("change", fillModels);
   $("model").addEventListener("change", modelChanged);
   $("strength").addEventListener("input", () => {
+    $("auto-level").checked = false;  // a hand-set strength replaces the estimate
     $("strength-value").textContent = Number($("strength").value).toFixed(2);
     schedule(DEBOUNCE_MS);
   });
+  $("auto-level").addEventListener("change", () => schedule(0));
   $("level").addEventListener("input", () => {
+    $("auto-level").checked = false;
     $("level-value").textContent = $("level").value;
     schedule(DEBOUNCE_MS);
   });

@@ -1,0 +1,183 @@
+"""Degradation levels estimated from the image alone: what `restore --level auto` and the page's "auto" use.
+
+One estimator per task (`ESTIMATORS`, keyed by the task names of `restorekit.tasks`); each returns an
+`Estimate` that says how the level was found, so the output can tell the user. Exact where the file says it
+(JPEG quality from the quantisation tables), a measured classical estimator otherwise:
+
+* `denoise`: the noise sigma by Chen, Zhu & Heng (ICCV 2015, "An efficient statistical method for image noise
+  level estimation"): the eigenvalues of the covariance of 8x8(xC) patches; the smallest ones belong to the
+  noise, found as the largest set whose mean equals its median. Real noisy files are clipped to [0, 255],
+  which lowers the variance where the image is dark or bright (sigma 50 reads ~44 on CBSD68): the estimate is
+  corrected by matching the variance a clipped Gaussian of sigma would show around each local mean. Measured by
+  `scripts/level_estimation.py` (docs/BENCHMARKS.md "Level estimation").
+* `jpeg`: the quality whose IJG-scaled standard luminance table equals the file's (Pillow, libjpeg, OpenCV and
+  MATLAB all scale the Annex K tables this way); exact for such files, the nearest table otherwise. An image
+  that is not a JPEG file has no tables: refused with the reason (a pixel-based estimator is future work).
+
+Pure functions of the pixels (and, for JPEG, of the file's header); the CLI prints and records the estimates.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from scipy.ndimage import uniform_filter
+from scipy.optimize import brentq
+from scipy.stats import norm
+
+from restorekit.errors import RestorekitError
+
+PATCH = 8  # Chen et al.'s patch side
+MAX_PATCHES = 60_000  # patches on a regular grid, enough for a stable covariance (~0.3 s on a 481x321 image)
+LOCAL_MEAN = 9  # window of the local means the clipping correction models the noise around
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A level and how it was found (shown beside the output and written to the --json report)."""
+
+    level: float
+    method: str
+
+    def describe(self, task: str) -> str:
+        return f"estimated {task} level {self.level:.4g} ({self.method})"
+
+
+def patch_matrix(image: np.ndarray, patch: int = PATCH, max_patches: int = MAX_PATCHES) -> np.ndarray:
+    """(N, patch*patch*C) patches of an HxWxC array on the densest regular grid giving at most `max_patches`."""
+    height, width = image.shape[:2]
+    rows, cols = height - patch + 1, width - patch + 1
+    if rows < 1 or cols < 1:
+        raise RestorekitError(f"the image ({height}x{width}) is smaller than a {patch}x{patch} patch")
+    stride = max(1, int(np.ceil(np.sqrt(rows * cols / max_patches))))
+    windows = np.lib.stride_tricks.sliding_window_view(image, (patch, patch), axis=(0, 1))[::stride, ::stride]
+    return windows.reshape(-1, windows.shape[2] * patch * patch)
+
+
+def pca_noise_sigma(image: np.ndarray, patch: int = PATCH) -> float:
+    """Chen et al. 2015 on an HxWxC array (any scale): sqrt of the mean of the smallest covariance eigenvalues,
+    the largest set of them whose mean is its median."""
+    patches = patch_matrix(image.astype(np.float64), patch)
+    patches = patches - patches.mean(axis=0)
+    eigenvalues = np.linalg.eigvalsh(patches.T @ patches / len(patches))  # ascending
+    for keep in range(len(eigenvalues), 0, -1):
+        tail = eigenvalues[:keep]
+        tau = tail.mean()
+        if np.sum(tail > tau) == np.sum(tail < tau):
+            return float(np.sqrt(max(tau, 0.0)))
+    return float(np.sqrt(max(eigenvalues[0], 0.0)))
+
+
+def clipped_std(mean: np.ndarray, sigma: float, low: float = 0.0, high: float = 255.0) -> float:
+    """The standard deviation of clip(N(mean, sigma^2), low, high), pooled over the given means."""
+    a, b = (low - mean) / sigma, (high - mean) / sigma
+    cdf_a, cdf_b, pdf_a, pdf_b = norm.cdf(a), norm.cdf(b), norm.pdf(a), norm.pdf(b)
+    inside = cdf_b - cdf_a
+    first = mean * inside + sigma * (pdf_a - pdf_b) + low * cdf_a + high * (1 - cdf_b)
+    second = ((mean**2 + sigma**2) * inside + 2 * mean * sigma * (pdf_a - pdf_b)
+              + sigma**2 * (a * pdf_a - b * pdf_b) + low**2 * cdf_a + high**2 * (1 - cdf_b))
+    return float(np.sqrt(np.mean(second - first**2)))
+
+
+def unclip_sigma(image: np.ndarray, observed: float) -> float:
+    """The sigma whose clipped noise around the image's local means shows `observed` (0-255 scale)."""
+    means = uniform_filter(image.astype(np.float64), size=(LOCAL_MEAN, LOCAL_MEAN, 1))[::4, ::4].ravel()
+    if observed <= 0 or clipped_std(means, observed) >= observed:
+        return observed
+    upper = observed
+    while clipped_std(means, upper) < observed:  # widen until the root is bracketed
+        upper *= 2
+        if upper > 1e4:
+            return observed
+    return float(brentq(lambda s: clipped_std(means, s) - observed, observed, upper, xtol=1e-3))
+
+
+def noise_sigma(image: torch.Tensor, clipped: bool = True) -> float:
+    """Gaussian noise sigma on the 0-255 scale of a CxHxW image in [0, 1]; `clipped`: the values were clipped
+    to [0, 1] (any noisy image file)."""
+    array = image.detach().float().cpu().permute(1, 2, 0).numpy() * 255.0
+    observed = pca_noise_sigma(array)
+    return unclip_sigma(array, observed) if clipped else observed
+
+
+# The IJG standard luminance quantisation table (JPEG Annex K.1), row-major.
+LUMINANCE_TABLE = np.array([
+    16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
+    14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
+    49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99])
+
+
+def ijg_table(quality: int) -> np.ndarray:
+    """libjpeg's `jpeg_quality_scaling`: the standard table scaled for quality 1..100, baseline-clamped."""
+    scale = 5000 // quality if quality < 50 else 200 - 2 * quality
+    return np.clip((LUMINANCE_TABLE * scale + 50) // 100, 1, 255)
+
+
+Source = str | os.PathLike[str] | bytes  # an image file, or its bytes (an upload)
+
+
+def jpeg_quality(source: Source) -> Estimate:
+    """The IJG quality of a JPEG file (path or bytes) from its luminance quantisation table."""
+    path = "the upload" if isinstance(source, bytes) else source
+    try:
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
+            tables = getattr(image, "quantization", None) if image.format == "JPEG" else None
+    except OSError as err:
+        raise RestorekitError(f"{path}: cannot read ({err})") from None
+    if not tables:
+        raise RestorekitError(f"{path}: JPEG quality is read from a JPEG file's quantisation tables, and this is "
+                              f"not a JPEG file; give --level")
+    luminance = np.asarray(tables[min(tables)], dtype=np.int64)
+    errors = [float(np.abs(ijg_table(q) - luminance).mean()) for q in range(1, 101)]
+    best = int(np.argmin(errors)) + 1
+    exact = errors[best - 1] == 0
+    return Estimate(float(best), "from the file's quantisation table" + ("" if exact else
+                    f", nearest IJG table (mean difference {errors[best - 1]:.2g})"))
+
+
+def _denoise(image: torch.Tensor, source: Source | None) -> Estimate:
+    return Estimate(round(noise_sigma(image), 2), "noise estimator of Chen et al. 2015, corrected for clipping")
+
+
+def _jpeg(image: torch.Tensor, source: Source | None) -> Estimate:
+    if source is None:
+        raise RestorekitError("JPEG quality is read from a JPEG file's quantisation tables: give the file or a level")
+    return jpeg_quality(source)
+
+
+ESTIMATORS: dict[str, Callable[[torch.Tensor, Source | None], Estimate]] = {
+    "denoise": _denoise,
+    "jpeg": _jpeg,
+}
+
+
+def check_estimable(task: str | None) -> str:
+    """The task, when its level can be estimated; else the one-line refusal."""
+    if task not in ESTIMATORS:
+        raise RestorekitError(f"level 'auto' is estimated for {', '.join(ESTIMATORS)}, not for "
+                              f"{task or 'an unnamed task'}: give the level (or the task)")
+    return task
+
+
+def estimate_level(task: str | None, image: torch.Tensor, source: Source | None = None) -> Estimate:
+    """The task's level estimated from the image (and its file, for JPEG); a clear error where none exists."""
+    return ESTIMATORS[check_estimable(task)](image, Path(source) if isinstance(source, (str, os.PathLike)) else source)
+
+
+def auto_level(task: str | None, image: torch.Tensor, source: Source | None = None,
+               level_range: tuple[float, float] | None = None) -> tuple[float, str]:
+    """What `--level auto` restores at: the estimate clamped to the model's levels, and a note saying both."""
+    found = estimate_level(task, image, source)
+    note = found.describe(task)
+    if level_range is None:
+        return found.level, note
+    low, high = level_range
+    level = min(max(found.level, low), high)
+    return level, note if level == found.level else f"{note}; outside the model's {low:g}-{high:g}: using {level:g}"

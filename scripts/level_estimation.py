@@ -1,0 +1,170 @@
+"""Level estimation measured (issue 18 item 3; docs/BENCHMARKS.md "Level estimation"): how well `restore
+--level auto` finds the level, and what the estimate costs the zoo's modulated models against the true level.
+
+    .venv/bin/python scripts/level_estimation.py                      # all three parts (~15 min on 2 cores)
+    .venv/bin/python scripts/level_estimation.py --only noise --limit 10
+
+Parts:
+* noise: restorekit.estimate.noise_sigma on `--noise-dataset` (default CBSD68) at each `--sigmas` level, the noisy
+  images as files hold them (`noise:sigma=S,quantize=true`: clipped to [0, 255] and rounded, seeded per image
+  name as `restorekit eval --seed-mode name` does), with and without the clipping correction.
+* jpeg: restorekit.estimate.jpeg_quality on `--jpeg-dataset` (default LIVE1) saved by Pillow at each quality.
+* auto: the zoo model `--model` (default the zoo's denoiser with a level range) on the noisy files at
+  `--auto-sigmas`, once at the true sigma and once at each image's estimate clamped to the model's range
+  (what `restore --level auto` does): mean RGB PSNR, no border crop, outputs clamped and rounded to 8 bits.
+
+Writes OUT/level_estimation.json and OUT/level_estimation.md (default OUT = runs/level_estimation).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from restorekit import estimate, evaluation, metrics, paths  # noqa: E402
+from restorekit.api import build_restorer, choose_model  # noqa: E402
+from restorekit.atomic import write_bytes, write_json  # noqa: E402
+from restorekit.io import list_images, read_image  # noqa: E402
+
+NOISE_SPEC = "noise:sigma={sigma:g},quantize=true"
+
+
+def noisy_images(dataset: Path, sigma: float, limit: int | None):
+    """(name, noisy, clean) for the first `limit` images, each image's noise seeded by its name."""
+    setup = evaluation.default_setup("denoise", level=sigma, degrade=NOISE_SPEC.format(sigma=sigma),
+                                     seed_mode="name")
+    for path in list_images(dataset)[:limit]:
+        clean, _ = read_image(path)
+        noisy, target = evaluation.make_input(clean, path.name, setup)
+        yield path.name, noisy, target
+
+
+def noise_part(dataset: Path, sigmas: list[float], limit: int | None) -> list[dict]:
+    rows = []
+    for sigma in sigmas:
+        raw, corrected = [], []
+        for _, noisy, _ in noisy_images(dataset, sigma, limit):
+            raw.append(estimate.noise_sigma(noisy, clipped=False))
+            corrected.append(estimate.noise_sigma(noisy))
+        rows.append({"sigma": sigma, "n": len(raw), **_errors("raw", raw, sigma), **_errors("corrected", corrected, sigma)})
+        print(f"noise sigma {sigma:g}: corrected mean {np.mean(corrected):.2f} (raw {np.mean(raw):.2f})", flush=True)
+    return rows
+
+
+def _errors(prefix: str, values: list[float], truth: float) -> dict:
+    errors = np.asarray(values) - truth
+    return {f"{prefix}_mean": float(np.mean(values)), f"{prefix}_bias": float(errors.mean()),
+            f"{prefix}_mae": float(np.abs(errors).mean()), f"{prefix}_max_abs": float(np.abs(errors).max())}
+
+
+def jpeg_part(dataset: Path, qualities: list[int], limit: int | None, scratch: Path) -> list[dict]:
+    rows = []
+    scratch.mkdir(parents=True, exist_ok=True)
+    for quality in qualities:
+        found = []
+        for path in list_images(dataset)[:limit]:
+            with Image.open(path) as image:
+                buffer = io.BytesIO()
+                image.convert("RGB").save(buffer, format="JPEG", quality=quality)
+            file = scratch / "estimate.jpg"
+            file.write_bytes(buffer.getvalue())
+            found.append(estimate.jpeg_quality(file).level)
+        exact = sum(f == quality for f in found)
+        rows.append({"quality": quality, "n": len(found), "exact": exact, **_errors("estimate", found, quality)})
+        print(f"jpeg q{quality}: {exact}/{len(found)} exact", flush=True)
+    return rows
+
+
+def auto_part(dataset: Path, model_name: str | None, sigmas: list[float], limit: int | None) -> dict:
+    choice = choose_model(model_name, "denoise", None, None)
+    restorer = build_restorer(choice, task="denoise")
+    low, high = restorer.card.level_range()
+    protocol = evaluation.default_setup("denoise").protocol
+    rows = []
+    for sigma in sigmas:
+        true_psnr, auto_psnr, levels = [], [], []
+        for _, noisy, target in noisy_images(dataset, sigma, limit):
+            level = min(max(estimate.noise_sigma(noisy), low), high)
+            levels.append(level)
+            for at, scores in ((sigma, true_psnr), (level, auto_psnr)):
+                out = restorer.restore(noisy, task="denoise", level=at)
+                scores.append(float(metrics.psnr_batch(out.clamp(0, 1), target, protocol)[0]))
+        rows.append({"sigma": sigma, "n": len(levels), "psnr_true_level": float(np.mean(true_psnr)),
+                     "psnr_auto_level": float(np.mean(auto_psnr)), "mean_level": float(np.mean(levels)),
+                     "gap_db": float(np.mean(true_psnr) - np.mean(auto_psnr))})
+        print(f"auto sigma {sigma:g}: true {np.mean(true_psnr):.3f} auto {np.mean(auto_psnr):.3f}", flush=True)
+    return {"model": choice.name, "range": [low, high], "rows": rows}
+
+
+def markdown(results: dict) -> str:
+    lines = []
+    if "noise" in results:
+        lines += [f"Noise sigma ({results['noise_dataset']}, noisy files clipped + rounded, noise seeded per image):",
+                  "", "| sigma | images | estimate (mean) | bias | MAE | max abs err | without clipping correction |",
+                  "|---|---|---|---|---|---|---|"]
+        lines += [f"| {r['sigma']:g} | {r['n']} | {r['corrected_mean']:.2f} | {r['corrected_bias']:+.2f} | "
+                  f"{r['corrected_mae']:.2f} | {r['corrected_max_abs']:.2f} | {r['raw_mean']:.2f} "
+                  f"(MAE {r['raw_mae']:.2f}) |" for r in results["noise"]]
+        lines.append("")
+    if "jpeg" in results:
+        lines += [f"JPEG quality ({results['jpeg_dataset']}, saved by Pillow):", "",
+                  "| quality | images | exact | MAE |", "|---|---|---|---|"]
+        lines += [f"| {r['quality']} | {r['n']} | {r['exact']} | {r['estimate_mae']:.2f} |" for r in results["jpeg"]]
+        lines.append("")
+    if "auto" in results:
+        auto = results["auto"]
+        lines += [f"`--level auto` with {auto['model']} (range {auto['range'][0]:g}-{auto['range'][1]:g}; "
+                  f"{results['noise_dataset']}, RGB PSNR, no crop):", "",
+                  "| sigma | images | PSNR at the true level | PSNR at the estimate | gap (dB) | mean level used |",
+                  "|---|---|---|---|---|---|"]
+        lines += [f"| {r['sigma']:g} | {r['n']} | {r['psnr_true_level']:.3f} | {r['psnr_auto_level']:.3f} | "
+                  f"{r['gap_db']:+.3f} | {r['mean_level']:.2f} |" for r in auto["rows"]]
+    return "\n".join(lines) + "\n"
+
+
+def _numbers(text: str) -> list[float]:
+    return [float(v) for v in text.split(",") if v]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", choices=("noise", "jpeg", "auto"), action="append", help="parts (default: all)")
+    parser.add_argument("--noise-dataset", default="CBSD68")
+    parser.add_argument("--sigmas", default="5,15,25,35,50,75")
+    parser.add_argument("--jpeg-dataset", default="LIVE1")
+    parser.add_argument("--qualities", default="10,20,30,40,50,60,70,80,90")
+    parser.add_argument("--model", help="a denoiser with a level range (default: the zoo's)")
+    parser.add_argument("--auto-sigmas", default="15,25,50")
+    parser.add_argument("--limit", type=int, help="first N images of each set (default: all)")
+    parser.add_argument("--out", default=str(REPO / "runs" / "level_estimation"))
+    args = parser.parse_args(argv)
+    parts, out = args.only or ["noise", "jpeg", "auto"], Path(args.out)
+    noise_set = paths.resolve_dataset(args.noise_dataset)
+    results: dict = {"noise_dataset": args.noise_dataset, "jpeg_dataset": args.jpeg_dataset, "limit": args.limit,
+                     "command": "python scripts/level_estimation.py " + " ".join(argv or sys.argv[1:])}
+    if "noise" in parts:
+        results["noise"] = noise_part(noise_set, _numbers(args.sigmas), args.limit)
+    if "jpeg" in parts:
+        results["jpeg"] = jpeg_part(paths.resolve_dataset(args.jpeg_dataset), [int(q) for q in _numbers(args.qualities)],
+                                    args.limit, out / "scratch")
+    if "auto" in parts:
+        with torch.inference_mode():
+            results["auto"] = auto_part(noise_set, args.model, _numbers(args.auto_sigmas), args.limit)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "level_estimation.json", results)
+    write_bytes(out / "level_estimation.md", markdown(results).encode())
+    print(markdown(results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

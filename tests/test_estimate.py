@@ -1,0 +1,91 @@
+"""Level estimation (issue 18 item 3): what `restore --level auto` and the page's "auto" box restore at."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage import data
+
+from restorekit.errors import RestorekitError
+from restorekit.estimate import (
+    auto_level,
+    clipped_std,
+    estimate_level,
+    ijg_table,
+    jpeg_quality,
+    noise_sigma,
+    pca_noise_sigma,
+)
+
+
+def _noisy(clean: np.ndarray, sigma: float, seed: int = 0) -> torch.Tensor:
+    """A noisy file's pixels: clipped to [0, 255] and rounded (what any saved noisy image holds)."""
+    rng = np.random.default_rng(seed)
+    noisy = np.clip(np.round(clean.astype(np.float64) + rng.normal(0, sigma, clean.shape)), 0, 255)
+    return torch.from_numpy(noisy / 255).permute(2, 0, 1).float()
+
+
+@pytest.fixture(scope="module")
+def astronaut() -> np.ndarray:
+    return data.astronaut()[:192, :256]
+
+
+def test_ijg_tables_are_libjpegs_scaling_of_annex_k():
+    assert ijg_table(50).tolist()[:8] == [16, 11, 10, 16, 24, 40, 51, 61]  # quality 50 = the standard table
+    assert ijg_table(100).max() == 1 and ijg_table(1).min() == 255  # q 100 all ones; q 1 baseline-clamped
+
+
+@pytest.mark.parametrize("quality", [5, 10, 20, 37, 50, 75, 90, 95])
+def test_jpeg_quality_is_read_exactly_from_a_pillow_file(astronaut, tmp_path, quality):
+    path = tmp_path / "photo.jpg"
+    Image.fromarray(astronaut).save(path, quality=quality)
+    found = jpeg_quality(path)
+    assert found.level == quality and "quantisation table" in found.method
+    assert jpeg_quality(path.read_bytes()).level == quality  # an upload's bytes too
+
+
+def test_a_png_has_no_jpeg_quality_to_read(astronaut, tmp_path):
+    path = tmp_path / "photo.png"
+    Image.fromarray(astronaut).save(path)
+    with pytest.raises(RestorekitError, match="photo.png: JPEG quality is read from a JPEG file's"):
+        jpeg_quality(path)
+
+
+def test_pca_estimator_finds_the_noise_of_unclipped_gaussian_noise(astronaut):
+    """Chen et al. 2015: the smallest eigenvalues of the patch covariance are the noise variance."""
+    rng = np.random.default_rng(1)
+    for sigma in (5, 20, 40):
+        noisy = astronaut.astype(np.float64) + rng.normal(0, sigma, astronaut.shape)
+        assert abs(pca_noise_sigma(noisy) - sigma) < 0.08 * sigma + 0.5
+
+
+def test_clipping_correction_recovers_what_clipping_hides(astronaut):
+    """A clipped Gaussian has a smaller spread; sigma 50 on this image reads several units low uncorrected."""
+    noisy = _noisy(astronaut, 50)
+    raw, corrected = noise_sigma(noisy, clipped=False), noise_sigma(noisy)
+    assert raw < 47 and abs(corrected - 50) < abs(raw - 50) and abs(corrected - 50) < 3
+    assert clipped_std(np.array([127.5]), 1.0) == pytest.approx(1.0, abs=1e-6)  # far from the bounds: unchanged
+    assert clipped_std(np.array([0.0]), 10.0) < 6  # at a bound: half the mass piles up there
+
+
+def test_noise_estimates_are_close_at_usual_levels(astronaut):
+    for sigma in (10, 25):
+        assert abs(noise_sigma(_noisy(astronaut, sigma)) - sigma) < 1.5
+
+
+def test_auto_level_clamps_to_the_models_range_and_says_so(astronaut):
+    level, note = auto_level("denoise", _noisy(astronaut, 5), level_range=(15.0, 75.0))
+    assert level == 15.0 and "estimated denoise level" in note and "outside the model's 15-75: using 15" in note
+    with pytest.raises(RestorekitError, match="level 'auto' is estimated for denoise, jpeg, not for sr"):
+        estimate_level("sr", torch.rand(3, 32, 32))
+
+
+def test_an_upload_jpeg_is_estimated_from_its_bytes(astronaut):
+    buffer = io.BytesIO()
+    Image.fromarray(astronaut).save(buffer, format="JPEG", quality=30)
+    image = torch.rand(3, 16, 16)
+    assert auto_level("jpeg", image, buffer.getvalue(), (10.0, 80.0))[0] == 30
