@@ -54,9 +54,17 @@ def test_versions_and_overwrite(clean_folder, tmp_path):
     out = tmp_path / "shdd"
     args = ["degrade", str(clean_folder / "colour.png"), "-o", str(out), "--spec", "shdd:level=easy", "--versions", "3"]
     assert main(args) == 0
-    assert sorted(p.name for p in out.iterdir()) == [f"colour_{v}.{ext}" for v in range(3) for ext in ("json", "png")]
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"colour_{v}{ext}" for v in range(3)
+                                                           for ext in (".json", ".png", "_map.png"))
     images = [read_image(out / f"colour_{v}.png")[0] for v in range(3)]
     assert not torch.equal(images[0], images[1])
+    # SHDD's per-pixel ground truth (issue 18 item 5): the map's values index the sidecar's region types
+    sidecar = json.loads((out / "colour_0.json").read_text())
+    region_map = (read_image(out / "colour_0_map.png")[0][0] * 255).round().long()
+    assert sidecar["region_map"] == "colour_0_map.png"
+    for region in sidecar["degradation"]["regions"]:
+        top, left, bottom, right = region["box"]
+        assert (region_map[top:bottom, left:right] == sidecar["region_types"].index(region["type"])).all()
     assert main(args) == 2  # exists: refuses without --overwrite
     assert main([*args, "--overwrite"]) == 0
 

@@ -20,7 +20,7 @@ import torch
 from restorekit import __version__, evaluation, ops, paths
 from restorekit.atomic import write_json
 from restorekit.cli.common import error_line, progress_bar
-from restorekit.degrade import Degradation, Pipeline, image_seed, parse_spec
+from restorekit.degrade import SHDD_POOL, Degradation, Pipeline, image_seed, parse_spec
 from restorekit.degrade.seeding import SEED_MODES
 from restorekit.errors import RestorekitError
 
@@ -95,6 +95,7 @@ class Output(NamedTuple):
     seed: int
     image: Path  # final paths, relative to the output folder
     sidecar: Path
+    region_map: Path  # a spatially varying (SHDD) spec's per-pixel ground truth: index into SHDD_POOL, 8-bit PNG
 
 
 def plan_outputs(inputs: list[tuple[Path, str]], args: argparse.Namespace) -> list[Output]:
@@ -105,11 +106,12 @@ def plan_outputs(inputs: list[tuple[Path, str]], args: argparse.Namespace) -> li
             seed_name = name if args.versions == 1 else f"{name}#{version}"
             seed = args.seed if args.seed_mode == "fixed" and args.versions == 1 else image_seed(args.seed, seed_name)
             stem = output_stem(name, version, args.versions)
-            outputs.append(Output(path, name, version, seed, Path(f"{stem}.{args.format}"), Path(f"{stem}.json")))
+            outputs.append(Output(path, name, version, seed, Path(f"{stem}.{args.format}"), Path(f"{stem}.json"),
+                                  Path(f"{stem}_map.png")))
     if not args.overwrite:
         out_dir = Path(args.out)
         for output in outputs:
-            for rel in (output.image, output.sidecar):
+            for rel in (output.image, output.sidecar, output.region_map):
                 if (out_dir / rel).exists():
                     raise RestorekitError(f"{out_dir / rel}: exists; pass --overwrite to replace it (nothing was written)")
     return outputs
@@ -136,7 +138,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         lossy, lines = _write_all(pipe, outputs, staging, args, crop)
         for output in outputs:
-            for rel in (output.image, output.sidecar):
+            for rel in (output.image, output.sidecar, output.region_map):
+                if rel == output.region_map and not (staging / rel).exists():
+                    continue  # only spatially varying specs have a map
                 (out_dir / rel).parent.mkdir(parents=True, exist_ok=True)
                 os.replace(staging / rel, out_dir / rel)
     except BaseException:
@@ -200,6 +204,10 @@ def _write_one(degraded: torch.Tensor, record: Degradation, output: Output, stag
     else:
         lossy = not _is_8bit(degraded)
         write_image(image_path, degraded, bit_depth=8)
+    region_map = {}
+    if record.regions is not None:  # SHDD: the per-pixel ground truth, pixel value = index into SHDD_POOL
+        write_image(staging / output.region_map, record.region_map().to(torch.float32)[None] / 255, bit_depth=8)
+        region_map = {"region_map": output.region_map.name, "region_types": list(SHDD_POOL)}
     write_json(staging / output.sidecar, {
         "source": str(output.source),
         "name": output.name,
@@ -212,6 +220,7 @@ def _write_one(degraded: torch.Tensor, record: Degradation, output: Output, stag
         "output": output.image.name,
         "restorekit": __version__,
         "degradation": record.to_dict(),
+        **region_map,
     })
     return lossy, f"{Path(args.out) / output.image}  {record.fixed_spec}"
 
