@@ -38,19 +38,22 @@ CARD = {
     "description": "R-MBN (MBN paper): one multi-branch network for rain streaks, motion blur, JPEG and haze, "
                    "48/32 channels (2.8M parameters; the paper's 96/64 has 11.3M), run recurrently J -> H -> B -> R "
                    "when the factor is unknown (--task auto) or along one factor's path (--task derain / deblur / "
-                   "jpeg / dehaze). Trained from scratch on this CPU (no MBN weights were released). A short CPU budget: "
-                   "near the input on rain, blur and JPEG (docs/BENCHMARKS.md).",
+                   "jpeg / dehaze). Trained from scratch on this CPU (no MBN weights were released), He init (init=kaiming). "
+                   "A short CPU budget: as MBN (factor given) it is within 0.5 dB of dedicated networks, but run "
+                   "recurrently it damages images without haze or rain (JPEG -6 dB on CBSD68 crops; "
+                   "docs/BENCHMARKS.md).",
     "training": {
         "recipe": "staged: step 1 (MBN) 1,800 single-factor minibatches of 4 in MBN cycles (1 haze, 1 rain, "
-                  "1 JPEG, 3 motion blur), -1.1 SSIM + 0.75 L1, Adam 1e-4 /10 at 1,500; step 2 (R-MBN) 150 recurrent "
-                  "steps, 0.8 own-factor step + 0.2 last step, input branches frozen, lr 1e-5",
+                  "1 JPEG, 3 motion blur), -1.1 SSIM + 0.75 L1, Adam 1e-4 /10 at 1,500, He init with residual and "
+                  "output ends x0.1; step 2 (R-MBN) 150 recurrent steps, 0.8 own-factor step + 0.2 last step, input "
+                  "branches frozen, lr 1e-5",
         "command": "restorekit train configs/mbn/mbn_rmbn_t91_cpu.yaml --out runs/mbn/mbn_rmbn_t91_cpu",
         "config": "configs/mbn/mbn_rmbn_t91_cpu.yaml",
         "data": "T91, 64 px crops (rain 32 px), the four factors synthesised with MBN App. C's ranges (haze beta "
                 "0.08-0.2 / airlight 0.8-1, GIMP-style rain, ImageNet-C motion blur presets 1-6, Pillow JPEG q "
                 "15-50); T91 rather than BSD200 because Rain100H's clean images are BSD crops",
         "steps": 1950,
-        "hardware": f"2-core CPU ({platform.machine()}), shared with two other jobs; torch {torch.__version__}; "
+        "hardware": f"2-core CPU ({platform.machine()}), shared with one to three other jobs; torch {torch.__version__}; "
                     "one torch thread",
     },
 }
