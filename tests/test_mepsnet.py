@@ -42,3 +42,16 @@ def test_every_shared_conv_mixes_the_one_bank_with_its_own_orthogonal_coefficien
     image = torch.rand(1, 3, 24, 24, requires_grad=False)
     model(image).sum().backward()
     assert model.bank.templates.grad.abs().sum() > 0 and all(c.coefficients.grad is not None for c in sconvs)
+
+
+def test_residual_scale_starts_the_output_small():
+    """With He init and no global skip the reference's MEPSNet starts with outputs of std ~10 (in [0, 1] units):
+    `residual_scale=0.1` (our CPU recipe) starts near the DIV2K mean instead; the default keeps the reference."""
+    torch.manual_seed(0)
+    image = torch.rand(1, 3, 24, 24)
+    small = dict(experts=2, srir=2, blocks=3, features=16, extract=32)
+    torch.manual_seed(0)
+    reference = create_model("mepsnet", **small)(image).std()
+    torch.manual_seed(0)
+    scaled = create_model("mepsnet", **small, residual_scale=0.1)(image).std()
+    assert scaled < 0.2 * reference
