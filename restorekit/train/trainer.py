@@ -861,8 +861,10 @@ class StageRun:
 
     def note_level_loss(self, levels: torch.Tensor, loss: torch.Tensor) -> None:
         """Per-level loss curves (the log's `loss_by_level`) from batches of one level, e.g. MBN's factor cycle."""
+        if len(self.prepared.levels) < 2:  # one level: the log's loss already is its curve
+            return
         names = levels.unique().tolist()
-        if len(names) == 1 and len(self.prepared.levels) > 1:
+        if len(names) == 1:
             total = self.by_level.setdefault(self.prepared.levels[int(names[0])].name, [0.0, 0])
             total[0] = total[0] + loss.detach()
             total[1] += 1
