@@ -112,6 +112,18 @@ class Result(_Strict):
         return results
 
 
+class Measurement(_Strict):
+    """A measured figure other than a restoration PSNR (a recogniser's accuracy or mAP), with its protocol."""
+
+    dataset: str
+    metric: str  # e.g. 'type_accuracy', 'mAP@0.5'
+    value: float
+    n_images: int | None = None
+    protocol: dict[str, Any] = Field(default_factory=dict)
+    command: str | None = None
+    paper: float | None = None
+
+
 class ModelCard(_Strict):
     name: str
     architecture: str
@@ -133,6 +145,7 @@ class ModelCard(_Strict):
     license: str | None = None
     paper: dict[str, float] | None = None
     results: list[Result] = Field(default_factory=list)
+    measurements: list[Measurement] = Field(default_factory=list)
     restorekit_version: str | None = None
 
     @field_validator("task")

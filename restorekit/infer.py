@@ -22,7 +22,7 @@ from restorekit.data.augment import dihedral, inverse_dihedral
 from restorekit.degrade import Degradation, canonical_spec, parse_spec
 from restorekit.errors import ModelError, RestorekitError, SpecError, TimedOut
 from restorekit.models import Model, ModelInfo
-from restorekit.tasks import serves
+from restorekit.tasks import ANALYZE, serves
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -80,6 +80,9 @@ def model_tasks(model: Model) -> tuple[str, ...]:
 def check_fit(model: Model, task: str | None, level: float | None, scale: int | None) -> None:
     """Refuse a model that cannot do what was asked: other task, other scale, level outside its range."""
     tasks = model_tasks(model)
+    if ANALYZE in tasks and task != ANALYZE:
+        raise ModelError(f"model {model.name!r} recognises distortions and restores nothing: "
+                         f"run `restorekit analyze IMAGE --model {model.name}`")
     if not serves(tasks, task):
         raise ModelError(f"model {model.name!r} is a {'/'.join(tasks)!r} model, not {task!r}")
     if scale is not None:

@@ -245,3 +245,60 @@ def no_reference(name: str, image: Array) -> float:
     if name == "piqe":
         return piqe(image)
     raise ValueError(f"unknown no-reference measure {name!r}; choose from: {', '.join(NO_REFERENCE)}")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Detection: mean average precision at an IoU threshold (the distortion detector, thesis Tables 6.2-6.3)
+# ---------------------------------------------------------------------------------------------------
+# PASCAL VOC's protocol, as the thesis's SSD code reports it: detections of a class sorted by score, each matched
+# greedily to the unmatched ground-truth box of that class it overlaps most (IoU >= threshold, else a false
+# positive), AP = the area under the precision-recall curve with precision made monotone (VOC 2010+ all-point
+# interpolation), mAP = the mean over classes with ground truth. pycocotools computes COCO's variant (101 recall
+# points, area ranges, at most 100 detections) and is not what the thesis's numbers mean.
+
+Box = tuple[float, float, float, float]  # x0, y0, x1, y1 (exclusive)
+
+
+def box_iou(a: Box, b: Box) -> float:
+    """Intersection over union of two boxes."""
+    width = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    height = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = width * height
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def average_precision(hits: list[bool], positives: int) -> float:
+    """VOC all-point AP of detections already sorted by descending score (`hits`: true positive or not)."""
+    if positives == 0:
+        return float("nan")
+    if not hits:
+        return 0.0
+    tp = np.cumsum(hits, dtype=float)
+    recall = np.concatenate([[0.0], tp / positives, [1.0]])
+    precision = np.concatenate([[1.0], tp / np.arange(1, len(hits) + 1), [0.0]])
+    precision = np.maximum.accumulate(precision[::-1])[::-1]  # monotone: the best precision at any higher recall
+    steps = np.flatnonzero(recall[1:] != recall[:-1])
+    return float(np.sum((recall[steps + 1] - recall[steps]) * precision[steps + 1]))
+
+
+def mean_average_precision(predictions: list[list[tuple[str, float, Box]]], truths: list[list[tuple[str, Box]]],
+                           iou: float = 0.5) -> dict[str, float]:
+    """Per-class AP and their mean ('mAP') over a set of images: `predictions[i]` are (class, score, box) of
+    image i, `truths[i]` its (class, box) ground truth."""
+    classes = sorted({name for image in truths for name, _ in image})
+    result = {}
+    for name in classes:
+        scored = sorted(((score, i, box) for i, image in enumerate(predictions) for c, score, box in image
+                         if c == name), key=lambda s: -s[0])
+        unmatched = {i: [box for c, box in image if c == name] for i, image in enumerate(truths)}
+        hits = []
+        for _, i, box in scored:
+            overlaps = [box_iou(box, truth) for truth in unmatched[i]]
+            best = int(np.argmax(overlaps)) if overlaps else -1
+            hits.append(best >= 0 and overlaps[best] >= iou)
+            if hits[-1]:
+                unmatched[i].pop(best)
+        result[name] = average_precision(hits, sum(c == name for image in truths for c, _ in image))
+    result["mAP"] = float(np.mean([result[name] for name in classes])) if classes else float("nan")
+    return result

@@ -39,10 +39,11 @@ TASKS: dict[str, Task] = {t.name: t for t in (
 AUTO = "auto"  # a request: "whatever is wrong with it" -> a blind / multi-factor model
 GENERIC = "restore"  # a model trained on an arbitrary spec or folder pairs; eval's "score as given"
 ANY = "any"  # an architecture that serves every task (identity, an untrained backbone)
+ANALYZE = "analyze"  # a model that says what is wrong with an image (a distortion recogniser); it restores nothing
 
 REQUEST_TASKS = (*TASKS, AUTO)  # `restore --task`, Restorer(task=...)
 EVAL_TASKS = (*TASKS, GENERIC)  # `eval --task`, training configs
-MODEL_TASKS = (*TASKS, GENERIC, ANY)  # what a model descriptor or card may declare
+MODEL_TASKS = (*TASKS, GENERIC, ANY, ANALYZE)  # what a model descriptor or card may declare
 
 
 def check_task(task: str | None, allowed: tuple[str, ...] = REQUEST_TASKS) -> str | None:
@@ -53,5 +54,8 @@ def check_task(task: str | None, allowed: tuple[str, ...] = REQUEST_TASKS) -> st
 
 
 def serves(model_tasks: tuple[str, ...], wanted: str | None) -> bool:
-    """Whether a model declaring `model_tasks` can serve a request for `wanted` (None / auto: anything)."""
+    """Whether a model declaring `model_tasks` can serve a request for `wanted` (None / auto: anything that
+    restores; a recogniser serves only `analyze`)."""
+    if ANALYZE in model_tasks:
+        return wanted == ANALYZE
     return wanted in (None, AUTO) or wanted in model_tasks or bool({ANY, GENERIC} & set(model_tasks))

@@ -16,7 +16,7 @@ from restorekit.errors import RestorekitError
 
 # Subcommand modules, in the order `restorekit --help` lists them.
 SUBCOMMANDS = ("restore_cmd", "eval_cmd", "train_cmd", "adafm_cmd", "zoo_cmd", "export_cmd", "serve_cmd", "demo_cmd",
-               "degrade_cmd", "distortion_cmd", "profile_cmd", "zssr_cmd", "simusr_cmd")
+               "degrade_cmd", "distortion_cmd", "analyze_cmd", "recognizer_cmd", "profile_cmd", "zssr_cmd", "simusr_cmd")
 
 
 def build_parser() -> argparse.ArgumentParser:
