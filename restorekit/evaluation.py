@@ -65,6 +65,7 @@ class EvalSetup:
     # the path a factor-conditioned model (MBN) runs: None = the task's factor (derain -> rain), 'auto' = every
     # path recurrently (R-MBN, the factor unknown)
     factor: str | None = None
+    noise: str = "float"  # the canonical denoising input: degrade.spec.NOISE_PROTOCOLS (recorded in `degradation`)
     # A paired dataset gives the degraded inputs: nothing is synthesised, `level` is only what the user
     # states about the files (recorded, and the condition of a modulated / level-taking model).
     paired: bool = False
@@ -117,7 +118,7 @@ class EvalSetup:
             return None
         from restorekit.degrade import canonical_spec
 
-        return canonical_spec(self.task, self.level, self.scale)
+        return canonical_spec(self.task, self.level, self.scale, self.noise)
 
 
 def default_setup(task: str, *, scale: int | None = None, level: float | None = None, **overrides) -> EvalSetup:

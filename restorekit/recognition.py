@@ -89,7 +89,8 @@ class Found:
 
 
 def find_distortions(probabilities: torch.Tensor, min_area: float = MIN_AREA) -> list[Found]:
-    """The regions of one image's (25, H, W) class probabilities, most confident first."""
+    """The regions of one image's (25, H, W) class probabilities, the most evidence (score x area) first: what
+    is wrong with most of the image leads, a small confident patch follows."""
     from scipy import ndimage
 
     per_type = type_probabilities(probabilities)
@@ -109,7 +110,7 @@ def find_distortions(probabilities: torch.Tensor, min_area: float = MIN_AREA) ->
             score = float(per_type[t][window][inside].mean())
             box = (window[1].start, window[0].start, window[1].stop, window[0].stop)
             found.append(Found(name, level_value(distortion(name), position), position, box, score, area))
-    return sorted(found, key=lambda f: -f.score)
+    return sorted(found, key=lambda f: -f.score * f.area)
 
 
 def classify(probabilities: torch.Tensor) -> tuple[str, int]:

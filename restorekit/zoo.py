@@ -399,7 +399,8 @@ def measure(model: Model, task: str, name: str) -> list[Result]:
 
 def import_checkpoint(path: str | Path, name: str, *, source: str | None = None, license: str = "none stated",
                       task: str | None = None, folder: Path | None = None, measure_results: bool = True,
-                      arguments: dict | None = None) -> tuple[Path, ModelCard]:
+                      arguments: dict | None = None, levels: tuple[float, float] | None = None
+                      ) -> tuple[Path, ModelCard]:
     """`restorekit zoo import`: detect, convert and store a released checkpoint in the user's zoo with a
     card holding its provenance (source, license, the original file's sha256) and, when the benchmark data
     is present, results measured on import."""
@@ -417,9 +418,12 @@ def import_checkpoint(path: str | Path, name: str, *, source: str | None = None,
         "name": name, "architecture": arch.name, "arguments": model.info.arguments, "family": arch.family,
         "task": task, "description": f"{arch.summary or arch.name}, converted from a released checkpoint",
         "scales": list(model.info.scales) if max(model.info.scales) > 1 else None, "license": license,
+        "levels": list(levels) if levels else None,
         "provenance": {"source": source or str(path), "license": license, "original_file": path.name,
                        "original_sha256": sha256(path),
-                       "imported_with": shlex.join(["restorekit", "zoo", "import", str(path), "--name", name])},
+                       "imported_with": shlex.join(["restorekit", "zoo", "import", str(path), "--name", name,
+                                                    *(["--levels", ",".join(f"{v:g}" for v in levels)] if levels
+                                                      else [])])},
     }, f"zoo import {path}")
     if measure_results:
         card = card.model_copy(update={"results": measure(model, task, name)})

@@ -106,3 +106,15 @@ def test_docs_describe_every_operator_and_parameter():
         assert f"### `{cls.label()}`" in text, cls.label()
         for param in cls.params:
             assert f"| `{param.name}` |" in text, f"{cls.label()}: {param.name}"
+
+
+def test_the_denoising_noise_protocol_is_explicit():
+    """Issue 19: KAIR's float noise by default (DnCNN / FFDNet tables), the AdaFM paper's clipped uint8 noisy
+    images on request; an unknown protocol is one clear error."""
+    from restorekit.degrade import canonical_spec
+
+    assert canonical_spec("denoise", 25) == "noise:sigma=25"
+    assert canonical_spec("denoise", 25, noise="quantized") == "noise:sigma=25,quantize=true"
+    assert canonical_spec("jpeg", 20, noise="quantized") == "jpeg:quality=20"  # only denoising's input changes
+    with pytest.raises(SpecError, match="unknown noise protocol 'clipped'"):
+        canonical_spec("denoise", 25, noise="clipped")

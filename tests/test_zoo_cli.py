@@ -102,6 +102,20 @@ def test_zoo_import_detects_converts_and_records_provenance(tiny_zoo, tmp_path, 
     assert "exists already" in capsys.readouterr().err
 
 
+def test_zoo_import_records_the_levels_a_modulated_model_covers(tiny_zoo, tmp_path, capsys):
+    """Issue 19: the released AdaFM sigma 15 -> 75 file shows no levels; --levels puts them in the card, which
+    `adafm fit-lambda` needs (strength 0 = start, 1 = end)."""
+    from restorekit.card import read_card
+
+    torch.save(create_model("adafm_net", features=8, blocks=1).state_dict(), tmp_path / "adafm.pth")
+    assert main(["zoo", "import", str(tmp_path / "adafm.pth"), "--name", "ada", "--levels", "15,75",
+                 "--task", "denoise", "--no-measure"]) == 0
+    card = read_card(tiny_zoo / "ada.json")
+    assert card.levels == (15, 75) and card.task == "denoise" and "--levels 15,75" in card.provenance.imported_with
+    assert main(["zoo", "import", str(tmp_path / "adafm.pth"), "--name", "ada2", "--levels", "15"]) == 2
+    assert "expected START,END" in capsys.readouterr().err and not (tiny_zoo / "ada2.json").exists()
+
+
 def test_fdncnn_layout_is_one_clear_line(tmp_path, capsys):
     """A 4-in/3-out KAIR-layout file (FDnCNN: image + noise map) is recognised and refused, not mis-loaded."""
     state = {"model.0.weight": torch.zeros(8, 4, 3, 3), "model.0.bias": torch.zeros(8),

@@ -17,6 +17,7 @@ from restorekit import evaluation, io, modulation, paths, plots
 from restorekit.atomic import write_json
 from restorekit.card import card_path, write_card
 from restorekit.cli.common import results_table
+from restorekit.degrade.spec import NOISE_PROTOCOLS
 from restorekit.errors import RestorekitError
 from restorekit.models import Model
 from restorekit.tasks import EVAL_TASKS
@@ -33,6 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     common.add_argument("--grid-step", type=float, default=0.01, help="lambda grid step (paper: 0.01)")
     common.add_argument("--limit", type=int, help="only the first N images")
     common.add_argument("--seed", type=int, default=0)
+    common.add_argument("--noise", choices=tuple(NOISE_PROTOCOLS), default="float",
+                        help="denoise inputs: float (KAIR, default) or quantized (clipped and rounded to uint8: the "
+                        "AdaFM paper's protocol, see restorekit eval --noise)")
     common.add_argument("--device", default="cpu")
     common.add_argument("--json", help="write the sweep(s) here")
     common.add_argument("--plot", help="PNG of PSNR versus lambda, one line per level")
@@ -62,7 +66,7 @@ def _grid(step: float) -> list[float]:
 
 
 def _pairs(args: argparse.Namespace, level: float, model: Model) -> tuple[list, evaluation.EvalSetup]:
-    setup = evaluation.setup_for_model(evaluation.default_setup(args.task, level=level, seed=args.seed), model)
+    setup = evaluation.setup_for_model(evaluation.default_setup(args.task, level=level, seed=args.seed, noise=args.noise), model)
     folder = paths.resolve_dataset(args.dataset)
     pairs = []
     for name, path, _ in evaluation.dataset_items(folder)[: args.limit]:
@@ -141,7 +145,7 @@ def run_fit(args: argparse.Namespace) -> int:
         raise RestorekitError(f"{args.model}: needs a model card with 'levels': [start, end]")
     start, end = card.levels[0], card.levels[-1]
     provenance = {"dataset": args.dataset, "limit": args.limit, "grid_step": args.grid_step, "seed": args.seed,
-                  "task": args.task}
+                  "task": args.task, **({"noise": args.noise} if args.noise != "float" else {})}
     if args.sweeps:
         saved = _saved_sweeps(args.sweeps, args.model)
         sweeps = saved["sweeps"]

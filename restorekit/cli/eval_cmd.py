@@ -16,6 +16,7 @@ from restorekit.card import card_path
 from restorekit.cli.common import results_table
 from restorekit.data.pairs import is_paired_folder
 from restorekit.degrade.seeding import SEED_MODES
+from restorekit.degrade.spec import NOISE_PROTOCOLS
 from restorekit.models import Model
 from restorekit.tasks import EVAL_TASKS
 from restorekit.zoo import load_model, read_weights
@@ -72,6 +73,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     proto.add_argument("--factor",
                        help="the path a multi-branch model (MBN) runs: rain, blur, jpeg or haze (default: the task's, "
                        "e.g. derain -> rain), or 'auto': every path in turn, the factor unknown (R-MBN)")
+    proto.add_argument("--noise", choices=tuple(NOISE_PROTOCOLS),
+                       help="denoise: how the noisy input is made. float (default): KAIR's protocol, noise added in "
+                       "float and not clipped (the DnCNN / FFDNet tables); quantized: clipped and rounded to uint8 "
+                       "as noisy files are (the AdaFM paper's protocol). Recorded in the result's degradation")
     proto.add_argument("--seed", type=int, default=0, help="noise/mask seed (default 0)")
     proto.add_argument("--seed-mode", choices=SEED_MODES,
                        help="'fixed': every image uses --seed (KAIR protocol, default for --task levels); "
@@ -102,7 +107,7 @@ def setup_from_args(args: argparse.Namespace) -> evaluation.EvalSetup:
         args.task, scale=args.scale, level=args.level, degrade=degrade,
         crop_to=evaluation.parse_crop(args.crop_to), seed=args.seed,
         seed_mode=args.seed_mode or ("name" if degrade else "fixed"), grey=args.grey, sr_input=args.sr_input,
-        ensemble=args.ensemble or None, factor=args.factor,
+        ensemble=args.ensemble or None, factor=args.factor, noise=args.noise,
     )
     changes = {}
     if args.y_channel is not None:

@@ -160,6 +160,11 @@ def _mask_for(job: Job, mask_arg: str | None, shared: torch.Tensor | None) -> to
     raise RestorekitError(f"{job.source}: no mask {folder / job.rel} in the mask folder")
 
 
+def numeric_level(level: float | str | None) -> float | None:
+    """--level as a number: None for 'auto' (estimated per image) as for no level."""
+    return None if level == AUTO else level
+
+
 def process(job: Job, model: LoadedModel, args: argparse.Namespace) -> None:
     """Read, restore, write one file (atomically, so a failure never leaves a partial output)."""
     from restorekit import io
@@ -175,7 +180,7 @@ def process(job: Job, model: LoadedModel, args: argparse.Namespace) -> None:
         level, job.level_note = auto_level(model.auto_task, image, job.source, model.level_range)
         job.level = level
         console.print(f"restorekit: {job.rel}: {job.level_note}", markup=False, highlight=False, soft_wrap=True)
-    out = model.restorer.restore(image, task=args.task, level=None if level == AUTO else level,
+    out = model.restorer.restore(image, task=args.task, level=numeric_level(level),
                                  strength=args.strength, scale=args.scale, mask=mask, degrade=args.degrade)
     io.write_image(job.dest, out, meta, overwrite=args.overwrite)
     job.size_in, job.size_out = tuple(image.shape[-2:]), tuple(out.shape[-2:])
@@ -210,7 +215,7 @@ def report(jobs: list[Job], model: LoadedModel, args: argparse.Namespace, dist: 
         "settings": {"tile": args.tile, "tile_overlap": restorer.tile_overlap, "ensemble": args.ensemble,
                      "precision": args.precision, "device": str(restorer.device), "backend": args.backend,
                      "mask": args.mask, "degrade": infer.record_spec(
-                         restorer.model, None if args.level == AUTO else args.level, args.scale, args.degrade)},
+                         restorer.model, numeric_level(args.level), args.scale, args.degrade)},
         "summary": _counts(jobs),
         "world_size": dist.world,
         "ranks": [{"rank": rank, **_counts([j for j in jobs if j.rank == rank])} for rank in range(dist.world)],
@@ -247,7 +252,7 @@ class LoadedModel:
 def load_model(args: argparse.Namespace, device: str) -> LoadedModel:
     """Build and check the restorer; level -> lambda and mask errors surface here, before any file."""
     auto = args.level == AUTO
-    level = None if auto else args.level
+    level = numeric_level(args.level)
     choice = choose_model(args.model, args.task, level, args.scale)
     restorer = build_restorer(choice, task=args.task, level=level, scale=args.scale, backend=args.backend,
                               device=device, precision=args.precision, tile=args.tile,

@@ -6,6 +6,7 @@ import argparse
 import json
 
 from restorekit.card import ModelCard
+from restorekit.errors import RestorekitError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -31,6 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     imp.add_argument("--task", help="the task it serves when its architecture serves several")
     imp.add_argument("--scale", type=int, help="the SR factor, for files that cannot show it (IDN's x2/x3/x4 "
                      "releases have tensors of the same shapes)")
+    imp.add_argument("--levels", metavar="START,END", help="the levels a modulated model covers, e.g. 15,75 for "
+                     "the released AdaFM sigma 15 -> 75 denoiser (strength 0 = START, 1 = END): what `restorekit "
+                     "adafm fit-lambda` fits lambda(level) between")
     imp.add_argument("--no-measure", action="store_true", help="skip the quick benchmark run on import "
                      "(Set12/McMaster sigma 25, Set5, classic5/LIVE1 q20; only when RESTOREKIT_DATA is present)")
     imp.set_defaults(run=run_import)
@@ -118,12 +122,23 @@ def run_show(args: argparse.Namespace) -> int:
     return 0 if state.ok else 1  # a failed or impossible integrity check is not a success
 
 
+def _levels(text: str | None) -> tuple[float, float] | None:
+    if text is None:
+        return None
+    try:
+        start, end = (float(v) for v in text.split(","))
+    except ValueError:
+        raise RestorekitError(f"--levels {text!r}: expected START,END such as 15,75") from None
+    return start, end
+
+
 def run_import(args: argparse.Namespace) -> int:
     from restorekit.zoo import import_checkpoint
 
     target, card = import_checkpoint(args.file, args.name, source=args.source, license=args.license,
                                      task=args.task, measure_results=not args.no_measure,
-                                     arguments={"scale": args.scale} if args.scale else None)
+                                     arguments={"scale": args.scale} if args.scale else None,
+                                     levels=_levels(args.levels))
     print(f"imported {args.file} as {card.name!r} ({card.architecture} {json.dumps(card.arguments)}) -> {target}")
     for result in card.results:
         scale = f" x{result.scale}" if result.scale else ""

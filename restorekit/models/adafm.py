@@ -227,8 +227,55 @@ def _describe(arguments: dict) -> dict:
     }
 
 
+# The reference code's AdaResNet (hejingwenhejingwen/AdaFM; the released `noise15to75.pth`): `model.0` entry conv,
+# `model.1.sub.{i}.res.{0,1,3,4}` residual blocks (conv, AdaFM `transformer`, ReLU, conv, AdaFM), `model.1.sub.{B}`
+# the conv closing the long skip and `model.1.sub.{B+1}.transformer` its AdaFM (our placement "all"), `model.2`
+# the pixel-shuffle conv, `model.5` / `model.7` the HR convs. Its AdaFM is x + transformer(x) with lambda scaling
+# the transformer's weight and bias: exactly our residual form, so `transformer` is our `delta` as it is.
+_RELEASED_BLOCK = {"res.0": "conv1", "res.1.transformer": "adafm1.delta", "res.3": "conv2",
+                   "res.4.transformer": "adafm2.delta"}
+
+
+def _released_blocks(state: dict[str, torch.Tensor]) -> int:
+    return sum(1 for k in state if k.startswith("model.1.sub.") and k.endswith(".res.0.weight"))
+
+
+def _detect_released(state: dict[str, torch.Tensor]) -> dict | None:
+    blocks = _released_blocks(state)
+    if not blocks or "model.0.weight" not in state or f"model.1.sub.{blocks}.weight" not in state:
+        return None
+    first, modulated = state["model.0.weight"], "model.1.sub.0.res.1.transformer.weight" in state
+    return {"channels": first.shape[1], "features": first.shape[0], "blocks": blocks, "adafm": modulated,
+            "kernel_size": state["model.1.sub.0.res.1.transformer.weight"].shape[-1] if modulated else 1,
+            "placement": "all" if f"model.1.sub.{blocks + 1}.transformer.weight" in state else "resblocks",
+            "norm": "none", "n_levels": 2}
+
+
+def convert(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The reference code's key layout -> ours (our own state dicts pass unchanged)."""
+    blocks = _released_blocks(state)
+    if not blocks:
+        return state
+    names = {"model.0": "conv_first", f"model.1.sub.{blocks}": "lr_conv",
+             f"model.1.sub.{blocks + 1}.transformer": "lr_adafm.delta", "model.2": "upsample.0",
+             "model.5": "hr_conv0.0", "model.7": "hr_conv1"}
+    names.update({f"model.1.sub.{i}.{theirs}": f"body.{i}.{ours}"
+                  for i in range(blocks) for theirs, ours in _RELEASED_BLOCK.items()})
+    out = {}
+    for key, value in state.items():
+        prefix, kind = key.rsplit(".", 1)
+        if prefix not in names:
+            raise ValueError(f"unexpected tensor {key!r} in a reference-layout AdaFM-Net file")
+        out[f"{names[prefix]}.{kind}"] = value
+    return out
+
+
 def detect(state: dict[str, torch.Tensor]) -> dict | None:
-    """Builder arguments from one of our AdaFM-Net state dicts (`conv_first`, `body.N.conv1`, ...), else None."""
+    """Builder arguments from one of our AdaFM-Net state dicts (`conv_first`, `body.N.conv1`, ...) or the
+    reference code's (`model.1.sub.N.res.0`, the released AdaFM weights), else None."""
+    released = _detect_released(state)
+    if released is not None:
+        return released
     needed = ("conv_first.weight", "body.0.conv1.weight", "lr_conv.weight", "hr_conv1.weight")
     if not all(k in state for k in needed):
         return None
@@ -252,7 +299,7 @@ _DEFAULTS = {"channels": 3, "features": 64, "blocks": 16, "adafm": True, "kernel
 
 @register_model(
     "adafm_net", tasks=("restore",), summary="AdaFM-Net (He et al. 2019): residual net with a strength slider",
-    size_multiple=2, resolve=_describe, detect=detect,
+    size_multiple=2, resolve=_describe, detect=detect, convert=convert,
     test_configs=({"features": 8, "blocks": 2}, {"features": 8, "blocks": 1, "kernel_size": 3, "placement": "all"},
                   {"features": 8, "blocks": 1, "adafm": False, "norm": "bn"},
                   {"features": 8, "blocks": 1, "norm": "cin"}, {"features": 8, "blocks": 1, "scale": 2},

@@ -98,3 +98,22 @@ def convert(state: StateDict) -> StateDict:
 )
 def vdsr(depth: int = 20, features: int = 64, channels: int = 1) -> VDSR:
     return VDSR(depth, features, channels)
+
+
+class VDSRRestorer(VDSR):
+    """VDSR as a same-size restorer: the residual network on the image itself (no up-scaling), the thesis's SHDD
+    baseline (Table 7.1: "VDSR made 4x deeper", 80 layers, to match MEPSNet's parameters)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x, 1)
+
+
+@register_model(
+    "vdsr_restore", tasks=("restore", "denoise"), blind=True,
+    summary="VDSR as a same-size blind restorer (the thesis's 4x-deeper SHDD baseline, ch. 7)",
+    # loaded with a card only: its tensors are VDSR's, which `vdsr`'s detector claims
+    resolve=lambda a: {"in_channels": a.get("channels", 3), "receptive_field": a.get("depth", 80)},
+    test_configs=({"depth": 3, "features": 8}, {"depth": 4, "features": 4, "channels": 1}),
+)
+def vdsr_restore(depth: int = 80, features: int = 64, channels: int = 3) -> VDSRRestorer:
+    return VDSRRestorer(depth, features, channels)

@@ -51,7 +51,7 @@ from restorekit.serve.limits import (
     DEFAULT_TIMEOUT_S,
     RETRY_AFTER_S,
 )
-from restorekit.tasks import AUTO, TASKS, check_task
+from restorekit.tasks import ANALYZE, AUTO, TASKS, check_task
 
 STATIC = Path(__file__).resolve().parent / "static"
 POLL_S = 0.02  # how often a waiting request looks for a free slot
@@ -148,6 +148,8 @@ def model_entries() -> list[dict]:
     entries = []
     for entry in zoo_entries():
         card = entry.card
+        if card.task == ANALYZE:  # a distortion recogniser restores nothing (restorekit analyze runs it)
+            continue
         info = get_architecture(card.architecture).info(card.arguments)
         # FFDNet: the slider sets the noise level itself; DL-Net: the level its record describes (SR: blur width)
         takes_level = bool({"level", "record"} & set(info.inputs))
