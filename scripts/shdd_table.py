@@ -1,0 +1,123 @@
+"""The thesis's Table 7.1 pattern (issue 18 acceptance): MEPSNet and the baselines, all trained on SHDD-moderate only
+at one budget (configs/mepsnet/*_cpu.yaml), scored on an SHDD test built from BSD100 at the easy / moderate /
+difficult levels, through `restorekit eval`'s code (restorekit.evaluation), beside the thesis's numbers.
+
+    .venv/bin/python scripts/shdd_table.py                       # every trained run, 50 images per level
+    .venv/bin/python scripts/shdd_table.py --rows MEPSNet,Input  # some rows
+    .venv/bin/python scripts/shdd_table.py --print-commands      # the training commands
+
+Test set: the first `--limit` (default 50: the thesis tests on 50 DIV2K validation images) BSD100 images (BSDS300
+test; training used BSD200 = BSDS300 train), each distorted once per level with `shdd:level=LEVEL` (2 / 3 / 4
+regions, one of identity / Gaussian noise / Gaussian blur / pink noise / contrast each, the thesis's ranges),
+seeded by the image's name (`--seed-mode name`), the same input for every model; the thesis makes 12 versions per
+image. Protocol (the thesis does not state it; the reference code's): RGB PSNR / SSIM, no border crop, outputs
+clamped and rounded to 8 bits. An image whose regions all drew identity is undistorted: its Input PSNR is infinite
+and left out of the Input row's mean (said in the table); the models are scored on it like any other.
+
+Each evaluation is cached under OUT/cache (restorekit.evaluation.evaluate_cached): a stopped run resumes. Writes
+OUT/shdd_table.md and OUT/shdd_results.json (default OUT = runs/mepsnet/tables).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from restorekit import evaluation, paths  # noqa: E402
+from restorekit.atomic import write_bytes, write_json  # noqa: E402
+from restorekit.zoo import load_model  # noqa: E402
+
+RUNS = REPO / "runs" / "mepsnet"
+LEVELS = ("easy", "moderate", "difficult")
+ROWS = {  # row -> (run folder, config) ; Input: the distorted image itself
+    "Input": (None, None),
+    "DnCNN": ("baseline_dncnn", "configs/mepsnet/baseline_dncnn_shdd_moderate_cpu.yaml"),
+    "VDSR (4x deeper)": ("baseline_vdsr", "configs/mepsnet/baseline_vdsr_shdd_moderate_cpu.yaml"),
+    "RIDNet": ("baseline_ridnet", "configs/mepsnet/baseline_ridnet_shdd_moderate_cpu.yaml"),
+    "MEPSNet": ("moderate_cpu", "configs/mepsnet/mepsnet_shdd_moderate_cpu.yaml"),
+}
+THESIS = {  # Table 7.1, PSNR / SSIM at easy, moderate, difficult (DIV2K, full models, 1.2M iterations)
+    "DnCNN": ((25.29, 0.7110), (25.54, 0.7354), (26.70, 0.7723)),
+    "VDSR (4x deeper)": ((27.34, 0.7709), (25.73, 0.7701), (25.95, 0.7760)),
+    "RIDNet": ((34.19, 0.9361), (32.94, 0.9317), (32.30, 0.9282)),
+    "MEPSNet": ((34.23, 0.9369), (33.47, 0.9331), (32.71, 0.9284)),
+}
+
+
+def setup(level: str) -> evaluation.EvalSetup:
+    return evaluation.default_setup("restore", degrade=f"shdd:level={level}", seed_mode="name")
+
+
+def score(row: str, level: str, limit: int, out: Path) -> dict | None:
+    run, _ = ROWS[row]
+    weights = "identity" if run is None else RUNS / run / "final.safetensors"
+    if run is not None and not Path(weights).is_file():
+        return None
+    dataset = paths.resolve_dataset("BSD100")
+    key = {"model": str(weights), "stamp": evaluation.file_stamp(weights) if run else None}
+    slug = row.split(" ")[0].lower()
+    return evaluation.evaluate_cached(out / "cache" / f"{slug}_{level}.json", key, lambda: load_model(str(weights)),
+                                      dataset, setup(level), limit)
+
+
+def finite_mean(result: dict, metric: str) -> tuple[float, int]:
+    """The mean over the images with a finite value, and how many were left out (undistorted inputs)."""
+    values = [image[metric] for image in result["images"]]
+    finite = [v for v in values if math.isfinite(v)]
+    return sum(finite) / len(finite), len(values) - len(finite)
+
+
+def table(results: dict, limit: int) -> str:
+    lines = [f"| Method | {' | '.join(f'{lv} (ours)' for lv in LEVELS)} | thesis easy / moderate / difficult |",
+             "|---|---|---|---|---|"]
+    for row, by_level in results.items():
+        cells = []
+        for level in LEVELS:
+            result = by_level.get(level)
+            if result is None:
+                cells.append("not trained")
+                continue
+            psnr, dropped = finite_mean(result, "psnr")
+            ssim, _ = finite_mean(result, "ssim")
+            cells.append(f"{psnr:.2f} / {ssim:.4f}" + (f" (PSNR: {dropped} undistorted input(s) left out)" if dropped else ""))
+        paper = " / ".join(f"{p:.2f}" for p, _ in THESIS[row]) if row in THESIS else "-"
+        lines.append(f"| {row} | {' | '.join(cells)} | {paper} |")
+    return "\n".join(lines) + f"\n\nBSD100 first {limit} images, one SHDD version per image and level (seeded by name)," \
+        " RGB PSNR / SSIM, no border crop, outputs rounded to 8 bits.\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", help="comma-separated rows (default: all)")
+    parser.add_argument("--limit", type=int, default=50)
+    parser.add_argument("--out", default=str(RUNS / "tables"))
+    parser.add_argument("--print-commands", action="store_true")
+    args = parser.parse_args()
+    if args.print_commands:
+        for row, (run, config) in ROWS.items():
+            if run:
+                print(f"# {row}\nrestorekit train {config} --out runs/mepsnet/{run} --resume")
+        return
+    out = Path(args.out)
+    rows = args.rows.split(",") if args.rows else list(ROWS)
+    results = {}
+    for row in rows:
+        results[row] = {}
+        for level in LEVELS:
+            result = score(row, level, args.limit, out)
+            if result is not None:
+                results[row][level] = result
+                print(f"{row} {level}: {finite_mean(result, 'psnr')[0]:.3f} dB", flush=True)
+    write_json(out / "shdd_results.json", {row: {lv: {k: r[k] for k in ("psnr", "ssim", "n_images", "protocol")}
+                                                 for lv, r in by.items()} for row, by in results.items()})
+    write_bytes(out / "shdd_table.md", table(results, args.limit).encode())
+    print(table(results, args.limit))
+
+
+if __name__ == "__main__":
+    main()
