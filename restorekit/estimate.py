@@ -12,7 +12,10 @@ One estimator per task (`ESTIMATORS`, keyed by the task names of `restorekit.tas
   `scripts/level_estimation.py` (docs/BENCHMARKS.md "Level estimation").
 * `jpeg`: the quality whose IJG-scaled standard luminance table equals the file's (Pillow, libjpeg, OpenCV and
   MATLAB all scale the Annex K tables this way); exact for such files, the nearest table otherwise. An image
-  that is not a JPEG file has no tables: refused with the reason (a pixel-based estimator is future work).
+  that is not a JPEG file (a PNG of a decoded JPEG, an upload of pixels) is read from its pixels: the 8x8 block
+  DCT coefficients of a decoded JPEG sit near multiples of the quantisation steps, and the quality whose table
+  they fit best is taken (`jpeg_quality_from_pixels`; exact or +-1 on LIVE1, docs/BENCHMARKS.md); an image with
+  no such lattice (never compressed, or cropped / resized since) is refused with that reason.
 
 Pure functions of the pixels (and, for JPEG, of the file's header); the CLI prints and records the estimates.
 """
@@ -28,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from scipy.fft import dctn
 from scipy.ndimage import uniform_filter
 from scipy.optimize import brentq
 from scipy.stats import norm
@@ -142,14 +146,65 @@ def jpeg_quality(source: Source) -> Estimate:
                     f", nearest IJG table (mean difference {errors[best - 1]:.2g})"))
 
 
+# A decoded JPEG's 8x8 block DCT coefficients (of JPEG's Y, level-shifted, orthonormal: JPEG's own DCT) sit near
+# integer multiples of the quantisation steps, blurred only by the 8-bit rounding of the decoded pixels.
+LATTICE_MIN_STEP = 3  # steps of 1-2 are hidden by that rounding noise
+LATTICE_MIN_COEFFICIENTS = 20  # a frequency with fewer clearly nonzero coefficients says nothing
+LATTICE_FOUND = 0.5  # the best table's mean cos(2 pi c / q); a never-compressed image scores about 0
+
+
+def block_dct(image: torch.Tensor) -> np.ndarray:
+    """(blocks, 64) DCT coefficients of the 8x8 blocks of JPEG's luma (BT.601 full range, minus 128), grid at 0, 0."""
+    rgb = image.detach().double().cpu().numpy() * 255.0
+    luma = 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2] if rgb.shape[0] >= 3 else rgb[0]
+    height, width = (luma.shape[0] // 8) * 8, (luma.shape[1] // 8) * 8
+    blocks = (luma[:height, :width] - 128.0).reshape(height // 8, 8, width // 8, 8).transpose(0, 2, 1, 3)
+    return dctn(blocks.reshape(-1, 8, 8), axes=(1, 2), norm="ortho").reshape(-1, 64)
+
+
+def lattice_score(coefficients: np.ndarray, table: np.ndarray) -> float | None:
+    """How well the coefficients sit on the table's lattice: the mean over frequencies (steps >= 3) of
+    mean cos(2 pi c / q) over the coefficients that are clearly nonzero at that step (|c| > q / 2). cos, not
+    |mean exp|: a table with twice the true steps puts odd multiples at phase pi and must score low."""
+    scores = []
+    for k in np.flatnonzero(table >= LATTICE_MIN_STEP):
+        values = coefficients[:, k][np.abs(coefficients[:, k]) > table[k] / 2]
+        if len(values) >= LATTICE_MIN_COEFFICIENTS:
+            scores.append(float(np.cos(2 * np.pi * values / table[k]).mean()))
+    return float(np.mean(scores)) if scores else None
+
+
+def jpeg_quality_from_pixels(image: torch.Tensor) -> Estimate:
+    """The IJG quality of a decoded JPEG from its pixels alone (a PNG of it, an upload without its file): the
+    quality whose scaled standard table the block DCT coefficients sit on best. Assumes the 8x8 grid starts at
+    the top-left corner (not cropped or resized since); an image showing no lattice is refused."""
+    coefficients = block_dct(image)
+    scores = {q: lattice_score(coefficients, ijg_table(q)) for q in range(1, 101)}
+    scored = {q: v for q, v in scores.items() if v is not None}
+    best = max(scored, key=scored.get) if scored else None
+    if best is None or scored[best] < LATTICE_FOUND:
+        raise RestorekitError("no JPEG block lattice found in the pixels (not a decoded JPEG, or cropped / resized "
+                              "since): give the level, or the JPEG file itself")
+    return Estimate(float(best), f"from the pixels' 8x8 DCT lattice (fit {scored[best]:.2f})")
+
+
 def _denoise(image: torch.Tensor, source: Source | None) -> Estimate:
     return Estimate(round(noise_sigma(image), 2), "noise estimator of Chen et al. 2015, corrected for clipping")
 
 
 def _jpeg(image: torch.Tensor, source: Source | None) -> Estimate:
-    if source is None:
-        raise RestorekitError("JPEG quality is read from a JPEG file's quantisation tables: give the file or a level")
-    return jpeg_quality(source)
+    """Exact from a JPEG file's tables; from the pixels for anything else (a PNG of a decoded JPEG)."""
+    if source is not None and is_jpeg(source):
+        return jpeg_quality(source)
+    return jpeg_quality_from_pixels(image)
+
+
+def is_jpeg(source: Source) -> bool:
+    try:
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
+            return image.format == "JPEG"
+    except OSError:
+        return False
 
 
 ESTIMATORS: dict[str, Callable[[torch.Tensor, Source | None], Estimate]] = {

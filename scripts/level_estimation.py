@@ -8,7 +8,8 @@ Parts:
 * noise: restorekit.estimate.noise_sigma on `--noise-dataset` (default CBSD68) at each `--sigmas` level, the noisy
   images as files hold them (`noise:sigma=S,quantize=true`: clipped to [0, 255] and rounded, seeded per image
   name as `restorekit eval --seed-mode name` does), with and without the clipping correction.
-* jpeg: restorekit.estimate.jpeg_quality on `--jpeg-dataset` (default LIVE1) saved by Pillow at each quality.
+* jpeg: restorekit.estimate.jpeg_quality on `--jpeg-dataset` (default LIVE1) saved by Pillow at each quality, and
+  restorekit.estimate.jpeg_quality_from_pixels on the same files decoded (what a PNG of them holds).
 * auto: the zoo model `--model` (default the zoo's denoiser with a level range) on the noisy files at
   `--auto-sigmas`, once at the true sigma and once at each image's estimate clamped to the model's range
   (what `restore --level auto` does): mean RGB PSNR, no border crop, outputs clamped and rounded to 8 bits.
@@ -70,7 +71,7 @@ def jpeg_part(dataset: Path, qualities: list[int], limit: int | None, scratch: P
     rows = []
     scratch.mkdir(parents=True, exist_ok=True)
     for quality in qualities:
-        found = []
+        found, pixels = [], []
         for path in list_images(dataset)[:limit]:
             with Image.open(path) as image:
                 buffer = io.BytesIO()
@@ -78,9 +79,13 @@ def jpeg_part(dataset: Path, qualities: list[int], limit: int | None, scratch: P
             file = scratch / "estimate.jpg"
             file.write_bytes(buffer.getvalue())
             found.append(estimate.jpeg_quality(file).level)
+            pixels.append(estimate.jpeg_quality_from_pixels(read_image(file)[0]).level)
         exact = sum(f == quality for f in found)
-        rows.append({"quality": quality, "n": len(found), "exact": exact, **_errors("estimate", found, quality)})
-        print(f"jpeg q{quality}: {exact}/{len(found)} exact", flush=True)
+        rows.append({"quality": quality, "n": len(found), "exact": exact, **_errors("estimate", found, quality),
+                     "pixels_exact": sum(f == quality for f in pixels),
+                     "pixels_within_1": sum(abs(f - quality) <= 1 for f in pixels), **_errors("pixels", pixels, quality)})
+        print(f"jpeg q{quality}: {exact}/{len(found)} exact from the file, {rows[-1]['pixels_exact']} from the pixels",
+              flush=True)
     return rows
 
 
@@ -116,9 +121,12 @@ def markdown(results: dict) -> str:
                   f"(MAE {r['raw_mae']:.2f}) |" for r in results["noise"]]
         lines.append("")
     if "jpeg" in results:
-        lines += [f"JPEG quality ({results['jpeg_dataset']}, saved by Pillow):", "",
-                  "| quality | images | exact | MAE |", "|---|---|---|---|"]
-        lines += [f"| {r['quality']} | {r['n']} | {r['exact']} | {r['estimate_mae']:.2f} |" for r in results["jpeg"]]
+        lines += [f"JPEG quality ({results['jpeg_dataset']}, saved by Pillow), from the file's table and from the "
+                  "decoded pixels alone:", "",
+                  "| quality | images | file: exact | file: MAE | pixels: exact | pixels: within 1 | pixels: MAE |",
+                  "|---|---|---|---|---|---|---|"]
+        lines += [f"| {r['quality']} | {r['n']} | {r['exact']} | {r['estimate_mae']:.2f} | {r.get('pixels_exact', '-')} | "
+                  f"{r.get('pixels_within_1', '-')} | {r.get('pixels_mae', float('nan')):.2f} |" for r in results["jpeg"]]
         lines.append("")
     if "auto" in results:
         auto = results["auto"]

@@ -55,6 +55,25 @@ def test_a_png_has_no_jpeg_quality_to_read(astronaut, tmp_path):
         jpeg_quality(path)
 
 
+@pytest.mark.parametrize("quality", [10, 30, 50, 75, 90])
+def test_a_decoded_jpeg_saved_as_png_is_read_from_its_pixels(astronaut, tmp_path, quality):
+    """Its 8x8 DCT coefficients sit on the quantisation table's lattice: the quality within 1 (tables of
+    neighbouring qualities differ in a few rounded steps); --level auto on the PNG uses it."""
+    jpeg, png = tmp_path / "photo.jpg", tmp_path / "photo.png"
+    Image.fromarray(astronaut).save(jpeg, quality=quality)
+    Image.open(jpeg).save(png)
+    decoded = torch.from_numpy(np.asarray(Image.open(png))).permute(2, 0, 1).float() / 255
+    found = estimate_level("jpeg", decoded, png)
+    assert abs(found.level - quality) <= 1 and "DCT lattice" in found.method
+    assert estimate_level("jpeg", decoded, jpeg).level == quality  # the file itself: exact, from its table
+
+
+def test_pixels_without_a_jpeg_lattice_are_refused(astronaut):
+    image = torch.from_numpy(astronaut).permute(2, 0, 1).float() / 255  # never compressed
+    with pytest.raises(RestorekitError, match="no JPEG block lattice found"):
+        estimate_level("jpeg", image, None)
+
+
 def test_pca_estimator_finds_the_noise_of_unclipped_gaussian_noise(astronaut):
     """Chen et al. 2015: the smallest eigenvalues of the patch covariance are the noise variance."""
     rng = np.random.default_rng(1)

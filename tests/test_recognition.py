@@ -161,3 +161,43 @@ def test_analyze_writes_json_and_overlay_and_refuses_bad_input(tiny_sets, tmp_pa
     assert "analyze needs a distortion recogniser" in capsys.readouterr().err
     assert main(["restore", str(image), "-o", str(tmp_path / "out.png"), "--model", model]) == 2
     assert "restores nothing" in capsys.readouterr().err and not (tmp_path / "out.png").exists()
+
+
+# ---------------------------------------------------------------------------------------------------
+# The bundled recogniser (weights/distortion_recognizer.*): issue 18's acceptance for `restorekit analyze`
+# ---------------------------------------------------------------------------------------------------
+
+
+def _analyze(tmp_path, image: torch.Tensor, name: str, capsys) -> list[dict]:
+    path = tmp_path / f"{name}.png"
+    io.write_image(path, image)
+    capsys.readouterr()
+    assert main(["analyze", str(path), "--json", str(tmp_path / f"{name}.json")]) == 0, capsys.readouterr().err
+    return json.loads((tmp_path / f"{name}.json").read_text())["distortions"]
+
+
+def _degraded(image: torch.Tensor, spec: str) -> torch.Tensor:
+    from restorekit.degrade import parse_spec
+
+    return parse_spec(spec).apply_one(image, seed=0)[0].clamp(0, 1)
+
+
+@pytest.mark.parametrize("spec,expected", [("noise:sigma=50,clip=true", "gaussian_noise"),
+                                           ("jpeg:quality=10,encoder=pil", "jpeg")])
+def test_analyze_names_a_whole_image_distortion_first(astronaut, tmp_path, capsys, spec, expected):
+    """Issue 18: whole-image Gaussian noise sigma 50 -> gaussian_noise first; JPEG q10 -> jpeg first."""
+    found = _analyze(tmp_path, _degraded(astronaut, spec), expected, capsys)
+    assert found and found[0]["type"] == expected, found[:3]
+
+
+def test_analyze_finds_two_distorted_regions_with_their_boxes(astronaut, tmp_path, capsys):
+    """Issue 18: a synthetic image with two known distorted regions -> both types, each box at IoU >= 0.5."""
+    image = astronaut.clone()
+    truths = {"salt_pepper": ((40, 60, 220, 260), "saltpepper:amount=0.05"),
+              "gaussian_blur": ((280, 250, 480, 470), "blur:kind=gaussian,width=6")}
+    for (x0, y0, x1, y1), spec in truths.values():
+        image[:, y0:y1, x0:x1] = _degraded(astronaut, spec)[:, y0:y1, x0:x1]
+    found = _analyze(tmp_path, image, "two_regions", capsys)
+    for name, (box, _) in truths.items():
+        overlaps = [box_iou(tuple(f["box"]), box) for f in found if f["type"] == name]
+        assert overlaps and max(overlaps) >= 0.5, (name, found)

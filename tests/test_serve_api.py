@@ -415,4 +415,4 @@ def test_level_auto_estimates_the_upload_and_says_what_it_set(client, astronaut)
     assert abs(level - 45) < 4 and "estimated denoise level" in response.headers["x-restorekit-level-note"]
     assert float(response.headers["x-restorekit-strength"]) == pytest.approx((level - 15) / 60, abs=1e-3)
     refused = _restore(client, buffer.getvalue(), model="tiny-adafm", level="auto", task="jpeg")
-    assert refused.status_code == 400 and "not a JPEG file" in refused.json()["error"]
+    assert refused.status_code == 400 and "no JPEG block lattice found" in refused.json()["error"]
