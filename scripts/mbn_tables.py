@@ -97,10 +97,13 @@ class Cascade(nn.Module):
         return image
 
 
+RMBN_RUN = "mbn_rmbn_t91_cpu"  # the run whose final weights are the R-MBN row (--rmbn-run: a longer step 2)
+
+
 def weights(runs: Path) -> dict[str, Path]:
     """Where each trained row's weights are."""
     return {"MBN (factor given)": runs / "mbn_rmbn_t91_cpu" / "stages" / "joint.safetensors",
-            "R-MBN": runs / "mbn_rmbn_t91_cpu" / "final.safetensors",
+            "R-MBN": runs / RMBN_RUN / "final.safetensors",
             "R-MBN*": runs / "rmbn_star" / "final.safetensors",
             "Universal": runs / "universal" / "final.safetensors",
             **{f"Dedicated {f}": runs / f"dedicated_{f}" / "final.safetensors" for f in SYNTHESIS_ORDER}}
@@ -292,7 +295,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rain100h-limit", type=int, default=None, help="first N Rain100H pairs (default all 50)")
     parser.add_argument("--rows", default="", help=f"rows to score (default all): {', '.join(ROWS)}")
     parser.add_argument("--print-commands", action="store_true", help="print the training commands and stop")
+    parser.add_argument("--rmbn-run", default=RMBN_RUN, help="run folder (under --runs) of the R-MBN row, e.g. "
+                        "rmbn_step2_long (configs/mbn/rmbn_step2_long_cpu.yaml); default %(default)s")
     args = parser.parse_args(argv)
+    global RMBN_RUN
+    RMBN_RUN = args.rmbn_run
     if args.print_commands:
         print("\n".join(train_commands()))
         return 0

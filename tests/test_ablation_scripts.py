@@ -47,3 +47,14 @@ def test_mbn_component_study_reports_per_factor_and_the_claim_either_way(tmp_pat
     assert "best on 3 of 4 factors (blur, haze, rain)" in summary and "does NOT hold" in summary
     command = study.train_command("components", "TV")
     assert command[-4:] == ["--set", "model.args.attention=tv", "--set", "model.args.second_op=conv"]
+
+
+def test_shdd_table_leaves_undistorted_inputs_out_of_the_input_mean_and_says_so():
+    """Table 7.1 pattern: an SHDD image whose regions all drew identity has an infinite input PSNR; it is left
+    out of that row's mean and counted in the cell, and untrained rows say so."""
+    module = _script("shdd_table")
+    result = {"images": [{"psnr": float("inf"), "ssim": 1.0}, {"psnr": 20.0, "ssim": 0.5}, {"psnr": 30.0, "ssim": 0.7}]}
+    assert module.finite_mean(result, "psnr") == (25.0, 1)
+    text = module.table({"Input": {"easy": result}, "MEPSNet": {}}, limit=3)
+    assert "| Input | 25.00 / 0.7333 (PSNR: 1 undistorted input(s) left out) |" in text
+    assert "| MEPSNet | not trained | not trained | not trained | 34.23 / 33.47 / 32.71 |" in text
