@@ -29,6 +29,7 @@ LEVELS_PER_TYPE = 3
 TYPES: tuple[str, ...] = tuple(d.name for d in FLICKR_DISTORTIONS)
 CLASSES: tuple[str, ...] = (CLEAN, *(f"{t}@{i}" for t in TYPES for i in range(LEVELS_PER_TYPE)))
 MIN_AREA = 0.005  # the smallest region reported, as a fraction of the image (difficult-set boxes are >= 1%)
+REPORT_SCORE = 0.5  # `analyze` reports regions at least this sure of their type (scoring keeps every region: mAP)
 
 
 def class_index(type_name: str, level_index: int) -> int:
@@ -88,7 +89,7 @@ class Found:
                 "box": list(self.box), "score": round(self.score, 4), "area": round(self.area, 4)}
 
 
-def find_distortions(probabilities: torch.Tensor, min_area: float = MIN_AREA) -> list[Found]:
+def find_distortions(probabilities: torch.Tensor, min_area: float = MIN_AREA, min_score: float = 0.0) -> list[Found]:
     """The regions of one image's (25, H, W) class probabilities, the most evidence (score x area) first: what
     is wrong with most of the image leads, a small confident patch follows."""
     from scipy import ndimage
@@ -108,6 +109,8 @@ def find_distortions(probabilities: torch.Tensor, min_area: float = MIN_AREA) ->
             mass = levels[:, inside].sum(1)
             position = float((mass * torch.arange(LEVELS_PER_TYPE)).sum() / mass.sum().clamp_min(1e-12))
             score = float(per_type[t][window][inside].mean())
+            if score < min_score:
+                continue
             box = (window[1].start, window[0].start, window[1].stop, window[0].stop)
             found.append(Found(name, level_value(distortion(name), position), position, box, score, area))
     return sorted(found, key=lambda f: -f.score * f.area)

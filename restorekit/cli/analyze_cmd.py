@@ -37,18 +37,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", metavar="FILE", help="write the report as JSON")
     p.add_argument("--overlay", metavar="PNG", help="write the image with the regions drawn and labelled")
     p.add_argument("--min-area", type=float, help="smallest region reported, fraction of the image (default 0.005)")
+    p.add_argument("--min-score", type=float, help="report regions at least this sure of their type "
+                   "(default 0.5; 0 lists every region, as the mAP scoring does)")
     p.add_argument("--overwrite", action="store_true", help="replace existing --json / --overlay files")
     p.add_argument("--device", default="cpu")
     p.set_defaults(run=run)
 
 
 def analyze(image_path: str | Path, model_name: str | None = None, device: str = "cpu",
-            min_area: float | None = None) -> tuple[dict, torch.Tensor]:
+            min_area: float | None = None, min_score: float | None = None) -> tuple[dict, torch.Tensor]:
     """The report of one image file, and the image."""
     from restorekit import io
     from restorekit.api import choose_zoo_model
     from restorekit.estimate import jpeg_quality, noise_sigma
-    from restorekit.recognition import MIN_AREA, find_distortions, recognise
+    from restorekit.recognition import MIN_AREA, REPORT_SCORE, find_distortions, recognise
     from restorekit.tasks import ANALYZE
     from restorekit.zoo import load_model
 
@@ -58,7 +60,8 @@ def analyze(image_path: str | Path, model_name: str | None = None, device: str =
     if ANALYZE not in model.info.tasks:
         raise RestorekitError(f"model {name!r} restores images; analyze needs a distortion recogniser "
                               f"(task {ANALYZE!r})")
-    found = find_distortions(recognise(model, image, device), MIN_AREA if min_area is None else min_area)
+    found = find_distortions(recognise(model, image, device), MIN_AREA if min_area is None else min_area,
+                             REPORT_SCORE if min_score is None else min_score)
     estimates = {"noise_sigma": round(noise_sigma(image[:3]), 2)}
     if Path(image_path).suffix.lower() in (".jpg", ".jpeg"):
         estimates["jpeg_quality"] = jpeg_quality(str(image_path)).level
@@ -93,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
             raise RestorekitError(f"{target}: exists; pass --overwrite to replace it")
     if args.overlay and Path(args.overlay).suffix.lower() != ".png":
         raise RestorekitError(f"{args.overlay}: the overlay is written as PNG; name it .png")
-    report, image = analyze(args.image, args.model, args.device, args.min_area)
+    report, image = analyze(args.image, args.model, args.device, args.min_area, args.min_score)
     if args.json:
         write_json(args.json, report)
     if args.overlay:
