@@ -58,3 +58,17 @@ def test_shdd_table_leaves_undistorted_inputs_out_of_the_input_mean_and_says_so(
     text = module.table({"Input": {"easy": result}, "MEPSNet": {}}, limit=3)
     assert "| Input | 25.00 / 0.7333 (PSNR: 1 undistorted input(s) left out) |" in text
     assert "| MEPSNet | not trained | not trained | not trained | 34.23 / 33.47 / 32.71 |" in text
+
+
+def test_mepsnet_expert_study_states_both_table_7_3_claims(tmp_path):
+    """Table 7.3: sharing helps one expert (+4.19 dB in the thesis), three shared experts beat one (+0.74)."""
+    module = _script("mepsnet_ablation")
+    study = dataclasses.replace(module.MEPSNET, runs=tmp_path / "runs", figures=tmp_path / "img")
+    psnr = {"1 expert, no sharing": 27.0, "1 expert, shared": 28.0, "3 experts, shared (MEPSNet)": 27.5,
+            "5 experts, shared": 28.2}
+    for label, value in psnr.items():
+        _fake_run(study.run_folder("experts", label), {"shdd:level=moderate": value})
+    summary = study.run_study("experts", plot_only=True)
+    assert "sharing at one expert +1.00 dB (thesis +4.19): holds" in summary
+    assert "3 vs 1 shared experts -0.50 dB (thesis +0.74): does NOT hold" in summary
+    assert study.run_folder("experts", "1 expert, no sharing").name == "experts_1_share_false"
