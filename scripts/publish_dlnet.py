@@ -1,4 +1,4 @@
-"""Put a CPU-fine-tuned DL-Net SR model into the bundled zoo with its card (issue 15 item 6).
+"""Put the CPU-trained DL-Net models into the bundled zoo with their cards (issue 15 item 6).
 
 Only backbones whose released weights may be redistributed go in: VDSR (huangzehao/caffe-vdsr, MIT). The
 released IDN files state no license, so DL-Net on IDN is measured (docs/BENCHMARKS.md) but not shipped.
@@ -7,6 +7,13 @@ released IDN files state no license, so DL-Net on IDN is measured (docs/BENCHMAR
         --set train.steps=1000 --set "train.scheduler.milestones=[800]"                      # ~1 h 15 here
     python scripts/dlnet_tables.py --only sr --scales 2          # Set5 / Set14 / BSD100 at u = 0, 1.3, 2.6
     python scripts/publish_dlnet.py runs/dlnet/sr_cache/*/vdsr__dl_net_u*_x2.json
+
+and the inpainting / interpolation models (trained from scratch here, so MIT like all our weights; results from
+scripts/dlnet_tables.py's DL-Net rows):
+
+    scripts/dlnet_tables_cpu.sh inpaint & scripts/dlnet_tables_cpu.sh interp & wait
+    python scripts/publish_dlnet.py --model dlnet_inpaint
+    python scripts/publish_dlnet.py --model dlnet_interp
 
 The results are the tables' evaluations (eval --json results): inputs `blur:kind=gaussian,width=u+down:scale=2` of
 the MATLAB Y channel (rounded to 8 bits; MATLAB bicubic, LR rounded), the model given that record, PSNR/SSIM on
@@ -57,8 +64,57 @@ DLNET_VDSR_X2 = {
         "hardware": HARDWARE,
     },
 }
+AUTOENCODER_DATA = ("random 64x64 crops of T91 + BSD200 (CelebA / SUN397 are not here), flips; test: the fixed CBSD68 "
+                    "64x64 sets of scripts/dlnet_test_sets.py (680 pairs per set, each with its saved record)")
+AUTOENCODER_RECIPE = ("the context-encoder autoencoder trained from scratch at one level for 1,000 steps, then DL-Net "
+                      "(K = 5) fine-tuned from it for 600 steps at batch 32 over the whole level range, Adam 1e-3 /10 "
+                      "at 480 (the paper: ~500k steps at batch 100)")
+
+
+USE = {"inpaint": " `restorekit restore IMG64 --task inpaint --level S` fills a centred S x S hole.",
+       "interpolate": " The record must carry the mask of missing pixels (Python: the `bernoulli` record of "
+                      "restorekit.degrade); `restore` cannot take a user's mask for it yet and says so."}
+
+
+def _autoencoder_card(task: str, what: str, levels: str, gamma: str, run: str) -> dict:
+    return {
+        "family": "dlnet", "task": task, "license": "MIT",
+        "description": f"DL-Net (recursive likelihood module, K = 5, gamma {gamma}) on the context-encoder "
+                       f"autoencoder, 64x64 colour {what} across {levels}: one model told each input's degradation "
+                       "record. Trained from scratch on this CPU (no released weights); 64x64 inputs only (the "
+                       "channel-wise fully connected bottleneck). A short CPU budget, far under the paper's CelebA "
+                       "figures (docs/BENCHMARKS.md, Tables II-III pattern)." + USE[task],
+        "training": {"recipe": AUTOENCODER_RECIPE, "data": AUTOENCODER_DATA, "hardware": HARDWARE, "steps": 600,
+                     "command": f"scripts/dlnet_tables_cpu.sh {run}", "config": f"configs/dlnet/{run}_dlnet.yaml"},
+    }
+
+
 MODELS = {"dlnet_vdsr_x2": (ROOT / "runs" / "dlnet" / "sr_dlnet_vdsr_x2", DLNET_VDSR_X2, "vdsr_official.mat",
-                            "huangzehao/caffe-vdsr @ 5a83923 : Test/VDSR_Official.mat")}
+                            "huangzehao/caffe-vdsr @ 5a83923 : Test/VDSR_Official.mat"),
+          "dlnet_inpaint": (ROOT / "runs" / "dlnet" / "inpaint_dlnet",
+                            _autoencoder_card("inpaint", "inpainting of a square hole", "holes of side 1-30 px",
+                                              "1e-3", "inpaint"), None, None),
+          "dlnet_interp": (ROOT / "runs" / "dlnet" / "interp_dlnet",
+                           _autoencoder_card("interpolate", "interpolation of randomly missing pixels",
+                                             "missing fractions 0-75%", "1e-2", "interp"), None, None)}
+TABLES = {"dlnet_inpaint": "inpaint", "dlnet_interp": "interp"}  # runs/dlnet/tables_<part>/dlnet_results.json
+
+
+def table_results(part: str, name: str) -> list[dict]:
+    """The DL-Net row of scripts/dlnet_tables.py's results for one part, as card results (PSNR on [0, 1];
+    l1 / l2 on [-1, 1] in the protocol)."""
+    rows = json.loads((ROOT / "runs" / "dlnet" / f"tables_{part}" / "dlnet_results.json").read_text())[part]["DL-Net"]
+    task = "inpaint" if part == "inpaint" else "interpolate"
+    out = []
+    for set_name, row in rows.items():
+        level = None if set_name.endswith(("centred", "r0_75")) else float(set_name.split("_")[1][1:])
+        out.append(Result(dataset=f"CBSD68 64x64 ({set_name}, scripts/dlnet_test_sets.py)", task=task, level=level,
+                          psnr=round(row["psnr"], 3), n_images=row["n"],
+                          protocol={"l1_pm1": round(row["l1_pm1"], 4), "l2_pm1": round(row["l2_pm1"], 4),
+                                    "output": "raw network output (no composite)", "set": set_name},
+                          command=f".venv/bin/python scripts/dlnet_tables.py --only {part} "
+                                  f"--out runs/dlnet/tables_{part}").model_dump(exclude_none=True))
+    return out
 
 
 def sha256(path: Path) -> str:
@@ -79,6 +135,10 @@ def main() -> None:
     parser.add_argument("--model", choices=sorted(MODELS), default="dlnet_vdsr_x2", help="which zoo model")
     args = parser.parse_args()
     run, card, source_file, source = MODELS[args.model]
+    if args.model in TABLES:  # trained from scratch: no provenance, results from the tables
+        updates = {**card, "results": table_results(TABLES[args.model], args.model)}
+        print(f"published {publish(run / 'final.safetensors', args.model, updates, folder=ROOT / 'weights')}")
+        return
     results = [result_of(json.loads(path.read_text()), args.model).model_dump() for path in args.results]
     original = REFERENCE / source_file
     provenance = Provenance(source=source, license="MIT", original_file=source_file,
