@@ -117,7 +117,7 @@ def sample_batch(sets: list[tuple[list[np.ndarray], list[torch.Tensor]]], rng: n
             image, target = image.flip(-1), target.flip(-1)
         images.append(image.float() / 255)
         targets.append(target)
-    return torch.stack(images), torch.stack(targets)
+    return torch.stack(images), torch.stack(targets).long()
 
 
 def _load_sets(cfg: RecognitionConfig) -> list[tuple[list[np.ndarray], list[torch.Tensor]]]:
@@ -125,7 +125,7 @@ def _load_sets(cfg: RecognitionConfig) -> list[tuple[list[np.ndarray], list[torc
     for folder in cfg.sets:
         labelled = LabelledSet.open(folder, "train")
         pictures = [labelled.image(i) for i in range(len(labelled.items))]
-        maps = [labelled.labels(i, *p.shape[:2]) for i, p in enumerate(pictures)]
+        maps = [labelled.labels(i, *p.shape[:2]).to(torch.uint8) for i, p in enumerate(pictures)]  # 25 classes
         small = [labelled.items[i]["file"] for i, p in enumerate(pictures) if min(p.shape[:2]) < cfg.crop]
         if small:
             raise RestorekitError(f"{folder}: {len(small)} training images are smaller than crop {cfg.crop} "
