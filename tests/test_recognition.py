@@ -169,12 +169,12 @@ def test_analyze_writes_json_and_overlay_and_refuses_bad_input(tiny_sets, tmp_pa
 # ---------------------------------------------------------------------------------------------------
 
 
-def _analyze(tmp_path, image: torch.Tensor, name: str, capsys) -> list[dict]:
+def _analyze(tmp_path, image: torch.Tensor, name: str, capsys) -> dict:
     path = tmp_path / f"{name}.png"
     io.write_image(path, image)
     capsys.readouterr()
     assert main(["analyze", str(path), "--json", str(tmp_path / f"{name}.json")]) == 0, capsys.readouterr().err
-    return json.loads((tmp_path / f"{name}.json").read_text())["distortions"]
+    return json.loads((tmp_path / f"{name}.json").read_text())
 
 
 def _degraded(image: torch.Tensor, spec: str) -> torch.Tensor:
@@ -187,8 +187,11 @@ def _degraded(image: torch.Tensor, spec: str) -> torch.Tensor:
                                            ("jpeg:quality=10,encoder=pil", "jpeg")])
 def test_analyze_names_a_whole_image_distortion_first(astronaut, tmp_path, capsys, spec, expected):
     """Issue 18: whole-image Gaussian noise sigma 50 -> gaussian_noise first; JPEG q10 -> jpeg first."""
-    found = _analyze(tmp_path, _degraded(astronaut, spec), expected, capsys)
+    report = _analyze(tmp_path, _degraded(astronaut, spec), expected, capsys)
+    found = report["distortions"]
     assert found and found[0]["type"] == expected, found[:3]
+    if expected == "jpeg":  # a PNG of a decoded JPEG: its quality read from the pixels' DCT lattice
+        assert report["estimates"]["jpeg_quality"] == 10
 
 
 def test_analyze_finds_two_distorted_regions_with_their_boxes(astronaut, tmp_path, capsys):
@@ -198,7 +201,7 @@ def test_analyze_finds_two_distorted_regions_with_their_boxes(astronaut, tmp_pat
               "gaussian_blur": ((280, 250, 480, 470), "blur:kind=gaussian,width=6")}
     for (x0, y0, x1, y1), spec in truths.values():
         image[:, y0:y1, x0:x1] = _degraded(astronaut, spec)[:, y0:y1, x0:x1]
-    found = _analyze(tmp_path, image, "two_regions", capsys)
+    found = _analyze(tmp_path, image, "two_regions", capsys)["distortions"]
     for name, (box, _) in truths.items():
         overlaps = [box_iou(tuple(f["box"]), box) for f in found if f["type"] == name]
         assert overlaps and max(overlaps) >= 0.5, (name, found)

@@ -5,7 +5,8 @@
 
 The zoo's distortion recogniser (or --model) labels every pixel with a type x level (`restorekit.recognition`);
 each connected region of one type is reported with its box, level and score. A JPEG file's quality is also read
-exactly from its quantisation tables (`restorekit.estimate`), reported under "estimates" with the noise sigma.
+exactly from its quantisation tables (a decoded JPEG's from its pixels; `restorekit.estimate`), reported under
+"estimates" with the noise sigma.
 JSON: {"image", "size": [w, h], "model", "distortions": [{"type", "level", "level_index", "box": [x0, y0, x1, y1],
 "score", "area"}], "estimates": {...}}; type names are the degradation vocabulary's
 (restorekit/degrade/distortions.py).
@@ -49,7 +50,7 @@ def analyze(image_path: str | Path, model_name: str | None = None, device: str =
     """The report of one image file, and the image."""
     from restorekit import io
     from restorekit.api import choose_zoo_model
-    from restorekit.estimate import jpeg_quality, noise_sigma
+    from restorekit.estimate import estimate_level, noise_sigma
     from restorekit.recognition import MIN_AREA, REPORT_SCORE, find_distortions, recognise
     from restorekit.tasks import ANALYZE
     from restorekit.zoo import load_model
@@ -63,8 +64,10 @@ def analyze(image_path: str | Path, model_name: str | None = None, device: str =
     found = find_distortions(recognise(model, image, device), MIN_AREA if min_area is None else min_area,
                              REPORT_SCORE if min_score is None else min_score)
     estimates = {"noise_sigma": round(noise_sigma(image[:3]), 2)}
-    if Path(image_path).suffix.lower() in (".jpg", ".jpeg"):
-        estimates["jpeg_quality"] = jpeg_quality(str(image_path)).level
+    try:  # exact from a JPEG file's tables, else from a decoded JPEG's pixels; absent when neither shows one
+        estimates["jpeg_quality"] = estimate_level("jpeg", image, image_path).level
+    except RestorekitError:
+        pass
     report = {"image": str(image_path), "size": [image.shape[-1], image.shape[-2]], "model": name,
               "distortions": [f.to_json() for f in found], "estimates": estimates}
     return report, image
