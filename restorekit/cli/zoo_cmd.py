@@ -50,6 +50,10 @@ def _range_text(card: ModelCard) -> str:
 
 
 def _best_result(card: ModelCard) -> str:
+    if not card.results and card.measurements:  # a recogniser: accuracy / mAP rather than PSNR
+        first = card.measurements[0]
+        more = f" (+{len(card.measurements) - 1} more)" if len(card.measurements) > 1 else ""
+        return f"{first.dataset}: {first.metric} {first.value:.3f}{more}"
     if not card.results:
         return "-"
     first = card.results[0]
@@ -118,6 +122,9 @@ def run_show(args: argparse.Namespace) -> int:
     for result in card.results:
         console.print(f"result: {result.dataset} {result.task} level {result.level}: PSNR {result.psnr} "
                       f"SSIM {result.ssim}  protocol {json.dumps(result.protocol)}", markup=False)
+    for measured in card.measurements:
+        console.print(f"measured: {measured.dataset} {measured.metric} {measured.value}"
+                      + (f" (paper {measured.paper})" if measured.paper is not None else ""), markup=False)
     console.print(f"weights: {state.label} ({state.detail})  sha256 {card.sha256}", markup=False)
     return 0 if state.ok else 1  # a failed or impossible integrity check is not a success
 
