@@ -29,7 +29,10 @@ LEVELS_PER_TYPE = 3
 TYPES: tuple[str, ...] = tuple(d.name for d in FLICKR_DISTORTIONS)
 CLASSES: tuple[str, ...] = (CLEAN, *(f"{t}@{i}" for t in TYPES for i in range(LEVELS_PER_TYPE)))
 MIN_AREA = 0.005  # the smallest region reported, as a fraction of the image (difficult-set boxes are >= 1%)
-REPORT_SCORE = 0.5  # `analyze` reports regions at least this sure of their type (scoring keeps every region: mAP)
+# `analyze` reports regions at least this sure of their type (scoring keeps every region: mAP). Measured with the
+# bundled recogniser on 100 images of the detection-basic TRAIN split: at 0.4 it keeps 98% of the regions that
+# match a true box (IoU >= 0.5, right type) at precision 0.33; at 0.5 only 76% (precision 0.42).
+REPORT_SCORE = 0.4
 
 
 def class_index(type_name: str, level_index: int) -> int:

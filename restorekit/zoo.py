@@ -342,8 +342,13 @@ def load_model(name_or_path: str, **arguments) -> Model:
 
 
 def save_weights(model_state: dict[str, torch.Tensor], target: Path, card: ModelCard) -> Path:
-    """fp16 safetensors + its validated card (with file and sha256), both written atomically."""
+    """fp16 safetensors + its validated card (with file and sha256), both written atomically. A zoo name that is
+    also a registered architecture's is refused: `load_model` would build the untrained architecture instead."""
     from safetensors.torch import save
+
+    if card.name in list_models():
+        raise ModelError(f"zoo name {card.name!r} is a registered architecture's name, which `--model` resolves "
+                         "first: choose another name")
 
     from restorekit.atomic import write_bytes
 

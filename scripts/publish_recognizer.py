@@ -27,7 +27,7 @@ from restorekit.card import Measurement, read_card
 from restorekit.zoo import publish
 
 ROOT = Path(__file__).resolve().parent.parent
-NAME = "distortion_recognizer"
+NAME = "distortion_recognizer_fd"  # not the architecture's name: a registry name wins over a zoo name
 PAPER = {("classification", "type_level_accuracy"): 0.988,
          ("basic", "mAP@0.5"): 0.919, ("basic", "mAP@0.75"): 0.906, ("basic", "mAP@0.9"): 0.873,
          ("difficult", "mAP@0.5"): 0.717, ("difficult", "mAP@0.75"): 0.467, ("difficult", "mAP@0.9"): 0.109}

@@ -70,7 +70,7 @@ def test_regions_become_boxes_with_type_level_and_score():
     assert 0.8 < found["jpeg"].score <= 1
     assert classify(probs) == ("jpeg", 1)  # the largest region wins the whole-image vote
     assert find_distortions(_probabilities(50, 50, [])) == []  # undistorted: nothing reported
-    assert find_distortions(probs, min_score=0.95) == []  # analyze reports only regions this sure (default 0.5)
+    assert find_distortions(probs, min_score=0.95) == []  # analyze reports only regions this sure (default 0.4)
 
 
 def test_voc_average_precision():

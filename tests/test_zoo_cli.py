@@ -116,6 +116,14 @@ def test_zoo_import_records_the_levels_a_modulated_model_covers(tiny_zoo, tmp_pa
     assert "expected START,END" in capsys.readouterr().err and not (tiny_zoo / "ada2.json").exists()
 
 
+def test_a_zoo_name_may_not_shadow_an_architecture(tiny_zoo, tmp_path, capsys):
+    """`--model dncnn` means the registered architecture: a zoo model of that name could never be loaded."""
+    torch.save(create_model("dncnn", in_channels=1, depth=3, features=8).state_dict(), tmp_path / "d.pth")
+    assert main(["zoo", "import", str(tmp_path / "d.pth"), "--name", "dncnn", "--no-measure"]) == 2
+    assert "is a registered architecture's name" in capsys.readouterr().err
+    assert not (tiny_zoo / "dncnn.json").exists()
+
+
 def test_fdncnn_layout_is_one_clear_line(tmp_path, capsys):
     """A 4-in/3-out KAIR-layout file (FDnCNN: image + noise map) is recognised and refused, not mis-loaded."""
     state = {"model.0.weight": torch.zeros(8, 4, 3, 3), "model.0.bias": torch.zeros(8),

@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--overlay", metavar="PNG", help="write the image with the regions drawn and labelled")
     p.add_argument("--min-area", type=float, help="smallest region reported, fraction of the image (default 0.005)")
     p.add_argument("--min-score", type=float, help="report regions at least this sure of their type "
-                   "(default 0.5; 0 lists every region, as the mAP scoring does)")
+                   "(default 0.4; 0 lists every region, as the mAP scoring does)")
     p.add_argument("--overwrite", action="store_true", help="replace existing --json / --overlay files")
     p.add_argument("--device", default="cpu")
     p.set_defaults(run=run)
