@@ -18,11 +18,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from restorekit.degrade.distortions import FLICKR_DISTORTIONS, DistortionType, distortion
+
+if TYPE_CHECKING:
+    from restorekit.models import Model
 
 CLEAN = "identity"
 LEVELS_PER_TYPE = 3
@@ -102,7 +106,7 @@ def find_distortions(probabilities: torch.Tensor, min_area: float = MIN_AREA, mi
     height, width = winner.shape
     found = []
     for t, name in enumerate(TYPES, start=1):
-        regions, count = ndimage.label(winner == t, structure=np.ones((3, 3)))
+        regions, _ = ndimage.label(winner == t, structure=np.ones((3, 3)))
         for index, window in enumerate(ndimage.find_objects(regions), start=1):
             inside = torch.from_numpy(regions[window] == index)
             area = float(inside.sum()) / (height * width)
@@ -127,7 +131,7 @@ def classify(probabilities: torch.Tensor) -> tuple[str, int]:
     return CLASSES[best].split("@")[0], int(CLASSES[best].split("@")[1])
 
 
-def recognise(model, image: torch.Tensor, device: str = "cpu") -> torch.Tensor:
+def recognise(model: Model, image: torch.Tensor, device: str = "cpu") -> torch.Tensor:
     """The (25, H, W) class probabilities of one CHW image in [0, 1] (grey is replicated to RGB)."""
     from restorekit import infer
 
