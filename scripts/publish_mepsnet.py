@@ -1,0 +1,64 @@
+"""Put the CPU-trained MEPSNet into the bundled zoo with its card (issue 18): a blind restorer for images damaged
+differently in different places (SHDD: Gaussian noise, Gaussian blur, pink noise, contrast), trained on
+SHDD-moderate only. Trained here from scratch (no MEPSNet weights were released with a license we could use).
+
+    restorekit train configs/mepsnet/mepsnet_shdd_moderate_cpu.yaml --out runs/mepsnet/moderate_cpu --resume
+    .venv/bin/python scripts/shdd_table.py --rows Input,MEPSNet
+    .venv/bin/python scripts/publish_mepsnet.py
+
+The card's results are the MEPSNet cells of scripts/shdd_table.py (its cache under runs/mepsnet/tables), each
+with the `restorekit eval` command that reproduces it.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from pathlib import Path
+
+import torch
+
+from restorekit.card import Result
+from restorekit.zoo import publish
+
+ROOT = Path(__file__).resolve().parent.parent
+NAME = "mepsnet_shdd"
+LEVELS = ("easy", "moderate", "difficult")
+CARD = {
+    "family": "mepsnet", "task": "restore", "blind": True, "license": "MIT",
+    "description": "MEPSNet (thesis ch. 7): mixture of 3 experts sharing one bank of 16 convolution templates, "
+                   "attention fusion; narrowed for this CPU (2 SRIR x 4 blocks per expert, 32 channels, extraction "
+                   "to 64: 339,859 parameters; the thesis's 2.24M). Restores spatially varying Gaussian noise, "
+                   "Gaussian blur, pink noise and contrast change without being told which is where. Trained on "
+                   "SHDD-moderate only; 6-7 dB under the thesis's full model (docs/BENCHMARKS.md).",
+    "training": {
+        "recipe": "supervised MSE, Adam (0.9, 0.99) wd 1e-4, lr 1e-4 halved at 300 and 750, residual_scale 0.1",
+        "command": "restorekit train configs/mepsnet/mepsnet_shdd_moderate_cpu.yaml --out runs/mepsnet/moderate_cpu",
+        "config": "configs/mepsnet/mepsnet_shdd_moderate_cpu.yaml",
+        "data": "BSD200 (BSDS300 train; DIV2K is not here), 48x48 patches, SHDD-moderate (3 regions) drawn on the "
+                "fly at the thesis's ranges, flips/rotations",
+        "steps": 3000,
+        "hardware": f"2-core CPU ({platform.machine()}), shared with other jobs; torch {torch.__version__}; one thread",
+    },
+}
+
+
+def results() -> list[dict]:
+    out = []
+    for level in LEVELS:
+        path = ROOT / "runs" / "mepsnet" / "tables" / "cache" / f"mepsnet_{level}.json"
+        if path.is_file():
+            data = json.loads(path.read_text())
+            flags = f"--degrade 'shdd:level={level}' --seed-mode name --limit 50"
+            out.append(Result.from_eval(data, NAME, flags).model_dump())
+    return out
+
+
+def main() -> None:
+    run = ROOT / "runs" / "mepsnet" / "moderate_cpu"
+    path = publish(run / "final.safetensors", NAME, {**CARD, "results": results()}, ROOT / "weights")
+    print(f"published {path}")
+
+
+if __name__ == "__main__":
+    main()
