@@ -284,6 +284,7 @@ def train_commands() -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global RMBN_RUN  # --rmbn-run: read by weights()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", default=str(RUNS), help="where the training runs are (default runs/mbn)")
     parser.add_argument("--out", default=None, help="where the tables go (default: RUNS/tables)")
@@ -298,7 +299,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rmbn-run", default=RMBN_RUN, help="run folder (under --runs) of the R-MBN row, e.g. "
                         "rmbn_step2_long (configs/mbn/rmbn_step2_long_cpu.yaml); default %(default)s")
     args = parser.parse_args(argv)
-    global RMBN_RUN
     RMBN_RUN = args.rmbn_run
     if args.print_commands:
         print("\n".join(train_commands()))
