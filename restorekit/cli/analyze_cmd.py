@@ -77,17 +77,18 @@ def draw_overlay(image: torch.Tensor, distortions: list[dict]) -> torch.Tensor:
     """The image (RGB) with each region's box and 'type level score' drawn in its type's colour."""
     from PIL import Image, ImageDraw
 
+    from restorekit.io import to_array, to_tensor
     from restorekit.recognition import TYPES
 
     rgb = image.expand(3, -1, -1) if image.shape[0] == 1 else image[:3]
-    picture = Image.fromarray((rgb.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy())
+    picture = Image.fromarray(to_array(rgb))
     draw = ImageDraw.Draw(picture)
     for item in distortions:
         colour = PALETTE[TYPES.index(item["type"]) % len(PALETTE)]
         x0, y0, x1, y1 = item["box"]
         draw.rectangle((x0, y0, x1 - 1, y1 - 1), outline=colour, width=2)
         draw.text((x0 + 3, y0 + 2), f"{item['type']} {item['level']:g} ({item['score']:.2f})", fill=colour)
-    return torch.from_numpy(np.array(picture)).permute(2, 0, 1).float() / 255
+    return to_tensor(np.asarray(picture))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -210,6 +210,7 @@ def _save_final(cfg: RecognitionConfig, out: Path, model, config_path: str | Non
 
 def evaluate(model, folder: str | Path, split: str = "test", limit: int | None = None) -> dict:
     """The set's scores on `split` (see the module docstring)."""
+    from restorekit.io import to_tensor
     from restorekit.recognition import classify, find_distortions, recognise
 
     labelled = LabelledSet.open(folder, split)
@@ -218,7 +219,7 @@ def evaluate(model, folder: str | Path, split: str = "test", limit: int | None =
     if labelled.kind == "classification":
         right_type = right_both = 0
         for index in range(count):
-            image = torch.from_numpy(labelled.image(index)).permute(2, 0, 1).float() / 255
+            image = to_tensor(labelled.image(index))
             guess = classify(recognise(model, image))
             truth = labelled.items[index]["distortions"][0]
             right_type += guess[0] == truth["type"]
@@ -226,7 +227,7 @@ def evaluate(model, folder: str | Path, split: str = "test", limit: int | None =
         return {**result, "type_accuracy": right_type / count, "type_level_accuracy": right_both / count}
     predictions, truths, found_levels = [], [], []
     for index in range(count):
-        image = torch.from_numpy(labelled.image(index)).permute(2, 0, 1).float() / 255
+        image = to_tensor(labelled.image(index))
         found = find_distortions(recognise(model, image))
         predictions.append([(f.type, f.score, f.box) for f in found])
         truths.append([(d["type"], tuple(d["box"])) for d in labelled.items[index]["distortions"]])
