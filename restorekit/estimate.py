@@ -16,6 +16,12 @@ One estimator per task (`ESTIMATORS`, keyed by the task names of `restorekit.tas
   DCT coefficients of a decoded JPEG sit near multiples of the quantisation steps, and the quality whose table
   they fit best is taken (`jpeg_quality_from_pixels`; exact or +-1 on LIVE1, docs/BENCHMARKS.md); an image with
   no such lattice (never compressed, or cropped / resized since) is refused with that reason.
+* `sr` / `deblur`: the Gaussian blur width u (the SR task's level is the blur before the downscale, DL-Net's
+  blurred SR). At each of the strongest edges, the peak gradient falls by sqrt(w^2 + p^2) / w under a re-blur
+  of known width p, which gives the edge's width w free of its contrast (the gradient-ratio idea of Hu & de
+  Haan, "Low cost robust blur estimator", ICIP 2006); the median w maps to u through w^2 = w0^2 + (k u)^2,
+  (w0, k) fitted per scale on training images (`BLUR_CALIBRATION`). w0 is how sharp a natural image's own
+  edges are, which varies from image to image: small widths (u < 1) are read coarsely (docs/BENCHMARKS.md).
 
 Pure functions of the pixels (and, for JPEG, of the file's header); the CLI prints and records the estimates.
 """
@@ -32,10 +38,11 @@ import numpy as np
 import torch
 from PIL import Image
 from scipy.fft import dctn
-from scipy.ndimage import uniform_filter
+from scipy.ndimage import gaussian_filter, maximum_filter, sobel, uniform_filter
 from scipy.optimize import brentq
 from scipy.stats import norm
 
+from restorekit import ops
 from restorekit.errors import RestorekitError
 
 PATCH = 8  # Chen et al.'s patch side
@@ -188,15 +195,59 @@ def jpeg_quality_from_pixels(image: torch.Tensor) -> Estimate:
     return Estimate(float(best), f"from the pixels' 8x8 DCT lattice (fit {scored[best]:.2f})")
 
 
-def _denoise(image: torch.Tensor, source: Source | None) -> Estimate:
+# --------------------------------------------------------------------------- blur width (sr, deblur)
+
+BLUR_PROBE = 1.0  # sigma (pixels of the image given) of the re-blur that the edges' gradients are compared under
+BLUR_EDGE_QUANTILE = 0.9  # the edges read: local maxima of the gradient magnitude in its top 10%
+# scale -> (edge width of an unblurred image, edge width per unit of blur width u) in pixels of the image given,
+# from `scripts/level_estimation.py --only blur-fit --limit 30` (T91 + BSD200, first 30 of each, u = 0..3 in steps
+# of 0.5; docs/BENCHMARKS.md "Level estimation"). x1: plain blur (deblur); x2-x4: blur, MATLAB bicubic, 8 bits.
+BLUR_CALIBRATION: dict[int, tuple[float, float]] = {
+    1: (0.6615, 0.8726), 2: (0.615, 0.4298), 3: (0.6144, 0.2714), 4: (0.6048, 0.1972)}
+
+
+def edge_width(image: torch.Tensor) -> float:
+    """The median Gaussian width (pixels) of the image's strongest edges, contrast-free: a step edge blurred by
+    w has a peak gradient proportional to 1 / w, so re-blurring by the probe p divides it by
+    R = sqrt(w^2 + p^2) / w, and w = p / sqrt(R^2 - 1) at every edge maximum (Y of a colour image)."""
+    plane = ops.rgb2y(image.detach().double().cpu()) if image.shape[0] == 3 else image[0].detach().double().cpu()
+    plane = plane.numpy()
+    gradient = np.hypot(*(sobel(plane, axis) for axis in (0, 1)))
+    reblurred = np.hypot(*(sobel(gaussian_filter(plane, BLUR_PROBE), axis) for axis in (0, 1)))
+    edges = (gradient == maximum_filter(gradient, 3)) & (gradient > np.quantile(gradient, BLUR_EDGE_QUANTILE))
+    ratio = gradient[edges] / np.maximum(reblurred[edges], 1e-12)
+    ratio = ratio[ratio > 1.0 + 1e-6]
+    if ratio.size == 0:
+        raise RestorekitError("no edges to measure the blur on (a flat image): give the level")
+    return float(np.median(BLUR_PROBE / np.sqrt(ratio**2 - 1.0)))
+
+
+def blur_width(image: torch.Tensor, scale: int = 1) -> float:
+    """The Gaussian blur width u (high-resolution pixels) applied before a x`scale` bicubic downscale (scale 1:
+    plain blur), from the edge width w of the image given: w^2 = w0^2 + (k u)^2 with (w0, k) calibrated per scale
+    on training images (`BLUR_CALIBRATION`). An image sharper than the calibration's unblurred ones reads 0."""
+    if scale not in BLUR_CALIBRATION:
+        raise RestorekitError(f"blur width is estimated at scales {sorted(BLUR_CALIBRATION)}, not x{scale}: give the level")
+    sharp, slope = BLUR_CALIBRATION[scale]
+    return float(np.sqrt(max(edge_width(image) ** 2 - sharp**2, 0.0)) / slope)
+
+
+def _denoise(image: torch.Tensor, source: Source | None, scale: int | None) -> Estimate:
     return Estimate(round(noise_sigma(image), 2), "noise estimator of Chen et al. 2015, corrected for clipping")
 
 
-def _jpeg(image: torch.Tensor, source: Source | None) -> Estimate:
+def _jpeg(image: torch.Tensor, source: Source | None, scale: int | None) -> Estimate:
     """Exact from a JPEG file's tables; from the pixels for anything else (a PNG of a decoded JPEG)."""
     if source is not None and is_jpeg(source):
         return jpeg_quality(source)
     return jpeg_quality_from_pixels(image)
+
+
+def _blur(image: torch.Tensor, source: Source | None, scale: int | None) -> Estimate:
+    """The Gaussian blur width: before the downscale of an SR input (`scale`), or of a blurred image (1)."""
+    scale = scale or 1
+    where = f"before the x{scale} downscale, " if scale > 1 else ""
+    return Estimate(round(blur_width(image, scale), 2), f"{where}from the edges' widths under a re-blur, calibrated")
 
 
 def is_jpeg(source: Source) -> bool:
@@ -207,9 +258,11 @@ def is_jpeg(source: Source) -> bool:
         return False
 
 
-ESTIMATORS: dict[str, Callable[[torch.Tensor, Source | None], Estimate]] = {
+ESTIMATORS: dict[str, Callable[[torch.Tensor, Source | None, int | None], Estimate]] = {
     "denoise": _denoise,
     "jpeg": _jpeg,
+    "sr": _blur,  # the SR task's level is the blur width before the downscale (DL-Net's blurred SR)
+    "deblur": _blur,
 }
 
 
@@ -221,15 +274,18 @@ def check_estimable(task: str | None) -> str:
     return task
 
 
-def estimate_level(task: str | None, image: torch.Tensor, source: Source | None = None) -> Estimate:
-    """The task's level estimated from the image (and its file, for JPEG); a clear error where none exists."""
-    return ESTIMATORS[check_estimable(task)](image, Path(source) if isinstance(source, (str, os.PathLike)) else source)
+def estimate_level(task: str | None, image: torch.Tensor, source: Source | None = None,
+                   scale: int | None = None) -> Estimate:
+    """The task's level estimated from the image (and its file, for JPEG; the SR scale, for SR's blur width);
+    a clear error where none exists."""
+    source = Path(source) if isinstance(source, (str, os.PathLike)) else source
+    return ESTIMATORS[check_estimable(task)](image, source, scale)
 
 
 def auto_level(task: str | None, image: torch.Tensor, source: Source | None = None,
-               level_range: tuple[float, float] | None = None) -> tuple[float, str]:
+               level_range: tuple[float, float] | None = None, scale: int | None = None) -> tuple[float, str]:
     """What `--level auto` restores at: the estimate clamped to the model's levels, and a note saying both."""
-    found = estimate_level(task, image, source)
+    found = estimate_level(task, image, source, scale)
     note = found.describe(task)
     if level_range is None:
         return found.level, note

@@ -47,19 +47,24 @@ def mean(values: dict[str, float]) -> float:
 class Ablation:
     """name: prefix of run names and figures; config: the base; runs: where variants train; studies: study ->
     variant label -> --set overrides; verdicts: study -> f(last validation PSNR per variant and level) -> a line
-    saying whether the paper's claim holds; loss_label / val_label: the plot's axes."""
+    saying whether the paper's claim holds; reuse: variant label -> an existing run of the base config that IS that
+    variant (same config and seed, e.g. the recipe's own run), read instead of training it again; loss_label /
+    val_label: the plot's axes."""
 
     name: str
     config: Path
     runs: Path
     studies: dict[str, dict[str, list[str]]]
     verdicts: dict[str, Callable[[dict[str, dict[str, float]]], str]] = field(default_factory=dict)
+    reuse: dict[str, Path] = field(default_factory=dict)
     loss_label: str = "training loss (running average)"
     val_label: str = "validation PSNR (dB)"
     log_loss: bool = True
     figures: Path = REPO / "docs" / "img"
 
     def run_folder(self, study: str, label: str) -> Path:
+        if label in self.reuse:
+            return self.reuse[label]
         return self.runs / (slug("_".join(self.studies[study][label])).replace("model_args_", "") or "base")
 
     def train_command(self, study: str, label: str) -> list[str]:
@@ -85,8 +90,12 @@ class Ablation:
             lines.append(f"| {label} | {losses[-1][0]} | {losses[-1][1]:.5f} | " + "".join(c + " | " for c in cells)
                          + f"{mean(last[label]) if last[label] else math.nan:.2f} | {best:.2f} |")
         verdict = self.verdicts.get(study)
-        if verdict is not None and all(label in last and last[label] for label in self.studies[study]):
-            lines += ["", verdict(last)]
+        done = {label: row for label, row in last.items() if row}
+        if verdict is not None and len(done) >= 2:
+            try:  # a verdict may judge the variants trained so far (--variants), or need them all
+                lines += ["", verdict(done)]
+            except KeyError as missing:
+                lines += ["", f"Verdict waits for {missing}."]
         return "\n".join(lines) + "\n"
 
     def plot(self, study: str, logs: dict[str, Log], path: Path) -> None:
@@ -109,11 +118,13 @@ class Ablation:
         fig.savefig(path, dpi=110)
         plt.close(fig)
 
-    def run_study(self, study: str, plot_only: bool) -> str:
+    def run_study(self, study: str, plot_only: bool, variants: list[str] | None = None) -> str:
+        """Train the study's unfinished variants (those in `variants`, default all), then plot and summarise."""
         logs = {}
         for label in self.studies[study]:
             run = self.run_folder(study, label)
-            if not plot_only and not (run / "final.safetensors").is_file():
+            wanted = variants is None or label in variants
+            if wanted and not plot_only and not (run / "final.safetensors").is_file():
                 command = self.train_command(study, label)
                 print(shlex.join(command), flush=True)
                 subprocess.run(command, check=True, cwd=REPO)
@@ -129,7 +140,15 @@ class Ablation:
         parser = argparse.ArgumentParser(description=description)
         parser.add_argument("studies", nargs="+", choices=sorted(self.studies))
         parser.add_argument("--plot-only", action="store_true", help="no training: plot and summarise the runs there are")
+        parser.add_argument("--variant", action="append", dest="variants", metavar="LABEL",
+                            help="train only this variant (repeatable; default: all); the others are summarised if "
+                                 "trained, else shown as not trained")
         args = parser.parse_args(argv)
+        variants = args.variants
+        unknown = sorted(set(variants or ()) - {label for study in args.studies for label in self.studies[study]})
+        if unknown:
+            parser.error(f"unknown variant(s) {unknown}; the studies' variants: "
+                         + "; ".join(label for study in args.studies for label in self.studies[study]))
         for study in args.studies:
-            self.run_study(study, args.plot_only)
+            self.run_study(study, args.plot_only, variants)
         return 0

@@ -3,6 +3,10 @@
 
     .venv/bin/python scripts/level_estimation.py                      # all three parts (~15 min on 2 cores)
     .venv/bin/python scripts/level_estimation.py --only noise --limit 10
+    .venv/bin/python scripts/level_estimation.py --only blur-fit --limit 30 --out runs/level_estimation_blurfit
+    .venv/bin/python scripts/level_estimation.py --only blur --limit 20 --out runs/level_estimation_blur
+    .venv/bin/python scripts/level_estimation.py --only blur-auto --blur-datasets Set14 --widths 1,2,3 \
+        --out runs/level_estimation_blur_auto
 
 Parts:
 * noise: restorekit.estimate.noise_sigma on `--noise-dataset` (default CBSD68) at each `--sigmas` level, the noisy
@@ -13,6 +17,12 @@ Parts:
 * auto: the zoo model `--model` (default the zoo's denoiser with a level range) on the noisy files at
   `--auto-sigmas`, once at the true sigma and once at each image's estimate clamped to the model's range
   (what `restore --level auto` does): mean RGB PSNR, no border crop, outputs clamped and rounded to 8 bits.
+* blur-fit (not in the default parts): restorekit.estimate.edge_width on `--blur-fit-datasets` (training images)
+  blurred at each `--widths` u and downscaled at each `--scales` (1: blurred only), and the line
+  w^2 = w0^2 + (k u)^2 through the mean squared widths: the (w0, k) pasted into estimate.BLUR_CALIBRATION.
+* blur: restorekit.estimate.blur_width on `--blur-datasets` (test images) at each u and scale.
+* blur-auto: `--blur-model` (default the zoo's DL-Net x2) on `--blur-datasets` at each u, at the true u and at
+  each image's estimate clamped to its range: Y PSNR (MATLAB), border crop = scale, 8-bit outputs.
 
 Writes OUT/level_estimation.json and OUT/level_estimation.md (default OUT = runs/level_estimation).
 """
@@ -31,9 +41,10 @@ from PIL import Image
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from restorekit import estimate, evaluation, metrics, paths  # noqa: E402
+from restorekit import estimate, evaluation, metrics, ops, paths  # noqa: E402
 from restorekit.api import build_restorer, choose_model  # noqa: E402
 from restorekit.atomic import write_bytes, write_json  # noqa: E402
+from restorekit.degrade.spec import canonical_spec, parse_spec  # noqa: E402
 from restorekit.io import list_images, read_image  # noqa: E402
 
 NOISE_SPEC = "noise:sigma={sigma:g},quantize=true"
@@ -110,6 +121,70 @@ def auto_part(dataset: Path, model_name: str | None, sigmas: list[float], limit:
     return {"model": choice.name, "range": [low, high], "rows": rows}
 
 
+def blurred(clean: torch.Tensor, width: float, scale: int) -> torch.Tensor:
+    """The task's canonical input at blur width `width`: blurred then x`scale` bicubic (sr), or blurred only
+    (scale 1: deblur), rounded to 8 bits as a file holds it."""
+    if scale == 1 and not width:
+        return clean
+    spec = canonical_spec("sr", level=width, scale=scale) if scale > 1 else canonical_spec("deblur", level=width)
+    out, _ = parse_spec(spec).apply_one(ops.modcrop(clean, scale), 0)
+    return ops.quantize(out.clamp(0, 1))
+
+
+def blur_images(datasets: list[str], limit: int | None):
+    for name in datasets:
+        for path in list_images(paths.resolve_dataset(name))[:limit]:
+            yield path.name, read_image(path)[0]
+
+
+def blur_fit_part(datasets: list[str], widths: list[float], scales: list[int], limit: int | None) -> dict:
+    """estimate.BLUR_CALIBRATION fitted: mean squared edge width against u^2 is a line, w^2 = w0^2 + k^2 u^2."""
+    images = list(blur_images(datasets, limit))
+    fitted = {}
+    for scale in scales:
+        squares = [np.mean([estimate.edge_width(blurred(clean, u, scale)) ** 2 for _, clean in images]) for u in widths]
+        slope, intercept = np.polyfit(np.square(widths), squares, 1)
+        fitted[scale] = (round(float(np.sqrt(intercept)), 4), round(float(np.sqrt(slope)), 4))
+        print(f"blur fit x{scale}: w0 {fitted[scale][0]} k {fitted[scale][1]} (mean w^2 {np.round(squares, 3)})",
+              flush=True)
+    return {"datasets": datasets, "n": len(images), "widths": widths, "calibration": fitted}
+
+
+def blur_part(datasets: list[str], widths: list[float], scales: list[int], limit: int | None) -> list[dict]:
+    images = list(blur_images(datasets, limit))
+    rows = []
+    for scale in scales:
+        for u in widths:
+            found = [estimate.blur_width(blurred(clean, u, scale), scale) for _, clean in images]
+            rows.append({"scale": scale, "width": u, "n": len(found), **_errors("estimate", found, u)})
+            print(f"blur x{scale} u {u:g}: mean {np.mean(found):.2f} MAE {rows[-1]['estimate_mae']:.2f}", flush=True)
+    return rows
+
+
+def blur_auto_part(datasets: list[str], model_name: str, widths: list[float], limit: int | None) -> dict:
+    """The SR model with a blur level (DL-Net) at the true u and at the estimate: Y PSNR, border = scale."""
+    choice = choose_model(model_name, "sr", None, None)
+    restorer = build_restorer(choice, task="sr")
+    low, high = restorer.card.level_range()
+    scale = restorer.info.scales[0]
+    protocol = evaluation.default_setup("sr", scale=scale).protocol
+    rows = []
+    for u in widths:
+        true_psnr, auto_psnr, levels = [], [], []
+        for _, clean in blur_images(datasets, limit):
+            lr, target = blurred(clean, u, scale), ops.modcrop(clean, scale)
+            level = min(max(estimate.blur_width(lr, scale), low), high)
+            levels.append(level)
+            for at, scores in ((u, true_psnr), (level, auto_psnr)):
+                out = restorer.restore(lr, task="sr", level=at, scale=scale)
+                scores.append(float(metrics.psnr_batch(out.clamp(0, 1), target, protocol)[0]))
+        rows.append({"width": u, "n": len(levels), "psnr_true_level": float(np.mean(true_psnr)),
+                     "psnr_auto_level": float(np.mean(auto_psnr)), "mean_level": float(np.mean(levels)),
+                     "gap_db": float(np.mean(true_psnr) - np.mean(auto_psnr))})
+        print(f"blur auto u {u:g}: true {np.mean(true_psnr):.3f} auto {np.mean(auto_psnr):.3f}", flush=True)
+    return {"model": choice.name, "range": [low, high], "scale": scale, "datasets": datasets, "rows": rows}
+
+
 def markdown(results: dict) -> str:
     lines = []
     if "noise" in results:
@@ -136,6 +211,27 @@ def markdown(results: dict) -> str:
                   "|---|---|---|---|---|---|"]
         lines += [f"| {r['sigma']:g} | {r['n']} | {r['psnr_true_level']:.3f} | {r['psnr_auto_level']:.3f} | "
                   f"{r['gap_db']:+.3f} | {r['mean_level']:.2f} |" for r in auto["rows"]]
+        lines.append("")
+    if "blur_fit" in results:
+        fit = results["blur_fit"]
+        lines += [f"Blur calibration ({' + '.join(fit['datasets'])}, {fit['n']} images, u = "
+                  f"{', '.join(f'{u:g}' for u in fit['widths'])}): estimate.BLUR_CALIBRATION = "
+                  f"{ {int(k): tuple(v) for k, v in fit['calibration'].items()} }", ""]
+    if "blur" in results:
+        lines += [f"Blur width u ({' + '.join(results['blur_datasets'])}; sr: blurred then MATLAB bicubic, 8 bits; "
+                  "scale 1: blurred only):", "", "| scale | u | images | estimate (mean) | bias | MAE | max abs err |",
+                  "|---|---|---|---|---|---|---|"]
+        lines += [f"| x{r['scale']} | {r['width']:g} | {r['n']} | {r['estimate_mean']:.2f} | {r['estimate_bias']:+.2f} | "
+                  f"{r['estimate_mae']:.2f} | {r['estimate_max_abs']:.2f} |" for r in results["blur"]]
+        lines.append("")
+    if "blur_auto" in results:
+        auto = results["blur_auto"]
+        lines += [f"`--level auto` with {auto['model']} (x{auto['scale']}, range {auto['range'][0]:g}-"
+                  f"{auto['range'][1]:g}; {' + '.join(auto['datasets'])}, Y PSNR, border {auto['scale']}):", "",
+                  "| u | images | PSNR at the true level | PSNR at the estimate | gap (dB) | mean level used |",
+                  "|---|---|---|---|---|---|"]
+        lines += [f"| {r['width']:g} | {r['n']} | {r['psnr_true_level']:.3f} | {r['psnr_auto_level']:.3f} | "
+                  f"{r['gap_db']:+.3f} | {r['mean_level']:.2f} |" for r in auto["rows"]]
     return "\n".join(lines) + "\n"
 
 
@@ -145,13 +241,19 @@ def _numbers(text: str) -> list[float]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=("noise", "jpeg", "auto"), action="append", help="parts (default: all)")
+    parser.add_argument("--only", choices=("noise", "jpeg", "auto", "blur-fit", "blur", "blur-auto"), action="append",
+                        help="parts (default: noise, jpeg, auto)")
     parser.add_argument("--noise-dataset", default="CBSD68")
     parser.add_argument("--sigmas", default="5,15,25,35,50,75")
     parser.add_argument("--jpeg-dataset", default="LIVE1")
     parser.add_argument("--qualities", default="10,20,30,40,50,60,70,80,90")
     parser.add_argument("--model", help="a denoiser with a level range (default: the zoo's)")
     parser.add_argument("--auto-sigmas", default="15,25,50")
+    parser.add_argument("--blur-fit-datasets", default="T91,BSD200", help="training images the calibration is fitted on")
+    parser.add_argument("--blur-datasets", default="Set14,BSD100", help="test images of the blur parts")
+    parser.add_argument("--widths", default="0,0.5,1,1.5,2,2.5,3", help="blur widths u (high-resolution pixels)")
+    parser.add_argument("--scales", default="1,2,3,4", help="1: deblur's plain blur; 2-4: blur before the downscale")
+    parser.add_argument("--blur-model", default="dlnet_vdsr_x2", help="the SR model with a blur level (blur-auto)")
     parser.add_argument("--limit", type=int, help="first N images of each set (default: all)")
     parser.add_argument("--out", default=str(REPO / "runs" / "level_estimation"))
     args = parser.parse_args(argv)
@@ -167,6 +269,15 @@ def main(argv: list[str] | None = None) -> int:
     if "auto" in parts:
         with torch.inference_mode():
             results["auto"] = auto_part(noise_set, args.model, _numbers(args.auto_sigmas), args.limit)
+    widths, scales = _numbers(args.widths), [int(v) for v in _numbers(args.scales)]
+    if "blur-fit" in parts:
+        results["blur_fit"] = blur_fit_part(args.blur_fit_datasets.split(","), widths, scales, args.limit)
+    if "blur" in parts:
+        results["blur_datasets"] = args.blur_datasets.split(",")
+        results["blur"] = blur_part(results["blur_datasets"], widths, scales, args.limit)
+    if "blur-auto" in parts:
+        with torch.inference_mode():
+            results["blur_auto"] = blur_auto_part(args.blur_datasets.split(","), args.blur_model, widths, args.limit)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "level_estimation.json", results)
     write_bytes(out / "level_estimation.md", markdown(results).encode())

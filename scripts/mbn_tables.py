@@ -48,7 +48,7 @@ from restorekit.atomic import write_json  # noqa: E402
 from restorekit.degrade.spec import MBN_STAGES  # noqa: E402
 from restorekit.models import Model  # noqa: E402
 from restorekit.models.mbn import RECURRENT_ORDER  # noqa: E402
-from restorekit.zoo import load_model  # noqa: E402
+from restorekit.zoo import find, load_model  # noqa: E402
 
 RUNS = REPO / "runs" / "mbn"
 SYNTHESIS_ORDER = ("haze", "rain", "blur", "jpeg")  # MBN App. C: always haze -> rain -> motion blur -> JPEG
@@ -62,7 +62,9 @@ MIXTURES = [  # Table 4's rows after the four single factors, in its order
     ("rain", "blur", "haze", "jpeg"),
 ]
 RANDOM = "random"
-ROWS = ("Input", "Dedicated", "Cascade (J->H->B->R)", "Universal", "MBN (factor given)", "R-MBN", "R-MBN*")
+MEPSNET = "MEPSNet (zoo mepsnet_shdd)"  # the other blind model `--task auto` could run (issue 18 item 7)
+ROWS = ("Input", "Dedicated", "Cascade (J->H->B->R)", "Universal", "MBN (factor given)", "R-MBN", "R-MBN*", MEPSNET)
+MIXED_ROWS = ("Input", "Universal", "R-MBN", "R-MBN*", MEPSNET)
 
 # Spec 3.10, Table 3 (PSNR / SSIM): GoPro blur, SOTS haze, DID-MDN rain, LIVE1 JPEG q = 10.
 PAPER_TABLE3 = {
@@ -127,6 +129,8 @@ def row_source(label: str, factors: tuple[str, ...], runs: Path) -> tuple[list[P
         return [files[f"Dedicated {f}"] for f in RECURRENT_ORDER], None
     if label == "MBN (factor given)":
         return ([files[label]], single) if single else None
+    if label == MEPSNET:
+        return [find("mepsnet_shdd").weights], None
     return [files[label]], "auto" if label.startswith("R-MBN") else None
 
 
@@ -253,7 +257,7 @@ def single_table(results: dict, label: str) -> str:
 
 
 def mixed_table(results: dict, label: str) -> str:
-    chosen = ("Input", "Universal", "R-MBN", "R-MBN*")
+    chosen = MIXED_ROWS
     names = [set_name((f,)) for f in ("rain", "blur", "haze", "jpeg")] + [set_name(m) for m in MIXTURES] + [
         set_name((RANDOM,))]
     lines = [f"### Mixed factors (Table 4 pattern), {label}", "",
@@ -320,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         results["single"] = {row: {s: per_set[s].get(row) for s in per_set} for row in rows}
         sections.append(single_table(results["single"], label))
     if "mixed" in parts:
-        chosen = tuple(r for r in rows if r in ("Input", "Universal", "R-MBN", "R-MBN*"))
+        chosen = tuple(r for r in rows if r in MIXED_ROWS)
         sets = [(f,) for f in ("rain", "blur", "haze", "jpeg")] + MIXTURES + [(RANDOM,)]
         results["mixed"] = {set_name(s): score(s, chosen, runs, dataset, args.limit, args.crop, cache) for s in sets}
         sections.append(mixed_table(results["mixed"], label))

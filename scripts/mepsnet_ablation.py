@@ -2,13 +2,14 @@
 CPU recipe configs/mepsnet/mepsnet_shdd_moderate_cpu.yaml (SHDD-moderate on BSD200, 48x48 patches, as the
 thesis's ablation) with the expert count and the template bank switched, at equal steps.
 
-    .venv/bin/python scripts/mepsnet_ablation.py experts                 # 4 runs x 3,000 steps (~1 h each here)
+    .venv/bin/python scripts/mepsnet_ablation.py experts                 # 3 runs x 3,000 steps (0.5-2.5 h each here)
+    .venv/bin/python scripts/mepsnet_ablation.py experts --variant "1 expert, no sharing" --variant "1 expert, shared"
     .venv/bin/python scripts/mepsnet_ablation.py experts --plot-only
 
 Rows (Table 7.3: # experts, PS, params -> PSNR / SSIM): 1, no PS, 3.9M -> 29.36 / 0.8835; 1, PS, 1.9M -> 33.55 /
 0.9322; 3, PS, 2.2M -> 34.29 / 0.9353; 5, PS, 2.6M -> 34.39 / 0.9362 (the thesis's full widths; ours are the CPU
 recipe's, so the parameter counts differ and are printed by `restorekit profile`). The "3 experts, shared" row is the
-recipe itself, trained again under runs/mepsnet/ablation so that every row shares this study's folder and seed. Writes docs/img/mepsnet_experts.png and runs/mepsnet/ablation/experts.md with the thesis's claims either
+recipe itself: its run runs/mepsnet/moderate_cpu (same config and seed) is read, not trained again. Writes docs/img/mepsnet_experts.png and runs/mepsnet/ablation/experts.md with the thesis's claims either
 way: sharing beats no sharing at one expert, and three shared experts beat one.
 """
 
@@ -47,6 +48,7 @@ def experts_verdict(last: dict[str, dict[str, float]]) -> str:
 
 
 MEPSNET = Ablation("mepsnet", CONFIG, RUNS, STUDIES, verdicts={"experts": experts_verdict},
+                   reuse={"3 experts, shared (MEPSNet)": REPO / "runs" / "mepsnet" / "moderate_cpu"},
                    loss_label="MSE (running average)", val_label="PSNR (dB), BSD100 crops, SHDD-moderate")
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO))
 
 from restorekit import evaluation, paths  # noqa: E402
 from restorekit.atomic import write_bytes, write_json  # noqa: E402
-from restorekit.zoo import load_model  # noqa: E402
+from restorekit.zoo import find, load_model  # noqa: E402
 
 RUNS = REPO / "runs" / "mepsnet"
 LEVELS = ("easy", "moderate", "difficult")
@@ -41,6 +41,9 @@ ROWS = {  # row -> (run folder, config) ; Input: the distorted image itself
     "RIDNet": ("baseline_ridnet", "configs/mepsnet/baseline_ridnet_shdd_moderate_cpu.yaml"),
     "MEPSNet": ("moderate_cpu", "configs/mepsnet/mepsnet_shdd_moderate_cpu.yaml"),
 }
+ZOO_ROWS = {  # row -> (zoo model, factor): what `restorekit restore --task auto` could run instead (issue 18 item 7)
+    "R-MBN (zoo rmbn; every path)": ("rmbn", "auto"),
+}
 THESIS = {  # Table 7.1, PSNR / SSIM at easy, moderate, difficult (DIV2K, full models, 1.2M iterations)
     "DnCNN": ((25.29, 0.7110), (25.54, 0.7354), (26.70, 0.7723)),
     "VDSR (4x deeper)": ((27.34, 0.7709), (25.73, 0.7701), (25.95, 0.7760)),
@@ -49,20 +52,32 @@ THESIS = {  # Table 7.1, PSNR / SSIM at easy, moderate, difficult (DIV2K, full m
 }
 
 
-def setup(level: str) -> evaluation.EvalSetup:
-    return evaluation.default_setup("restore", degrade=f"shdd:level={level}", seed_mode="name")
+def setup(level: str, factor: str | None = None) -> evaluation.EvalSetup:
+    return evaluation.default_setup("restore", degrade=f"shdd:level={level}", seed_mode="name", factor=factor)
+
+
+def row_weights(row: str) -> tuple[str, Path | None, str | None] | None:
+    """(what load_model takes, the weights file to stamp the cache with, the factor) of a row; None: not trained."""
+    if row in ZOO_ROWS:
+        name, factor = ZOO_ROWS[row]
+        return name, find(name).weights, factor
+    run, _ = ROWS[row]
+    if run is None:
+        return "identity", None, None
+    weights = RUNS / run / "final.safetensors"
+    return (str(weights), weights, None) if weights.is_file() else None
 
 
 def score(row: str, level: str, limit: int, out: Path) -> dict | None:
-    run, _ = ROWS[row]
-    weights = "identity" if run is None else RUNS / run / "final.safetensors"
-    if run is not None and not Path(weights).is_file():
+    found = row_weights(row)
+    if found is None:
         return None
+    model, weights, factor = found
     dataset = paths.resolve_dataset("BSD100")
-    key = {"model": str(weights), "stamp": evaluation.file_stamp(weights) if run else None}
+    key = {"model": str(weights or model), "stamp": evaluation.file_stamp(weights) if weights else None}
     slug = row.split(" ")[0].lower()
-    return evaluation.evaluate_cached(out / "cache" / f"{slug}_{level}.json", key, lambda: load_model(str(weights)),
-                                      dataset, setup(level), limit)
+    return evaluation.evaluate_cached(out / "cache" / f"{slug}_{level}.json", key, lambda: load_model(model),
+                                      dataset, setup(level, factor), limit)
 
 
 def finite_mean(result: dict, metric: str) -> tuple[float, int]:
@@ -104,7 +119,7 @@ def main() -> None:
                 print(f"# {row}\nrestorekit train {config} --out runs/mepsnet/{run} --resume")
         return
     out = Path(args.out)
-    rows = args.rows.split(",") if args.rows else list(ROWS)
+    rows = args.rows.split(",") if args.rows else [*ROWS, *ZOO_ROWS]
     results = {}
     for row in rows:
         results[row] = {}

@@ -10,10 +10,14 @@ import torch
 from PIL import Image
 from skimage import data
 
+from restorekit.degrade.spec import canonical_spec, parse_spec
 from restorekit.errors import RestorekitError
 from restorekit.estimate import (
+    BLUR_CALIBRATION,
     auto_level,
+    blur_width,
     clipped_std,
+    edge_width,
     estimate_level,
     ijg_table,
     jpeg_quality,
@@ -99,8 +103,8 @@ def test_noise_estimates_are_close_at_usual_levels(astronaut):
 def test_auto_level_clamps_to_the_models_range_and_says_so(astronaut):
     level, note = auto_level("denoise", _noisy(astronaut, 5), level_range=(15.0, 75.0))
     assert level == 15.0 and "estimated denoise level" in note and "outside the model's 15-75: using 15" in note
-    with pytest.raises(RestorekitError, match="level 'auto' is estimated for denoise, jpeg, not for sr"):
-        estimate_level("sr", torch.rand(3, 32, 32))
+    with pytest.raises(RestorekitError, match="level 'auto' is estimated for denoise, jpeg, sr, deblur, not for inpaint"):
+        estimate_level("inpaint", torch.rand(3, 32, 32))
 
 
 def test_an_upload_jpeg_is_estimated_from_its_bytes(astronaut):
@@ -108,3 +112,49 @@ def test_an_upload_jpeg_is_estimated_from_its_bytes(astronaut):
     Image.fromarray(astronaut).save(buffer, format="JPEG", quality=30)
     image = torch.rand(3, 16, 16)
     assert auto_level("jpeg", image, buffer.getvalue(), (10.0, 80.0))[0] == 30
+
+
+def _squares(side: int = 160, block: int = 32) -> torch.Tensor:
+    """Large black and white squares: straight step edges whose blur is known exactly."""
+    rows = (np.arange(side) // block) % 2
+    return torch.from_numpy((rows[:, None] ^ rows[None, :]).astype(np.float64)).float()[None]
+
+
+def test_edge_width_reads_the_gaussian_width_of_step_edges_whatever_their_contrast():
+    """Hu & de Haan's principle: a re-blur of width p lowers a step edge's peak gradient by sqrt(w^2 + p^2) / w.
+    The derivative filter adds its own fixed width d (w_read^2 = w^2 + d^2, d ~ 0.75 px), which the
+    calibration's w0 absorbs; the contrast changes nothing."""
+    from scipy.ndimage import gaussian_filter
+
+    excess = []
+    for width in (1.0, 2.0, 3.0):
+        reads = [edge_width(torch.from_numpy(gaussian_filter(_squares()[0].double().numpy() * c, width)).float()[None])
+                 for c in (1.0, 0.2)]
+        assert reads[0] == pytest.approx(reads[1], rel=1e-6)
+        excess.append(reads[0] ** 2 - width**2)
+    assert 0.3 < min(excess) and max(excess) < 0.8 and max(excess) - min(excess) < 0.15
+
+
+def _sr_input(image: np.ndarray, width: float, scale: int = 2) -> torch.Tensor:
+    """DL-Net's blurred SR input at blur width `width` (the sr task's canonical degradation), rounded to 8 bits."""
+    clean = torch.from_numpy(image).permute(2, 0, 1).float() / 255
+    out, _ = parse_spec(canonical_spec("sr", level=width, scale=scale)).apply_one(clean, 0)
+    return (out.clamp(0, 1) * 255).round() / 255
+
+
+def test_blur_width_before_an_x2_downscale_is_found_on_a_photo(astronaut):
+    """Calibrated on T91 + BSD200 (scripts/level_estimation.py --only blur-fit); on a photo it never saw, the
+    estimate rises with u and is within 0.6 px from u = 1.5 up (docs/BENCHMARKS.md "Level estimation")."""
+    found = [blur_width(_sr_input(astronaut, u), 2) for u in (0.5, 1.5, 2.5)]
+    assert found == sorted(found)
+    assert found[1] == pytest.approx(1.5, abs=0.6) and found[2] == pytest.approx(2.5, abs=0.6)
+    level, note = auto_level("sr", _sr_input(astronaut, 2.5), level_range=(0.0, 3.0), scale=2)
+    assert level == pytest.approx(2.5, abs=0.6) and "before the x2 downscale" in note
+
+
+def test_blur_width_refuses_an_uncalibrated_scale_and_a_flat_image():
+    assert set(BLUR_CALIBRATION) == {1, 2, 3, 4}
+    with pytest.raises(RestorekitError, match="not x8"):
+        blur_width(torch.rand(3, 32, 32), 8)
+    with pytest.raises(RestorekitError, match="no edges"):
+        blur_width(torch.full((3, 32, 32), 0.5), 2)

@@ -356,3 +356,18 @@ def test_level_auto_estimates_each_image_and_says_so(tiny_zoo, astronaut, tmp_pa
     assert main(["restore", str(folder / "s20.png"), "-o", str(tmp_path / "o2"), "--model", "bicubic",
                  "--task", "sr", "--scale", "2", "--level", "auto"]) == 0  # a model without levels ignores it
     assert "has no level range; --level is ignored" in capsys.readouterr().err
+
+
+def test_level_auto_estimates_the_blur_of_a_blurred_sr_input(astronaut, tmp_path, capsys):
+    """Issue 18 item 3: for SR with a blur level (DL-Net, told its input's degradation) `--level auto` estimates the
+    Gaussian width before the downscale from the image alone (restorekit.estimate.blur_width) and runs at it."""
+    from restorekit.degrade.spec import canonical_spec, parse_spec
+
+    low, _ = parse_spec(canonical_spec("sr", level=2.5, scale=2)).apply_one(astronaut[:, :192, :256], 0)
+    Image.fromarray(io.to_uint8(low)).save(tmp_path / "blurred_lr.png")
+    report = tmp_path / "report.json"
+    assert main(["restore", str(tmp_path / "blurred_lr.png"), "-o", str(tmp_path / "out.png"), "--model", "dlnet_vdsr",
+                 "--task", "sr", "--scale", "2", "--level", "auto", "--device", "cpu", "--json", str(report)]) == 0
+    assert "estimated sr level" in capsys.readouterr().err
+    (entry,) = json.loads(report.read_text())["files"]
+    assert abs(entry["level"] - 2.5) < 0.6 and "before the x2 downscale" in entry["level_estimate"]

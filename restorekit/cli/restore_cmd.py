@@ -177,7 +177,8 @@ def process(job: Job, model: LoadedModel, args: argparse.Namespace) -> None:
     mask = _mask_for(job, args.mask, model.shared_mask)
     level = args.level
     if model.auto_task is not None:
-        level, job.level_note = auto_level(model.auto_task, image, job.source, model.level_range)
+        level, job.level_note = auto_level(model.auto_task, image, job.source, model.level_range,
+                                           scale=model.restorer.info.scale_for(args.scale))
         job.level = level
         console.print(f"restorekit: {job.rel}: {job.level_note}", markup=False, highlight=False, soft_wrap=True)
     out = model.restorer.restore(image, task=args.task, level=numeric_level(level),

@@ -313,7 +313,8 @@ def create_app(config: ServeConfig | None = None) -> Starlette:
             if auto:
                 card = restorer.card
                 used, estimated["note"] = auto_level(task if task not in (None, AUTO) else card and card.task, image,
-                                                     payload, card.level_range() if card else None)
+                                                     payload, card.level_range() if card else None,
+                                                     scale=restorer.info.scale_for(None))
                 estimated["level"] = used
             return restorer.restore(image, task=task, level=used, strength=None if auto else strength,
                                     deadline=deadline)
