@@ -10,7 +10,10 @@ loads is one the rest of the package can trust; a bad card is one line naming th
 from __future__ import annotations
 
 import json
+import os
+import platform
 import re
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -225,6 +228,16 @@ class ModelCard(_Strict):
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude_none=True)
+
+
+def this_machine(shared_with: str | None = "other jobs", threads: int | None = 1) -> str:
+    """A card's `training.hardware` for weights trained on the machine publishing them: cores, architecture,
+    torch version, what shared the cores and the torch threads (a CPU recipe's timings depend on all four)."""
+    parts = [f"{os.cpu_count()}-core CPU ({platform.machine()})" + (f", shared with {shared_with}" if shared_with else "")]
+    parts.append(f"torch {metadata.version('torch')}")
+    if threads is not None:
+        parts.append("one torch thread" if threads == 1 else f"{threads} torch threads")
+    return "; ".join(parts)
 
 
 def is_plain_name(name: str) -> bool:

@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 from pathlib import Path
 
-import torch
-
-from restorekit.card import Result, read_card, write_card
+from restorekit.card import Result, read_card, this_machine, write_card
 from restorekit.zoo import find, publish
 
 DENOISE = {
@@ -35,7 +32,7 @@ DENOISE = {
         "batch": 16,
         "loss": "L1",
         "optimizer": "Adam lr 5e-4 (stage 1: multistep then cosine; stage 2: cosine)",
-        "hardware": f"2-core CPU ({platform.machine()}), shared with other jobs; torch {torch.__version__}",
+        "hardware": this_machine(threads=None),
     },
     "paper": {"CBSD68 sigma15 basic": 34.10, "CBSD68 sigma75 basic": 26.49, "CBSD68 sigma75 AdaFM 15->75": 26.35},
 }
@@ -61,7 +58,7 @@ DEJPEG = {
         "batch": 16,
         "loss": "L1",
         "optimizer": "Adam lr 5e-4, cosine to 1e-5 in each stage",
-        "hardware": f"2-core CPU ({platform.machine()}), shared with other jobs; torch {torch.__version__}",
+        "hardware": this_machine(threads=None),
     },
     "paper": {"LIVE1 q80 basic": 38.81, "LIVE1 q10 basic": 29.55, "LIVE1 q10 AdaFM 80->10": 29.35},
 }

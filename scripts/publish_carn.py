@@ -22,17 +22,14 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import platform
 from pathlib import Path
 
-import torch
-
-from restorekit.card import Provenance, Result
+from restorekit.card import Provenance, Result, this_machine
 from restorekit.zoo import publish
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = "nmhkahn/CARN-pytorch : checkpoint/carn_m.pth"
-HARDWARE = f"2-core CPU ({platform.machine()}), shared with other jobs; torch {torch.__version__}"
+HARDWARE = this_machine(threads=None)
 # Thesis Table 3.x (CARN x8 baseline, chapter 3) is not reproduced by this budget; bicubic x8 is measured beside.
 CARN_M_X8 = {
     "family": "carn",
@@ -73,7 +70,7 @@ CARN_X234 = {
         "data": "T91 + BSD200 pooled (the thesis's DIV2K is unavailable), 24x24 LR patches (HR 48/72/96), "
                 "flips/rot90, MATLAB bicubic downscale rounded to uint8",
         "steps": {"phase1 (lr 3e-4, halved at 3,000)": 4000, "phase2 (lr 2e-4, halved at 2,000 and 3,200)": 4000},
-        "hardware": HARDWARE + "; one torch thread",
+        "hardware": this_machine(),
     },
 }
 MODELS = {"carn_m_x8": (ROOT / "runs" / "carn_m_x8_from_x4", CARN_M_X8),

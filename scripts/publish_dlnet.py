@@ -25,17 +25,14 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import platform
 from pathlib import Path
 
-import torch
-
-from restorekit.card import Provenance, Result
+from restorekit.card import Provenance, Result, this_machine
 from restorekit.zoo import publish
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = ROOT.parent / "shared" / "reference-weights"
-HARDWARE = f"2-core CPU ({platform.machine()}), shared with other jobs; torch {torch.__version__}; one torch thread"
+HARDWARE = this_machine()
 DLNET_VDSR_X2 = {
     "family": "dlnet",
     "task": "sr",

@@ -14,17 +14,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 from pathlib import Path
-
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from mbn_tables import RUNS, SINGLE_COLUMNS, eval_command, rain100h_command, set_name, slug_of
 
-from restorekit.card import Result
+from restorekit.card import Result, this_machine
 from restorekit.zoo import publish
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,8 +50,7 @@ CARD = {
                 "0.08-0.2 / airlight 0.8-1, GIMP-style rain, ImageNet-C motion blur presets 1-6, Pillow JPEG q "
                 "15-50); T91 rather than BSD200 because Rain100H's clean images are BSD crops",
         "steps": 1950,
-        "hardware": f"2-core CPU ({platform.machine()}), shared with one to three other jobs; torch {torch.__version__}; "
-                    "one torch thread",
+        "hardware": this_machine("one to three other jobs"),
     },
 }
 

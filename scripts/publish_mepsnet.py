@@ -13,12 +13,9 @@ with the `restorekit eval` command that reproduces it.
 from __future__ import annotations
 
 import json
-import platform
 from pathlib import Path
 
-import torch
-
-from restorekit.card import Result
+from restorekit.card import Result, this_machine
 from restorekit.zoo import publish
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,7 +35,7 @@ CARD = {
         "data": "BSD200 (BSDS300 train; DIV2K is not here), 48x48 patches, SHDD-moderate (3 regions) drawn on the "
                 "fly at the thesis's ranges, flips/rotations",
         "steps": 3000,
-        "hardware": f"2-core CPU ({platform.machine()}), shared with other jobs; torch {torch.__version__}; one thread",
+        "hardware": this_machine(),
     },
 }
 

@@ -18,12 +18,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 from pathlib import Path
 
-import torch
-
-from restorekit.card import Measurement, read_card
+from restorekit.card import Measurement, read_card, this_machine
 from restorekit.zoo import publish
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,8 +66,7 @@ def main() -> None:
         "training": {**read_card(run / "final.json").training.model_dump(exclude_none=True),
                      "recipe": "recognition: per-pixel cross-entropy, 128 px crops, horizontal flips only, "
                                "Adam, lr /10 at 60% and 85%",
-                     "hardware": f"2-core CPU ({platform.machine()}), shared with other jobs; torch "
-                                 f"{torch.__version__}; one torch thread",
+                     "hardware": this_machine(),
                      "data": "BSD200 (BSDS300 train, 200 images): classification set 224x224 centre crops x 24 "
                              "(8 types x 3 levels, split 60/20/20 by source), detection-basic 300x300 x 10 versions "
                              "(thesis 20; split 80/20 by source); the thesis's 804 Flickr images are not available",

@@ -15,17 +15,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 from pathlib import Path
 
-import torch
-
-from restorekit.card import Result
+from restorekit.card import Result, this_machine
 from restorekit.zoo import publish
 
 ROOT = Path(__file__).resolve().parent.parent
-HARDWARE = (f"2-core CPU ({platform.machine()}), shared with two other training jobs; torch {torch.__version__}; "
-            "one torch thread")
+HARDWARE = this_machine("two other training jobs")
 REDNET_DENOISE_BLIND = {
     "family": "rednet",
     "task": "denoise",

@@ -19,7 +19,6 @@ Scoring (`evaluate`), on a set's test split at full size:
 from __future__ import annotations
 
 import json
-import platform
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -192,7 +191,7 @@ def train(cfg: RecognitionConfig, out: Path, resume: bool = False, config_path: 
 
 
 def _save_final(cfg: RecognitionConfig, out: Path, model, config_path: str | None) -> Path:
-    from restorekit.card import ModelCard, Training
+    from restorekit.card import ModelCard, Training, this_machine
     from restorekit.train.trainer import save_final
 
     command = f"restorekit recognizer train {config_path or 'CONFIG'} --out {out} --resume"
@@ -200,7 +199,7 @@ def _save_final(cfg: RecognitionConfig, out: Path, model, config_path: str | Non
         name=out.name, architecture="distortion_recognizer", arguments=dict(model.info.arguments), task="analyze",
         description="Distortion recogniser (thesis ch. 6): per-pixel type x level of the 8 Flickr-Distortion types",
         training=Training(recipe="recognition", command=command, config=config_path, steps=cfg.steps, seed=cfg.seed,
-                          data=", ".join(cfg.sets), hardware=f"{platform.machine()} CPU, {cfg.threads} thread(s)",
+                          data=", ".join(cfg.sets), hardware=this_machine(None, cfg.threads),
                           schedule=asdict(cfg)))
     return save_final(out, model.module, card)
 
