@@ -275,9 +275,8 @@ def main(argv: list[str] | None = None) -> int:
     if "blur" in parts:
         results["blur_datasets"] = args.blur_datasets.split(",")
         results["blur"] = blur_part(results["blur_datasets"], widths, scales, args.limit)
-    if "blur-auto" in parts:
-        with torch.inference_mode():
-            results["blur_auto"] = blur_auto_part(args.blur_datasets.split(","), args.blur_model, widths, args.limit)
+    if "blur-auto" in parts:  # no inference_mode: DL-Net's refinement steps differentiate (the Restorer sees to it)
+        results["blur_auto"] = blur_auto_part(args.blur_datasets.split(","), args.blur_model, widths, args.limit)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "level_estimation.json", results)
     write_bytes(out / "level_estimation.md", markdown(results).encode())
