@@ -25,7 +25,7 @@ from restorekit import infer, io
 from restorekit.card import ModelCard
 from restorekit.errors import ModelError, RestorekitError
 from restorekit.models import Model, get_architecture, list_models
-from restorekit.tasks import AUTO, check_task
+from restorekit.tasks import AUTO, GENERIC, check_task
 
 BACKENDS = ("torch", "onnxruntime")
 
@@ -52,8 +52,28 @@ def _multi_factor(card: ModelCard) -> bool:
         return False
 
 
+def auto_rank(card: ModelCard) -> int:
+    """`--task auto`'s order among blind models (then by name). Measured by scripts/auto_routing.py on MEPSNet's
+    SHDD test and MBN's rain / motion blur / haze / JPEG sets (docs/BENCHMARKS.md "--task auto"): a one-pass
+    model trained on unknown mixtures (MEPSNet) leads R-MBN's every-path run by 1.4 dB on average and harms far
+    less where its training did not reach; so: 0 such a model (card task `restore`, one path), 1 a multi-factor
+    model run on every path (R-MBN; `--task derain` etc. run one of its paths), 2 a blind model of one task."""
+    if _multi_factor(card):
+        return 1
+    return 0 if card.task == GENERIC else 2
+
+
+def _serves_by_path(card: ModelCard, task: str) -> bool:
+    """A multi-factor model (MBN, card task `restore`) serves each task it has a path for (derain -> rain)."""
+    try:
+        return _multi_factor(card) and task in get_architecture(card.architecture).tasks
+    except ModelError:
+        return False
+
+
 def choose_zoo_model(task: str, level: float | None = None, scale: int | None = None) -> str:
-    """The zoo model for `task` (first by name among those whose levels/scales fit); errors list candidates."""
+    """The zoo model for `task` (first by name among those whose levels/scales fit; a model made for the task
+    before a multi-factor model's path for it); errors list candidates."""
     from restorekit.zoo import weights_dirs, zoo_cards
 
     cards = zoo_cards()
@@ -64,9 +84,8 @@ def choose_zoo_model(task: str, level: float | None = None, scale: int | None = 
         if not matching:
             raise ModelError("--task auto needs a blind/multi-factor zoo model; "
                              f"installed: {installed}. Pick a --task or a --model instead")
-        # a model for several degradation types (R-MBN) before a blind model of one task (a blind denoiser)
-        return sorted(matching, key=lambda c: not _multi_factor(c))[0].name
-    matching = [c for c in cards if c.task == task]
+        return sorted(matching, key=auto_rank)[0].name
+    matching = [c for c in cards if c.task == task] + [c for c in cards if c.task != task and _serves_by_path(c, task)]
     if not matching:
         builtin = " (or --model bicubic)" if task == "sr" else ""
         raise ModelError(f"no zoo model for task {task!r}; installed: {installed}. "

@@ -360,6 +360,29 @@ def test_task_auto_prefers_a_multi_factor_model_over_a_blind_single_task_one(tmp
     assert choose_zoo_model("auto") == "z-mbn"
 
 
+def test_task_auto_prefers_a_one_pass_mixture_model_and_named_factors_reach_the_multi_branch_one(tmp_path, monkeypatch):
+    """Issue 18 item 7: `--task auto` runs a one-pass blind model of unknown mixtures (MEPSNet) before R-MBN's
+    every-path run (scripts/auto_routing.py: +1.4 dB on average over the two models' test families); `--task
+    derain` / `deblur` / `dehaze` still find the multi-branch model's path, and a model made for a task wins."""
+    from zoo_helpers import save_zoo_model
+
+    from restorekit.api import choose_zoo_model
+
+    zoo = tmp_path / "zoo"
+    monkeypatch.setenv("RESTOREKIT_WEIGHTS", str(zoo))
+    monkeypatch.setenv("RESTOREKIT_BUNDLED", "none")
+    save_zoo_model(zoo, "z-mepsnet-like", "dncnn", {"in_channels": 3, "depth": 3, "features": 8}, task="restore",
+                   family="dncnn", levels=None, curve=False, blind=True)
+    save_zoo_model(zoo, "a-mbn", "mbn", {"features": 8, "res_features": 8, "rain_iterations": 1}, task="restore",
+                   family="mbn", levels=None, curve=False, blind=True)
+    assert choose_zoo_model("auto") == "z-mepsnet-like"
+    assert {task: choose_zoo_model(task) for task in ("derain", "deblur", "dehaze", "jpeg")} == dict.fromkeys(
+        ("derain", "deblur", "dehaze", "jpeg"), "a-mbn")
+    save_zoo_model(zoo, "z-dejpeg", "dncnn", {"in_channels": 3, "depth": 3, "features": 8}, task="jpeg",
+                   family="dncnn", levels=(10, 80), curve=False)
+    assert choose_zoo_model("jpeg") == "z-dejpeg"
+
+
 def test_exclude_leaves_named_images_out_of_a_training_folder(tmp_path):
     """data.train.exclude: Rain100H's clean images are crops of 36 BSD200 images, which must stay out of the
     training set when Rain100H tests a model (issue 17, item 4)."""
