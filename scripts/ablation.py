@@ -27,11 +27,14 @@ def slug(label: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", label.lower()).strip("_")
 
 
-def read_log(run: Path) -> Log:
-    """(step, running-average loss) and (step, validation PSNR per level) from a run's log.jsonl."""
+def read_log(run: Path, until: int | None = None) -> Log:
+    """(step, running-average loss) and (step, validation PSNR per level) from a run's log.jsonl, up to step
+    `until` (a longer run read at a shorter study's budget)."""
     losses, psnrs = [], []
     for line in (run / "log.jsonl").read_text().splitlines():
         row = json.loads(line)
+        if until is not None and row.get("step", 0) > until:
+            break
         if "loss" in row:
             losses.append((row["step"], row["loss_avg"]))
         if row.get("val_psnr"):
@@ -61,15 +64,19 @@ class Ablation:
     val_label: str = "validation PSNR (dB)"
     log_loss: bool = True
     figures: Path = REPO / "docs" / "img"
+    steps: int | None = None  # a shorter study than the base config's (--steps): train.steps for every variant
+
+    def overrides(self, study: str, label: str) -> list[str]:
+        return [*self.studies[study][label], *([f"train.steps={self.steps}"] if self.steps else [])]
 
     def run_folder(self, study: str, label: str) -> Path:
         if label in self.reuse:
             return self.reuse[label]
-        return self.runs / (slug("_".join(self.studies[study][label])).replace("model_args_", "") or "base")
+        return self.runs / (slug("_".join(self.overrides(study, label))).replace("model_args_", "") or "base")
 
     def train_command(self, study: str, label: str) -> list[str]:
         out = self.run_folder(study, label)
-        sets = [arg for item in self.studies[study][label] for arg in ("--set", item)]
+        sets = [arg for item in self.overrides(study, label) for arg in ("--set", item)]
         return [str(REPO / ".venv" / "bin" / "restorekit"), "train", str(self.config), "--out", str(out),
                 "--resume", "--set", f"name={self.name}_ablation_{out.name}", *sets]
 
@@ -128,11 +135,12 @@ class Ablation:
                 command = self.train_command(study, label)
                 print(shlex.join(command), flush=True)
                 subprocess.run(command, check=True, cwd=REPO)
-            logs[label] = read_log(run) if (run / "log.jsonl").is_file() else ([], [])
+            logs[label] = read_log(run, self.steps) if (run / "log.jsonl").is_file() else ([], [])
         summary = self.summarise(study, logs)
         self.runs.mkdir(parents=True, exist_ok=True)
-        (self.runs / f"{study}.md").write_text(summary)
-        self.plot(study, logs, self.figures / f"{self.name}_{study}.png")
+        suffix = f"_steps{self.steps}" if self.steps else ""
+        (self.runs / f"{study}{suffix}.md").write_text(summary)
+        self.plot(study, logs, self.figures / f"{self.name}_{study}{suffix}.png")
         print(summary)
         return summary
 
@@ -143,8 +151,10 @@ class Ablation:
         parser.add_argument("--variant", action="append", dest="variants", metavar="LABEL",
                             help="train only this variant (repeatable; default: all); the others are summarised if "
                                  "trained, else shown as not trained")
+        parser.add_argument("--steps", type=int, help="train every variant this many steps instead of the base "
+                                                       "config's (own run folders; a reused longer run is read up to it)")
         args = parser.parse_args(argv)
-        variants = args.variants
+        variants, self.steps = args.variants, args.steps
         unknown = sorted(set(variants or ()) - {label for study in args.studies for label in self.studies[study]})
         if unknown:
             parser.error(f"unknown variant(s) {unknown}; the studies' variants: "

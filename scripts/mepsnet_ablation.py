@@ -4,6 +4,8 @@ thesis's ablation) with the expert count and the template bank switched, at equa
 
     .venv/bin/python scripts/mepsnet_ablation.py experts                 # 3 runs x 3,000 steps (0.5-2.5 h each here)
     .venv/bin/python scripts/mepsnet_ablation.py experts --variant "1 expert, no sharing" --variant "1 expert, shared"
+    .venv/bin/python scripts/mepsnet_ablation.py experts --steps 1000 --variant "1 expert, no sharing" \
+        --variant "1 expert, shared"                                     # the short study (~20 min each here)
     .venv/bin/python scripts/mepsnet_ablation.py experts --plot-only
 
 Rows (Table 7.3: # experts, PS, params -> PSNR / SSIM): 1, no PS, 3.9M -> 29.36 / 0.8835; 1, PS, 1.9M -> 33.55 /
