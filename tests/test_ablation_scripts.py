@@ -49,21 +49,28 @@ def test_mbn_component_study_reports_per_factor_and_the_claim_either_way(tmp_pat
     assert command[-4:] == ["--set", "model.args.attention=tv", "--set", "model.args.second_op=conv"]
 
 
-def test_shdd_table_leaves_undistorted_inputs_out_of_the_input_mean_and_says_so():
-    """Table 7.1 pattern: an SHDD image whose regions all drew identity has an infinite input PSNR; it is left
-    out of that row's mean and counted in the cell, and untrained rows say so."""
+def test_shdd_table_scores_every_row_on_the_distorted_images_and_says_what_was_left_out():
+    """Table 7.1 pattern: an SHDD image whose regions all drew identity is the clean image (infinite input PSNR).
+    Every row is scored on the same distorted images (the Input row's mean is then defined), and the models also
+    over all images; untrained rows say so."""
     module = _script("shdd_table")
-    result = {"images": [{"psnr": float("inf"), "ssim": 1.0}, {"psnr": 20.0, "ssim": 0.5}, {"psnr": 30.0, "ssim": 0.7}]}
-    assert module.finite_mean(result, "psnr") == (25.0, 1)
-    text = module.table({"Input": {"easy": result}, "MEPSNet": {}}, limit=3)
-    assert "| Input | 25.00 / 0.7333 (PSNR: 1 undistorted input(s) left out) |" in text
-    assert "| MEPSNet | not trained | not trained | not trained | 34.23 / 33.47 / 32.71 |" in text
+    inputs = {"images": [{"name": "a", "psnr": float("inf"), "ssim": 1.0}, {"name": "b", "psnr": 20.0, "ssim": 0.5},
+                         {"name": "c", "psnr": 30.0, "ssim": 0.7}]}
+    model = {"images": [{"name": "a", "psnr": 50.0, "ssim": 0.99}, {"name": "b", "psnr": 22.0, "ssim": 0.6},
+                        {"name": "c", "psnr": 32.0, "ssim": 0.8}]}
+    assert module.finite_mean(inputs, "psnr") == (25.0, 1)
+    text = module.table({"Input": {"easy": inputs}, "MEPSNet": {"easy": model}, "RIDNet": {}}, 3,
+                        dict.fromkeys(module.LEVELS, inputs))
+    assert "| Input | 25.00 / 0.6000 (1 undistorted left out) |" in text
+    assert "| MEPSNet | 27.00 / 0.7000; all 34.67 / 0.7967 | not trained | not trained | 34.23 / 33.47 / 32.71 |" in text
+    assert "| RIDNet | not trained | not trained | not trained | 34.19 / 32.94 / 32.30 |" in text
 
 
 def test_mepsnet_expert_study_states_both_table_7_3_claims(tmp_path):
     """Table 7.3: sharing helps one expert (+4.19 dB in the thesis), three shared experts beat one (+0.74)."""
     module = _script("mepsnet_ablation")
-    study = dataclasses.replace(module.MEPSNET, runs=tmp_path / "runs", figures=tmp_path / "img")
+    study = dataclasses.replace(module.MEPSNET, runs=tmp_path / "runs", figures=tmp_path / "img",
+                                reuse={"3 experts, shared (MEPSNet)": tmp_path / "recipe"})  # the recipe's own run
     psnr = {"1 expert, no sharing": 27.0, "1 expert, shared": 28.0, "3 experts, shared (MEPSNet)": 27.5,
             "5 experts, shared": 28.2}
     for label, value in psnr.items():
@@ -72,3 +79,8 @@ def test_mepsnet_expert_study_states_both_table_7_3_claims(tmp_path):
     assert "sharing at one expert +1.00 dB (thesis +4.19): holds" in summary
     assert "3 vs 1 shared experts -0.50 dB (thesis +0.74): does NOT hold" in summary
     assert study.run_folder("experts", "1 expert, no sharing").name == "experts_1_share_false"
+    assert study.run_folder("experts", "3 experts, shared (MEPSNet)") == tmp_path / "recipe"  # read, not retrained
+    assert module.MEPSNET.reuse["3 experts, shared (MEPSNet)"].parts[-2:] == ("mepsnet", "moderate_cpu")
+    short = dataclasses.replace(study, steps=1000)
+    assert short.run_folder("experts", "1 expert, shared").name == "experts_1_train_steps_1000"
+    assert "train.steps=1000" in short.train_command("experts", "1 expert, shared")
