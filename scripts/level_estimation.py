@@ -185,6 +185,14 @@ def blur_auto_part(datasets: list[str], model_name: str, widths: list[float], li
     return {"model": choice.name, "range": [low, high], "scale": scale, "datasets": datasets, "rows": rows}
 
 
+def auto_table(head: str, key: str, rows: list[dict]) -> list[str]:
+    """The `--level auto` cost table (noise or blur): PSNR at the true level against PSNR at the estimate."""
+    return [f"| {head} | images | PSNR at the true level | PSNR at the estimate | gap (dB) | mean level used |",
+            "|---|---|---|---|---|---|",
+            *(f"| {r[key]:g} | {r['n']} | {r['psnr_true_level']:.3f} | {r['psnr_auto_level']:.3f} | "
+              f"{r['gap_db']:+.3f} | {r['mean_level']:.2f} |" for r in rows)]
+
+
 def markdown(results: dict) -> str:
     lines = []
     if "noise" in results:
@@ -207,10 +215,7 @@ def markdown(results: dict) -> str:
         auto = results["auto"]
         lines += [f"`--level auto` with {auto['model']} (range {auto['range'][0]:g}-{auto['range'][1]:g}; "
                   f"{results['noise_dataset']}, RGB PSNR, no crop):", "",
-                  "| sigma | images | PSNR at the true level | PSNR at the estimate | gap (dB) | mean level used |",
-                  "|---|---|---|---|---|---|"]
-        lines += [f"| {r['sigma']:g} | {r['n']} | {r['psnr_true_level']:.3f} | {r['psnr_auto_level']:.3f} | "
-                  f"{r['gap_db']:+.3f} | {r['mean_level']:.2f} |" for r in auto["rows"]]
+                  *auto_table("sigma", "sigma", auto["rows"])]
         lines.append("")
     if "blur_fit" in results:
         fit = results["blur_fit"]
@@ -228,10 +233,7 @@ def markdown(results: dict) -> str:
         auto = results["blur_auto"]
         lines += [f"`--level auto` with {auto['model']} (x{auto['scale']}, range {auto['range'][0]:g}-"
                   f"{auto['range'][1]:g}; {' + '.join(auto['datasets'])}, Y PSNR, border {auto['scale']}):", "",
-                  "| u | images | PSNR at the true level | PSNR at the estimate | gap (dB) | mean level used |",
-                  "|---|---|---|---|---|---|"]
-        lines += [f"| {r['width']:g} | {r['n']} | {r['psnr_true_level']:.3f} | {r['psnr_auto_level']:.3f} | "
-                  f"{r['gap_db']:+.3f} | {r['mean_level']:.2f} |" for r in auto["rows"]]
+                  *auto_table("u", "width", auto["rows"])]
     return "\n".join(lines) + "\n"
 
 
