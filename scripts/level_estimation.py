@@ -100,25 +100,34 @@ def jpeg_part(dataset: Path, qualities: list[int], limit: int | None, scratch: P
     return rows
 
 
+def true_vs_estimate(restorer, task: str, pairs, true_level: float, estimate_level, protocol, **restore_args
+                     ) -> dict:
+    """PSNR of `restorer` at the true level and at the estimate (clamped to the model's range) over
+    (degraded, target) pairs: the cost of `--level auto`."""
+    low, high = restorer.card.level_range()
+    true_psnr, auto_psnr, levels = [], [], []
+    for degraded, target in pairs:
+        level = min(max(estimate_level(degraded), low), high)
+        levels.append(level)
+        for at, scores in ((true_level, true_psnr), (level, auto_psnr)):
+            out = restorer.restore(degraded, task=task, level=at, **restore_args)
+            scores.append(float(metrics.psnr_batch(out.clamp(0, 1), target, protocol)[0]))
+    return {"n": len(levels), "psnr_true_level": float(np.mean(true_psnr)), "psnr_auto_level": float(np.mean(auto_psnr)),
+            "mean_level": float(np.mean(levels)), "gap_db": float(np.mean(true_psnr) - np.mean(auto_psnr))}
+
+
 def auto_part(dataset: Path, model_name: str | None, sigmas: list[float], limit: int | None) -> dict:
     choice = choose_model(model_name, "denoise", None, None)
     restorer = build_restorer(choice, task="denoise")
-    low, high = restorer.card.level_range()
     protocol = evaluation.default_setup("denoise").protocol
     rows = []
     for sigma in sigmas:
-        true_psnr, auto_psnr, levels = [], [], []
-        for _, noisy, target in noisy_images(dataset, sigma, limit):
-            level = min(max(estimate.noise_sigma(noisy), low), high)
-            levels.append(level)
-            for at, scores in ((sigma, true_psnr), (level, auto_psnr)):
-                out = restorer.restore(noisy, task="denoise", level=at)
-                scores.append(float(metrics.psnr_batch(out.clamp(0, 1), target, protocol)[0]))
-        rows.append({"sigma": sigma, "n": len(levels), "psnr_true_level": float(np.mean(true_psnr)),
-                     "psnr_auto_level": float(np.mean(auto_psnr)), "mean_level": float(np.mean(levels)),
-                     "gap_db": float(np.mean(true_psnr) - np.mean(auto_psnr))})
-        print(f"auto sigma {sigma:g}: true {np.mean(true_psnr):.3f} auto {np.mean(auto_psnr):.3f}", flush=True)
-    return {"model": choice.name, "range": [low, high], "rows": rows}
+        pairs = ((noisy, target) for _, noisy, target in noisy_images(dataset, sigma, limit))
+        rows.append({"sigma": sigma, **true_vs_estimate(restorer, "denoise", pairs, sigma, estimate.noise_sigma,
+                                                        protocol)})
+        print(f"auto sigma {sigma:g}: true {rows[-1]['psnr_true_level']:.3f} auto {rows[-1]['psnr_auto_level']:.3f}",
+              flush=True)
+    return {"model": choice.name, "range": list(restorer.card.level_range()), "rows": rows}
 
 
 def blurred(clean: torch.Tensor, width: float, scale: int) -> torch.Tensor:
@@ -165,24 +174,17 @@ def blur_auto_part(datasets: list[str], model_name: str, widths: list[float], li
     """The SR model with a blur level (DL-Net) at the true u and at the estimate: Y PSNR, border = scale."""
     choice = choose_model(model_name, "sr", None, None)
     restorer = build_restorer(choice, task="sr")
-    low, high = restorer.card.level_range()
     scale = restorer.info.scales[0]
     protocol = evaluation.default_setup("sr", scale=scale).protocol
     rows = []
     for u in widths:
-        true_psnr, auto_psnr, levels = [], [], []
-        for _, clean in blur_images(datasets, limit):
-            lr, target = blurred(clean, u, scale), ops.modcrop(clean, scale)
-            level = min(max(estimate.blur_width(lr, scale), low), high)
-            levels.append(level)
-            for at, scores in ((u, true_psnr), (level, auto_psnr)):
-                out = restorer.restore(lr, task="sr", level=at, scale=scale)
-                scores.append(float(metrics.psnr_batch(out.clamp(0, 1), target, protocol)[0]))
-        rows.append({"width": u, "n": len(levels), "psnr_true_level": float(np.mean(true_psnr)),
-                     "psnr_auto_level": float(np.mean(auto_psnr)), "mean_level": float(np.mean(levels)),
-                     "gap_db": float(np.mean(true_psnr) - np.mean(auto_psnr))})
-        print(f"blur auto u {u:g}: true {np.mean(true_psnr):.3f} auto {np.mean(auto_psnr):.3f}", flush=True)
-    return {"model": choice.name, "range": [low, high], "scale": scale, "datasets": datasets, "rows": rows}
+        pairs = ((blurred(clean, u, scale), ops.modcrop(clean, scale)) for _, clean in blur_images(datasets, limit))
+        rows.append({"width": u, **true_vs_estimate(restorer, "sr", pairs, u, lambda lr: estimate.blur_width(lr, scale),
+                                                    protocol, scale=scale)})
+        print(f"blur auto u {u:g}: true {rows[-1]['psnr_true_level']:.3f} auto {rows[-1]['psnr_auto_level']:.3f}",
+              flush=True)
+    return {"model": choice.name, "range": list(restorer.card.level_range()), "scale": scale, "datasets": datasets,
+            "rows": rows}
 
 
 def auto_table(head: str, key: str, rows: list[dict]) -> list[str]:

@@ -36,17 +36,17 @@ RUNS = REPO / "runs" / "mepsnet"
 LEVELS = ("easy", "moderate", "difficult")
 ROWS = {  # row -> (run folder, config) ; Input: the distorted image itself
     "Input": (None, None),
-    "DnCNN": ("baseline_dncnn", "configs/mepsnet/baseline_dncnn_shdd_moderate_cpu.yaml"),
-    "VDSR (4x deeper)": ("baseline_vdsr", "configs/mepsnet/baseline_vdsr_shdd_moderate_cpu.yaml"),
-    "RIDNet": ("baseline_ridnet", "configs/mepsnet/baseline_ridnet_shdd_moderate_cpu.yaml"),
+    "DnCNN": ("baseline_dncnn_he", "configs/mepsnet/baseline_dncnn_shdd_moderate_cpu.yaml"),
+    "VDSR (deeper)": ("baseline_vdsr_he", "configs/mepsnet/baseline_vdsr_shdd_moderate_cpu.yaml"),
+    "RIDNet": ("baseline_ridnet_he", "configs/mepsnet/baseline_ridnet_shdd_moderate_cpu.yaml"),
     "MEPSNet": ("moderate_cpu", "configs/mepsnet/mepsnet_shdd_moderate_cpu.yaml"),
 }
 ZOO_ROWS = {  # row -> (zoo model, factor): what `restorekit restore --task auto` could run instead (issue 18 item 7)
     "R-MBN (zoo rmbn; every path)": ("rmbn", "auto"),
 }
-THESIS = {  # Table 7.1, PSNR / SSIM at easy, moderate, difficult (DIV2K, full models, 1.2M iterations)
+THESIS = {  # Table 7.1, PSNR / SSIM at easy, moderate, difficult (DIV2K, full models, 1.2M iterations; VDSR 4x deeper)
     "DnCNN": ((25.29, 0.7110), (25.54, 0.7354), (26.70, 0.7723)),
-    "VDSR (4x deeper)": ((27.34, 0.7709), (25.73, 0.7701), (25.95, 0.7760)),
+    "VDSR (deeper)": ((27.34, 0.7709), (25.73, 0.7701), (25.95, 0.7760)),
     "RIDNet": ((34.19, 0.9361), (32.94, 0.9317), (32.30, 0.9282)),
     "MEPSNet": ((34.23, 0.9369), (33.47, 0.9331), (32.71, 0.9284)),
 }

@@ -25,12 +25,14 @@ from restorekit import ops
 from restorekit.errors import ModelError
 from restorekit.models import register_model
 from restorekit.models._matconvnet import conv_weight, matconvnet_layers, plain_convs, vector
+from restorekit.models._weight_init import apply_init
 
 StateDict = dict[str, torch.Tensor]
 
 
 class DnCNN(nn.Module):
-    def __init__(self, in_channels: int = 1, depth: int = 17, features: int = 64, batch_norm: bool = False):
+    def __init__(self, in_channels: int = 1, depth: int = 17, features: int = 64, batch_norm: bool = False,
+                 init: str = "pytorch"):
         super().__init__()
         layers: list[nn.Module] = [nn.Conv2d(in_channels, features, 3, padding=1), nn.ReLU(inplace=True)]
         for _ in range(depth - 2):
@@ -40,6 +42,7 @@ class DnCNN(nn.Module):
             layers.append(nn.ReLU(inplace=True))
         layers.append(nn.Conv2d(features, in_channels, 3, padding=1))
         self.model = nn.Sequential(*layers)
+        apply_init(self, init, [self.model[-1]])  # the paper: He init; "pytorch" (default) as KAIR's code
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x - self.model(x)
@@ -133,10 +136,11 @@ def detect_any(state: StateDict) -> dict | None:
     resolve=lambda a: {"in_channels": a.get("in_channels", 1), "receptive_field": a.get("depth", 17),
                        "bf16": a.get("in_channels", 1) == 1},
     test_configs=({"depth": 4, "features": 8}, {"in_channels": 3, "depth": 3, "features": 8},
-                  {"depth": 4, "features": 8, "batch_norm": True}),
+                  {"depth": 4, "features": 8, "batch_norm": True}, {"depth": 4, "features": 8, "init": "kaiming"}),
 )
-def dncnn(in_channels: int = 1, depth: int = 17, features: int = 64, batch_norm: bool = False) -> DnCNN:
-    return DnCNN(in_channels, depth, features, batch_norm)
+def dncnn(in_channels: int = 1, depth: int = 17, features: int = 64, batch_norm: bool = False,
+          init: str = "pytorch") -> DnCNN:
+    return DnCNN(in_channels, depth, features, batch_norm, init)
 
 
 class DnCNN3(nn.Module):

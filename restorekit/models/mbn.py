@@ -51,6 +51,7 @@ from torch import nn
 
 from restorekit.errors import ModelError
 from restorekit.models import register_model
+from restorekit.models._weight_init import apply_init
 
 FACTORS = ("rain", "blur", "jpeg", "haze")  # the hierarchy's tap order R -> B -> J -> H (Sec. 3.3)
 RECURRENT_ORDER = ("jpeg", "haze", "blur", "rain")  # R-MBN's processing order J -> H -> B -> R (Table 2)
@@ -59,7 +60,6 @@ HIERARCHY_BLOCKS = ((7, 5, 2), (11, 5, 1), (11, 5, 1))  # M6, M7, M8
 ATTENTIONS = ("tv+gap", "tv", "gap", "none")
 SECOND_OPS = ("fusion", "conv", "se")
 BRANCHES = ("improved", "minimal")
-INITS = ("pytorch", "kaiming")  # PyTorch's default (the reference code) or He normal (our CPU recipes)
 MULTISCALE = ("blur", "jpeg")  # the improved design's three-scale paths
 
 
@@ -293,22 +293,13 @@ class MultiScaleOutput(nn.Module):
         return list(self.last)
 
 
-def kaiming_init(model: nn.Module, residual_scale: float = 0.1) -> None:
-    """He normal (fan_in, ReLU gain) for every conv, zero biases, and the convs that end a residual branch or an
-    output branch scaled by `residual_scale` (BasicSR's `default_init_weights(scale=0.1)` convention): every path
-    starts near the identity with the gradient reaching its stem and input branch. PyTorch's default init
-    (gain 1/sqrt(3) per conv) shrinks the signal over a path's ~30 convs: the multi-scale paths' stem gradient is
-    ~1e-6 at 48/32 channels, so Adam barely moves them at a CPU budget (measured in the module text)."""
-    for layer in model.modules():
-        if isinstance(layer, nn.Conv2d):
-            nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
-            if layer.bias is not None:
-                nn.init.zeros_(layer.bias)
-    for layer in model.modules():
-        ends = layer.residual_ends() if isinstance(layer, (DuRBM, SEResNet)) else \
-            layer.last_convs() if isinstance(layer, (MinimalOutput, RainOutput, MultiScaleOutput)) else []
-        for end in ends:
-            end.weight.data.mul_(residual_scale)
+def branch_ends(model: nn.Module) -> list[nn.Conv2d]:
+    """The convs that end a residual branch or an output branch: scaled at init by models/_weight_init.py
+    ("kaiming") so that every path starts near the identity with the gradient reaching its stem and input
+    branch (PyTorch's default shrinks a path's ~30 convs to a stem gradient of ~1e-6 at 48/32 channels)."""
+    return [end for layer in model.modules()
+            for end in (layer.residual_ends() if isinstance(layer, (DuRBM, SEResNet)) else
+                        layer.last_convs() if isinstance(layer, (MinimalOutput, RainOutput, MultiScaleOutput)) else [])]
 
 
 def half_size(image: torch.Tensor) -> torch.Tensor:
@@ -332,8 +323,6 @@ class MBN(nn.Module):
                  attention: str = "tv+gap", second_op: str = "fusion", beta: float = 3.0,
                  rain_iterations: int = 4, identity_init: bool = False, init: str = "pytorch") -> None:
         super().__init__()
-        if init not in INITS:
-            raise ValueError(f"init is one of {', '.join(INITS)}, not {init!r}")
         unknown = [f for f in factors if f not in FACTORS]
         if unknown or not factors or len(set(factors)) != len(factors):
             raise ValueError(f"factors: a subset of {', '.join(FACTORS)} without repeats, got {list(factors)}")
@@ -364,8 +353,7 @@ class MBN(nn.Module):
                 self.outputs[f] = MinimalOutput(features, res_features)
         if shared_input:
             self.inputs["shared"] = PlainInput(features, res_features)
-        if init == "kaiming":
-            kaiming_init(self)
+        apply_init(self, init, branch_ends(self))
         if identity_init:  # every path starts as the identity: tanh(0) + input
             for head in self.outputs.values():
                 for last in head.last_convs():

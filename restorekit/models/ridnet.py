@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from restorekit.models import register_model
+from restorekit.models._weight_init import apply_init
 
 DIV2K_MEAN = (0.4488, 0.4371, 0.4040)
 
@@ -54,6 +55,11 @@ class EAM(nn.Module):
         self.attention = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(features, features // squeeze, 1),
                                        nn.ReLU(inplace=True), nn.Conv2d(features // squeeze, features, 1), nn.Sigmoid())
 
+    def residual_ends(self) -> list[nn.Conv2d]:
+        """The convs whose output is added to a skip: scaled at "kaiming" init so the blocks start near the
+        identity (unscaled, He init doubles the signal per block: output ~2 off the identity at 4 blocks)."""
+        return [self.merge.merge, self.residual[1], self.enhanced[2]]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.merge(x)
         x = F.relu(self.residual[1](F.relu(self.residual[0](x))) + x)
@@ -63,13 +69,16 @@ class EAM(nn.Module):
 
 
 class RIDNet(nn.Module):
-    def __init__(self, features: int = 64, blocks: int = 4, squeeze: int = 16, channels: int = 3) -> None:
+    def __init__(self, features: int = 64, blocks: int = 4, squeeze: int = 16, channels: int = 3,
+                 init: str = "pytorch") -> None:
         super().__init__()
         self.register_buffer("mean", torch.tensor(DIV2K_MEAN[:channels] if channels == 3 else (0.5,)).view(
             1, channels, 1, 1), persistent=False)
         self.head = conv3(channels, features)
         self.body = nn.Sequential(*(EAM(features, squeeze) for _ in range(blocks)))
         self.tail = conv3(features, channels)
+        # "pytorch" (default): the reference code's; "kaiming" scales the convs that end a residual branch too
+        apply_init(self, init, [self.tail] + [end for block in self.body for end in block.residual_ends()])
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return image + self.tail(self.body(F.relu(self.head(image - self.mean))))
@@ -90,7 +99,8 @@ def detect(state: dict[str, torch.Tensor]) -> dict | None:
     summary="RIDNet (Anwar & Barnes 2019): blind denoiser with feature attention, the thesis's SHDD baseline",
     resolve=lambda a: {"in_channels": a.get("channels", 3)},
     test_configs=({"features": 16, "blocks": 1, "squeeze": 4}, {"features": 8, "blocks": 2, "squeeze": 2,
-                                                                 "channels": 1}),
+                                                                 "channels": 1, "init": "kaiming"}),
 )
-def ridnet(features: int = 64, blocks: int = 4, squeeze: int = 16, channels: int = 3) -> RIDNet:
-    return RIDNet(features, blocks, squeeze, channels)
+def ridnet(features: int = 64, blocks: int = 4, squeeze: int = 16, channels: int = 3, init: str = "pytorch"
+           ) -> RIDNet:
+    return RIDNet(features, blocks, squeeze, channels, init)

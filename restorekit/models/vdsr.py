@@ -20,18 +20,20 @@ from torch import nn
 from restorekit import ops
 from restorekit.models import register_model
 from restorekit.models._matconvnet import conv_weight, plain_convs, vector
+from restorekit.models._weight_init import apply_init
 
 StateDict = dict[str, torch.Tensor]
 
 
 class VDSR(nn.Module):
-    def __init__(self, depth: int = 20, features: int = 64, channels: int = 1) -> None:
+    def __init__(self, depth: int = 20, features: int = 64, channels: int = 1, init: str = "pytorch") -> None:
         super().__init__()
         layers: list[nn.Module] = [nn.Conv2d(channels, features, 3, padding=1), nn.ReLU(inplace=True)]
         for _ in range(depth - 2):
             layers += [nn.Conv2d(features, features, 3, padding=1), nn.ReLU(inplace=True)]
         layers.append(nn.Conv2d(features, channels, 3, padding=1))
         self.layers = nn.Sequential(*layers)
+        apply_init(self, init, [self.layers[-1]])  # the paper: He init; "pytorch" is the default
 
     def forward(self, x: torch.Tensor, scale: int) -> torch.Tensor:
         """x: the LR image; MATLAB-bicubic upscaled by `scale` first (scale 1: x is already upscaled)."""
@@ -96,13 +98,14 @@ def convert(state: StateDict) -> StateDict:
     resolve=lambda a: {"in_channels": a.get("channels", 1), "receptive_field": -(-a.get("depth", 20) // 2) + 2},
     test_configs=({"depth": 3, "features": 8}, {"depth": 4, "features": 4}),
 )
-def vdsr(depth: int = 20, features: int = 64, channels: int = 1) -> VDSR:
-    return VDSR(depth, features, channels)
+def vdsr(depth: int = 20, features: int = 64, channels: int = 1, init: str = "pytorch") -> VDSR:
+    return VDSR(depth, features, channels, init)
 
 
 class VDSRRestorer(VDSR):
     """VDSR as a same-size restorer: the residual network on the image itself (no up-scaling), the thesis's SHDD
-    baseline (Table 7.1: "VDSR made 4x deeper", 80 layers, to match MEPSNet's parameters)."""
+    baseline (Table 7.1: "VDSR made 4x deeper", 80 layers, to match MEPSNet's parameters; the CPU recipe
+    keeps the thesis's depth/width ratio instead: configs/mepsnet/baseline_vdsr_shdd_moderate_cpu.yaml)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return super().forward(x, 1)
@@ -113,7 +116,7 @@ class VDSRRestorer(VDSR):
     summary="VDSR as a same-size blind restorer (the thesis's 4x-deeper SHDD baseline, ch. 7)",
     # loaded with a card only: its tensors are VDSR's, which `vdsr`'s detector claims
     resolve=lambda a: {"in_channels": a.get("channels", 3), "receptive_field": a.get("depth", 80)},
-    test_configs=({"depth": 3, "features": 8}, {"depth": 4, "features": 4, "channels": 1}),
+    test_configs=({"depth": 3, "features": 8}, {"depth": 4, "features": 4, "channels": 1, "init": "kaiming"}),
 )
-def vdsr_restore(depth: int = 80, features: int = 64, channels: int = 3) -> VDSRRestorer:
-    return VDSRRestorer(depth, features, channels)
+def vdsr_restore(depth: int = 80, features: int = 64, channels: int = 3, init: str = "pytorch") -> VDSRRestorer:
+    return VDSRRestorer(depth, features, channels, init)
