@@ -31,6 +31,7 @@ write_card(out / "final.json", ModelCard(name=out.name, architecture="adafm_net"
                                          arguments={**model.card.arguments, "adafm": False}))
 print(f"basic model: {len(state)} tensors -> {out}")
 PY
+[ "${BASE_ONLY:-0}" = 1 ] && exit 0   # only the basic model (scripts/adafm_kernel_study_cpu.sh)
 
 for SIGMA in $SIGMAS; do
     OUTDIR=runs/adafm_denoise_baseline_s$SIGMA

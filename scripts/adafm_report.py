@@ -23,6 +23,7 @@ PAPER_TABLE3 = {  # level: (AdaBN, conditional IN, AdaFM-Net)
     "denoise": {15: (33.83, 31.33, 34.10), 75: (19.68, 24.15, 26.35)},
     "jpeg": {80: (38.29, 36.99, 38.81), 10: (27.61, 28.89, 29.35)},
 }
+PAPER_TABLE2_DENOISE = {1: 26.35, 3: 26.38, 5: 26.39, 7: 26.40}  # CBSD68 sigma 75; baseline 26.49
 REPORTS = {  # task: (zoo model, level grid JSON, baseline JSON pattern, dataset label, level symbol)
     "denoise": ("adafm_denoise_s15_s75", "cbsd68_levels.json", "baseline_s{}.json", "CBSD68", "sigma"),
     "jpeg": ("adafm_dejpeg_q80_q10", "live1_levels.json", "dejpeg_baseline_q{}.json", "LIVE1 (Y)", "q"),
@@ -87,6 +88,31 @@ def table3(task: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def kernel_table() -> str:
+    """Table 2 at the CPU budget (scripts/adafm_kernel_study_cpu.sh): AdaFM filter size against the same-budget
+    sigma-75 baseline, with each model's largest PSNR step between lambdas 0.1 apart at sigma 45."""
+    base = load("kernel_study/baseline_s75.json")
+    if base is None:
+        return "*outputs/adafm/kernel_study is missing: run scripts/adafm_kernel_study_cpu.sh.*\n"
+    lines = ["| AdaFM filter | PSNR at sigma 75 | - baseline | paper | paper - baseline | largest lambda step (sigma 45) |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for name, label, kernel in (("adafm_k1", "1x1", 1), ("adafm_k3", "3x3", 3), ("adafm_k5", "5x5", 5),
+                                ("adafm_k7", "7x7", 7), ("adafm_k1_all", "1x1 + after the long-skip conv", None)):
+        row, sweep = load(f"kernel_study/{name}.json"), load(f"kernel_study/sweep_{name}.json")
+        psnr = row and row["psnr"]
+        step = None
+        if sweep:
+            values = (sweep["sweeps"][0] if "sweeps" in sweep else sweep)["psnr"]
+            step = max(abs(b - a) for a, b in zip(values, values[1:]))
+        paper = PAPER_TABLE2_DENOISE.get(kernel) if kernel else None
+        lines.append(f"| {label} | {fmt(psnr)} | {fmt(psnr and psnr - base['psnr'])} | {fmt(paper)} | "
+                     f"{fmt(paper and paper - 26.49)} | {fmt(step)} |")
+    lines.append(f"| baseline (all layers, sigma 75) | {fmt(base['psnr'])} | 0 | 26.49 | 0 | |")
+    lines.append("")
+    lines.append(f"CBSD68, {base['n_images']} images; protocol: {json.dumps(base['protocol'])}.")
+    return "\n".join(lines) + "\n"
+
+
 def sweep_table(name: str) -> str:
     data = load(name)
     if data is None:
@@ -126,6 +152,8 @@ def main() -> None:
     print(table3("denoise"))
     print("### PSNR against lambda, denoising (CBSD68)\n")
     print(sweep_table("denoise_sweeps.json"))
+    print("### AdaFM filter size (paper Table 2), denoising sigma 15 -> 75, same CPU budget\n")
+    print(kernel_table())
     print("### DeJPEG on Y, quality 80 -> 10 (LIVE1)\n")
     print(modulation_table("jpeg"))
     print("### PSNR against lambda, DeJPEG (classic5)\n")
