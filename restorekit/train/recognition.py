@@ -29,6 +29,7 @@ import torch.nn.functional as F
 import yaml
 
 from restorekit.errors import RestorekitError
+from restorekit.io import to_tensor
 
 SET_KINDS = ("classification", "basic", "difficult")
 IOUS = (0.5, 0.75, 0.9)
@@ -110,11 +111,11 @@ def sample_batch(sets: list[tuple[list[np.ndarray], list[torch.Tensor]]], rng: n
         picture, labels = pictures[index], maps[index]
         top = int(rng.integers(picture.shape[0] - crop + 1))
         left = int(rng.integers(picture.shape[1] - crop + 1))
-        image = torch.from_numpy(np.ascontiguousarray(picture[top:top + crop, left:left + crop])).permute(2, 0, 1)
+        image = to_tensor(picture[top:top + crop, left:left + crop])
         target = labels[top:top + crop, left:left + crop]
         if rng.random() < 0.5:
             image, target = image.flip(-1), target.flip(-1)
-        images.append(image.float() / 255)
+        images.append(image)
         targets.append(target)
     return torch.stack(images), torch.stack(targets).long()
 
