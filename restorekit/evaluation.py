@@ -8,6 +8,7 @@ task's metric convention. Every switch that changes a number lands in the result
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -52,7 +53,7 @@ class EvalSetup:
     """Everything besides the model and images that decides the numbers."""
 
     task: str
-    scale: int = 1
+    scale: int | float = 1  # SR: fractional for a continuous-scale model (x3.5: HR cropped to multiples of 7)
     level: float | None = None
     degrade: str | None = None  # a degradation spec; None: the task's canonical one
     protocol: metrics.Protocol = metrics.Protocol()
@@ -111,9 +112,9 @@ class EvalSetup:
         if self.degrade:
             return self.degrade
         if self.sr_benchmark and self.sr_input == "y-float":
-            return f"y_unrounded+modcrop:{self.scale}+matlab_bicubic_down:{self.scale}"
+            return f"y_unrounded+modcrop:{ops.scale_modulus(self.scale)}+matlab_bicubic_down:{self.scale}"
         if self.sr_benchmark:
-            return f"modcrop:{self.scale}+matlab_bicubic_down:{self.scale}+round_uint8"
+            return f"modcrop:{ops.scale_modulus(self.scale)}+matlab_bicubic_down:{self.scale}+round_uint8"
         if self.task == "restore":
             return None
         from restorekit.degrade import canonical_spec
@@ -129,8 +130,8 @@ def default_setup(task: str, *, scale: int | None = None, level: float | None = 
         raise RestorekitError("task 'sr' needs --scale")
     protocol = TASK_PROTOCOLS[task]
     if task == "sr":
-        protocol = replace(protocol, crop_border=int(scale))
-    setup = EvalSetup(task=task, scale=int(scale or 1), level=level, protocol=protocol)
+        protocol = replace(protocol, crop_border=math.ceil(scale))  # x3.5: border 4
+    setup = EvalSetup(task=task, scale=ops.as_scale(scale or 1), level=level, protocol=protocol)
     return replace(setup, **{k: v for k, v in overrides.items() if v is not None})
 
 
@@ -182,9 +183,9 @@ def sr_pair(clean: torch.Tensor, setup: EvalSetup) -> tuple[torch.Tensor, torch.
     """(LR, HR) of the SR benchmark: modcrop, MATLAB-bicubic downscale; LR rounded to uint8 ('rgb-uint8')
     or, for 'y-float', the unrounded Y plane downscaled as floating point with no rounding at all."""
     if setup.sr_input == "y-float":
-        target = ops.modcrop(to_grey(clean, setup.grey, rounding=False), setup.scale)
+        target = ops.modcrop(to_grey(clean, setup.grey, rounding=False), ops.scale_modulus(setup.scale))
         return ops.downscale(target.double(), setup.scale).float(), target
-    target = ops.modcrop(to_grey(clean, setup.grey) if setup.grey else clean, setup.scale)
+    target = ops.modcrop(to_grey(clean, setup.grey) if setup.grey else clean, ops.scale_modulus(setup.scale))
     return ops.quantize(ops.downscale(target.double(), setup.scale)).float(), target
 
 
@@ -423,8 +424,9 @@ def grid_points(base: EvalSetup, levels: list[float] | None = None, specs: list[
     points = []
     for level in levels or []:
         if base.task == "sr":
-            scale = int(level)
-            protocol = replace(base.protocol, crop_border=scale) if base.protocol.crop_border == base.scale else base.protocol
+            scale = ops.as_scale(level)
+            protocol = replace(base.protocol, crop_border=math.ceil(scale)) \
+                if base.protocol.crop_border == math.ceil(base.scale) else base.protocol
             points.append(GridPoint(f"x{scale}", level, replace(base, scale=scale, protocol=protocol)))
         else:
             points.append(GridPoint(f"{level:g}", level, replace(base, level=level, degrade=None)))

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from restorekit import ops
 from restorekit.data.augment import dihedral, inverse_dihedral
 from restorekit.degrade import Degradation, canonical_spec, parse_spec
 from restorekit.errors import ModelError, RestorekitError, SpecError, TimedOut
@@ -113,6 +114,14 @@ def resolve_strength(model: Model, level: float | None, strength: float | None) 
     return 1.0
 
 
+def request_scale(info: ModelInfo, level: float | None, scale: float | None) -> float:
+    """The output scale of a request: `scale` for a model that takes one, its single head's otherwise; for a
+    continuous-scale model (AdaFM's SR slider) the level is the scale when no scale is given."""
+    if info.scale_range is not None and scale is None:
+        scale = level
+    return info.scale_for(scale if "scale" in info.inputs else None)
+
+
 def factor_for(model: Model, task: str | None = None, factor: str | None = None) -> str | None:
     """The path a factor-conditioned model (MBN) runs: `factor` as given, else the task's (derain -> rain, ...);
     None, also for `factor="auto"` or an unknown task (auto, restore), runs every path (R-MBN). A factor for a
@@ -135,8 +144,13 @@ def factor_for(model: Model, task: str | None = None, factor: str | None = None)
 def conditions_for(model: Model, *, level: float | None = None, strength: float | None = None,
                    **others: Any) -> dict[str, Any]:
     """The call conditions a request means for this model: strength from level for a modulated model,
-    the level itself for a model that takes it (FFDNet's noise map); others passed as given."""
+    the level itself for a model that takes it (FFDNet's noise map) and, for a model with a continuous scale
+    range, the scale unless one is given; others passed as given."""
     conditions = {k: v for k, v in others.items() if v is not None}
+    if model.info.scale_range is not None:  # the level is the scale (AdaFM's SR slider): either sets both
+        level = others.get("scale") if level is None else level
+        if level is not None:
+            conditions.setdefault("scale", level)
     lam = resolve_strength(model, level, strength)
     if lam is not None:
         conditions["strength"] = lam
@@ -219,7 +233,7 @@ def run_model(model: Model, image: torch.Tensor, device: torch.device | str = "c
         batch = batch.contiguous(memory_format=torch.channels_last)
     with precision_context(device, precision):
         out = model(batch, **conditions)
-    out = out.float().cpu()[..., : height * scale, : width * scale]
+    out = out.float().cpu()[..., : ops.resized_length(height, scale), : ops.resized_length(width, scale)]
     if replicated:
         out = out.mean(dim=-3, keepdim=True)
     return out[0] if image.ndim == 3 else out
@@ -363,10 +377,12 @@ def run_tiled(
     channels, height, width = image.shape
     if deadline is not None:
         deadline.check()
-    if tile <= 0 or (height <= tile and width <= tile) or info.tiling == "whole":
+    scale = info.scale_for(conditions.get("scale"))
+    fractional = not float(scale).is_integer()  # tiles would not map onto whole output pixels
+    if tile <= 0 or (height <= tile and width <= tile) or info.tiling == "whole" or fractional:
         return run_model(model, image, device, precision, **conditions)
     overlap = max(0, min(overlap, tile // 2))
-    scale, multiple = info.scale_for(conditions.get("scale")), max(1, info.size_multiple)
+    multiple = max(1, info.size_multiple)
     spatial = {k: v for k, v in conditions.items() if k in ("mask", "level_map") and isinstance(v, torch.Tensor)}
     out = None
     weight_sum = torch.zeros(1, height * scale, width * scale)
@@ -392,7 +408,6 @@ def run_tiled(
 def restore_luma(restore: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor, scale: int = 1) -> torch.Tensor:
     """Run a Y-channel model on a colour image the way the field does (SRCNN, ARCNN, the JPEG benchmarks):
     restore MATLAB rgb2ycbcr's Y, keep Cb/Cr (bicubic-upscaled for SR), convert back to RGB."""
-    from restorekit import ops
 
     ycbcr = ops.rgb2ycbcr(image.double())
     luma = restore(ycbcr[..., :1, :, :].float()).double()

@@ -132,8 +132,10 @@ def strength_sweep(
     protocol,
     grid: Sequence[float] = STRENGTH_GRID,
     device: str = "cpu",
+    **conditions: object,
 ) -> list[float]:
-    """Mean PSNR of a modulated model over (degraded, clean) pairs for each strength in `grid`.
+    """Mean PSNR of a modulated model over (degraded, clean) pairs for each strength in `grid` (other call
+    conditions as given, e.g. the SR slider's scale).
 
     The inputs are degraded once and reused for every strength (a call argument), so the sweep costs
     len(grid) forward passes per image and nothing else.
@@ -143,7 +145,8 @@ def strength_sweep(
 
     means = []
     for lam in grid:
-        scores = [float(psnr_batch(run_model(model, degraded, device, strength=float(lam)), clean, protocol))
+        scores = [float(psnr_batch(run_model(model, degraded, device, strength=float(lam), **conditions), clean,
+                                   protocol))
                   for degraded, clean in pairs]
         means.append(sum(scores) / len(scores))
     return means

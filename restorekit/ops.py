@@ -11,6 +11,7 @@ Functions are pure: they never modify their inputs.
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 from functools import lru_cache
 
 import numpy as np
@@ -61,8 +62,9 @@ def resize_matrix(in_length: int, out_length: int, scale: float, antialiasing: b
     return matrix
 
 
-def _output_length(in_length: int, scale: float) -> int:
-    # MATLAB uses ceil(scale * size); the rounding guards against 510 * (1/3) = 170.00000000000003.
+def resized_length(in_length: int, scale: float) -> int:
+    """The length imresize gives a side of `in_length` at `scale` (MATLAB: ceil(scale * size))."""
+    # the rounding guards against 510 * (1/3) = 170.00000000000003.
     return int(math.ceil(round(in_length * scale, 9)))
 
 
@@ -77,7 +79,7 @@ def _plan(height: int, width: int, scale: float | tuple[float, float] | None, si
     scale_h, scale_w = (scale, scale) if np.isscalar(scale) else scale  # type: ignore[misc]
     if scale_h <= 0 or scale_w <= 0:
         raise ValueError(f"imresize: scale must be positive, got {scale}")
-    return (float(scale_h), float(scale_w)), (_output_length(height, scale_h), _output_length(width, scale_w))
+    return (float(scale_h), float(scale_w)), (resized_length(height, scale_h), resized_length(width, scale_w))
 
 
 def imresize(
@@ -129,7 +131,7 @@ def downscale(image: Array, factor: int | float) -> Array:
 def upscale(image: Array, factor: int | float) -> Array:
     """MATLAB bicubic upscale by `factor` (the 'bicubic' SR baseline and the VDSR/AdaFM input)."""
     height, width = (image.shape[-2:] if isinstance(image, torch.Tensor) else image.shape[:2])
-    return imresize(image, size=(round(height * factor), round(width * factor)))
+    return imresize(image, size=(resized_length(height, factor), resized_length(width, factor)))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -207,6 +209,20 @@ def rgb2y(image: Array, formula: str = "matlab", rounding: bool = False) -> Arra
 # ---------------------------------------------------------------------------------------------------
 # Geometry
 # ---------------------------------------------------------------------------------------------------
+
+
+def scale_modulus(scale: float) -> int:
+    """The side a benchmark HR image is cropped to a multiple of so that its LR side at `scale` is whole: the
+    scale itself for an integer, the numerator of its fraction otherwise (x3.5 = 7/2: multiples of 7)."""
+    fraction = Fraction(float(scale)).limit_denominator(100)
+    if fraction <= 0:
+        raise ValueError(f"scale must be positive, got {scale}")
+    return fraction.numerator
+
+
+def as_scale(scale: float) -> int | float:
+    """An SR factor as the toolkit writes it: an int when whole (x3), a float otherwise (x3.5)."""
+    return int(scale) if float(scale).is_integer() else float(scale)
 
 
 def modcrop(image: Array, modulo: int) -> Array:

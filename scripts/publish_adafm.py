@@ -63,7 +63,33 @@ DEJPEG = {
     "paper": {"LIVE1 q80 basic": 38.81, "LIVE1 q10 basic": 29.55, "LIVE1 q10 AdaFM 80->10": 29.35},
 }
 
+SR_SLIDER = {
+    "family": "adafm",
+    "task": "sr",
+    "levels": [3, 4],  # the level IS the scale: any scale between, the input bicubic-upscaled by it
+    "level_name": "SR scale (the LR image bicubic-upscaled by it first, as SRCNN); fractional scales allowed",
+    "description": "AdaFM-Net SR slider: basic model at x3, 5x5 AdaFM layers adapted to x4 (AdaFM paper Table 4); "
+                   "`restorekit restore --task sr --level 3.5` upscales by 3.5 at lambda(3.5) from this card.",
+    "training": {
+        "recipe": "CPU recipe (reduced width 32 x 8 blocks; scripts/adafm_sr_cpu.sh says the steps), NOT the "
+                  "paper's 1e6 + 5e5 iterations",
+        "command": "scripts/adafm_sr_cpu.sh",
+        "configs": ["configs/adafm/sr_staged_x3_x4.yaml"],
+        "data": "T91 + BSD200 pooled (DIV2K unavailable here), 72x72 HR RGB patches, flips/rot90, MATLAB bicubic "
+                "downscale rounded to 8 bits",
+        "steps": {"basic_x3": 3000, "adafm_x4": 600},
+        "batch": 16,
+        "loss": "L1",
+        "optimizer": "Adam lr 5e-4, cosine to 1e-5 in each stage",
+        "hardware": this_machine(threads=None),
+    },
+    "paper": {"Set5 x3 basic": 34.34, "Set5 x4 AdaFM 3->4": 32.00, "Set5 x4 basic": 32.13},
+}
+
 MODELS = {
+    "adafm_sr_x3_x4": (SR_SLIDER, "runs/adafm_sr_x3_x4/final.safetensors", "Set5",
+                       "restorekit eval --model bicubic --model adafm_sr_x3_x4 --dataset Set5 --task sr "
+                       "--levels 3,3.5,4"),
     "adafm_denoise_s15_s75": (DENOISE, "runs/adafm_denoise_s15_s75/final.safetensors", "CBSD68",
                               "restorekit eval --model identity --model adafm_denoise_s15_s75 --dataset CBSD68 "
                               "--task denoise --levels 15,25,35,45,50,60,75"),

@@ -382,3 +382,20 @@ def test_ensemble_averages_the_eight_flips_and_is_recorded(tmp_path, astronaut):
     setup = evaluation.default_setup("sr", scale=2, level=1.3, ensemble=True)
     with pytest.raises(Exception, match="without --ensemble"):
         evaluation.evaluate(dlnet, folder, setup)
+
+
+def test_a_fractional_sr_scale_crops_hr_to_whole_lr_pixels_and_rounds_the_border_up():
+    """Issue 19 item 2: AdaFM's x3 -> x4 slider is scored at x3.5 as a bicubic x3.5 benchmark (our protocol,
+    documented): HR cropped to multiples of 7 so the LR side is whole (2/7 of it), border ceil(3.5) = 4."""
+    from restorekit import ops
+    from restorekit.models import build
+
+    setup = evaluation.default_setup("sr", scale=3.5)
+    assert setup.scale == 3.5 and setup.protocol.crop_border == 4
+    assert evaluation.default_setup("sr", scale=3.0).scale == 3 and isinstance(evaluation.default_setup(
+        "sr", scale=3.0).scale, int)  # a whole factor stays an int (x3, not x3.0)
+    assert setup.degradation_spec() == "modcrop:7+matlab_bicubic_down:3.5+round_uint8"
+    lr, hr = evaluation.sr_pair(torch.rand(3, 75, 51, generator=torch.Generator().manual_seed(0)), setup)
+    assert hr.shape[-2:] == (70, 49) and lr.shape[-2:] == (20, 14)
+    assert build("bicubic", scale=3.5)(lr[None]).shape[-2:] == hr.shape[-2:]
+    assert ops.scale_modulus(4) == 4 and ops.scale_modulus(2.5) == 5 and ops.scale_modulus(3.25) == 13

@@ -6,9 +6,12 @@ import pytest
 import torch
 
 from restorekit import infer
+from restorekit.api import Restorer
+from restorekit.card import ModelCard
 from restorekit.errors import ModelError
 from restorekit.models import build, create_model, describe
 from restorekit.models.adafm import AdaFM, AdaFMNet, count_weights, recompute_bn_statistics
+from restorekit.modulation import StrengthCurve
 
 
 def _with_random_adafm(model: AdaFMNet, seed: int = 0) -> AdaFMNet:
@@ -96,6 +99,36 @@ def test_sr_model_takes_the_lr_image_and_upsamples_it_first():
     assert model.info.scale == 4 and model.info.scales == (4,) and model.info.tasks == ("sr",)
     with torch.no_grad():
         assert model(torch.rand(1, 3, 10, 12)).shape == (1, 3, 40, 48)
+
+
+def test_the_sr_slider_serves_any_scale_between_its_ends_through_lambda_of_the_scale():
+    """Issue 19 item 2 (spec 4.4, Table 4): basic model at x3, 5x5 AdaFM layers adapted to x4. The level IS the
+    scale: `--task sr --level 3.5` bicubic-upscales by 3.5 (MATLAB's size, ceil(3.5 h)) and runs lambda(3.5) from
+    the card; the ends are the basic model at x3 and the adapted one at x4."""
+    model = build("adafm_net", blocks=1, features=8, kernel_size=5, scale=3, end_scale=4)
+    _with_random_adafm(model.module)
+    assert model.info.scales == (3, 4) and model.info.scale_range == (3.0, 4.0)
+    assert model.info.inputs == ("strength", "scale") and model.info.tasks == ("sr",)
+    model.card = ModelCard(name="tiny-sr-slider", architecture="adafm_net", arguments=model.info.arguments,
+                           task="sr", levels=(3, 4), strength_curve=StrengthCurve.linear(3, 4).to_dict())
+    restorer = Restorer(model, device="cpu", tile=16, tile_overlap=4)
+    image = torch.rand(3, 12, 14, generator=torch.Generator().manual_seed(0))  # even: no padding to compare
+    out = restorer.restore(image, task="sr", level=3.5)
+    assert out.shape == (3, 42, 49)  # tiles cannot map onto a fractional grid: one whole pass
+    assert restorer.restore(image[:, :11, :13], task="sr", level=3.5).shape == (3, 39, 46)  # ceil(38.5), ceil(45.5)
+    with torch.no_grad():
+        direct = model.module(image[None], strength=0.5, scale=3.5)[0].clamp(0, 1)
+        basic_x3 = model.module(image[None], strength=0.0, scale=3)[0].clamp(0, 1)
+        adapted_x4 = model.module(image[None], strength=1.0, scale=4)[0].clamp(0, 1)
+    assert torch.allclose(out, direct, atol=1e-5)
+    assert torch.allclose(restorer.restore(image, task="sr", level=3), basic_x3, atol=1e-5)
+    assert torch.allclose(restorer.restore(image, task="sr", scale=4), adapted_x4, atol=1e-5)  # scale sets lambda
+    with torch.no_grad():  # and lambda matters: the AdaFM layers change the output (a random net's is small)
+        adapted = model.module(image[None], strength=1.0, scale=3.5)
+        moved = adapted - model.module(image[None], strength=0.5, scale=3.5)
+    assert float(moved.abs().max()) > 0.01 * float(adapted.abs().max())
+    with pytest.raises(ModelError, match="outside the range 3..4"):
+        restorer.restore(image, task="sr", level=4.5)
 
 
 def test_descriptor_resolves_the_slider_and_receptive_field_per_variant():

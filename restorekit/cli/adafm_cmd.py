@@ -65,8 +65,15 @@ def _grid(step: float) -> list[float]:
     return [round(i / n, 6) for i in range(n + 1)]
 
 
+def _scale_at(model: Model, level: float) -> float | None:
+    """The SR slider's scale at `level` (its level is the scale); None for every other model."""
+    return level if model.info.scale_range is not None else None
+
+
 def _pairs(args: argparse.Namespace, level: float, model: Model) -> tuple[list, evaluation.EvalSetup]:
-    setup = evaluation.setup_for_model(evaluation.default_setup(args.task, level=level, seed=args.seed, noise=args.noise), model)
+    scale = _scale_at(model, level)
+    setup = evaluation.setup_for_model(evaluation.default_setup(
+        args.task, scale=scale, level=None if scale else level, seed=args.seed, noise=args.noise), model)
     folder = paths.resolve_dataset(args.dataset)
     pairs = []
     for name, path, _ in evaluation.dataset_items(folder)[: args.limit]:
@@ -86,7 +93,9 @@ def _modulated(name: str) -> Model:
 def sweep_level(model: Model, args: argparse.Namespace, level: float) -> dict:
     pairs, setup = _pairs(args, level, model)
     grid = _grid(args.grid_step)
-    psnrs = modulation.strength_sweep(model, pairs, setup.protocol, grid, args.device)
+    scale = _scale_at(model, level)
+    psnrs = modulation.strength_sweep(model, pairs, setup.protocol, grid, args.device,
+                                      **({"scale": scale} if scale else {}))
     best = grid[max(range(len(grid)), key=psnrs.__getitem__)]
     return {"level": level, "strengths": grid, "psnr": psnrs, "best_strength": best,
             "protocol": setup.describe(), "n_images": len(pairs)}
@@ -141,9 +150,11 @@ def _card_file(name: str) -> Path:
 def run_fit(args: argparse.Namespace) -> int:
     model = _modulated(args.model)
     card = model.card
-    if card is None or card.levels is None:
+    if card is None or (card.levels is None and model.info.scale_range is None):
         raise RestorekitError(f"{args.model}: needs a model card with 'levels': [start, end]")
-    start, end = card.levels[0], card.levels[-1]
+    # an SR slider's levels are its scales (start = the basic model's, end = the adapted one's)
+    start, end = (card.levels[0], card.levels[-1]) if card.levels else (model.info.arguments["scale"],
+                                                                        model.info.arguments["end_scale"])
     provenance = {"dataset": args.dataset, "limit": args.limit, "grid_step": args.grid_step, "seed": args.seed,
                   "task": args.task, **({"noise": args.noise} if args.noise != "float" else {})}
     if args.sweeps:

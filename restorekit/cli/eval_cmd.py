@@ -37,7 +37,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "(one line each on the --levels plot)")
     p.add_argument("--dataset", required=True, help="folder of images, or a benchmark name under RESTOREKIT_DATA")
     p.add_argument("--task", required=True, choices=EVAL_TASKS)
-    p.add_argument("--scale", type=int, help="SR scale factor")
+    p.add_argument("--scale", type=float, help="SR scale factor (fractional, e.g. 3.5, for a continuous-scale "
+                   "model: HR cropped to multiples of the fraction's numerator, border rounded up)")
     p.add_argument("--level", type=float,
                    help="degradation level of the task's canonical degradation. With a paired dataset nothing "
                    "is degraded: the level is recorded as stated for the given files (JSON level_source "
@@ -134,7 +135,7 @@ def scale_argument(name: str, task: str, scale: int | None) -> dict:
     else:
         return {}
     builds_with_scale = "scale" in inspect.signature(architecture.build).parameters
-    return {"scale": scale} if builds_with_scale and "scale" not in (*architecture.inputs, *found) else {}
+    return {"scale": ops.as_scale(scale)} if builds_with_scale and "scale" not in (*architecture.inputs, *found) else {}
 
 
 def load_for(name: str, task: str, scale: int | None) -> Model:
@@ -172,7 +173,7 @@ def run_grid(args: argparse.Namespace) -> int:
     if not levels and not args.degrade and not paired:
         raise RestorekitError("several --model need --levels or --degrade to evaluate at (or a paired dataset)")
     if args.task == "sr" and not args.scale and levels:
-        args.scale = int(levels[0])
+        args.scale = levels[0]
     single = argparse.Namespace(**{**vars(args), "degrade": None, "level": None})
     base = evaluation.for_dataset(setup_from_args(single), dataset)
     if args.seed_mode is None:

@@ -212,7 +212,7 @@ def report(jobs: list[Job], model: LoadedModel, args: argparse.Namespace, dist: 
         "card": restorer.card.name if restorer.card else None,
         "task": args.task, "level": args.level, "strength": model.strength,
         "factor": infer.factor_for(restorer.model, args.task) or "auto" if "factor" in restorer.info.inputs else None,
-        "scale": restorer.info.scale_for(args.scale if "scale" in restorer.info.inputs else None),
+        "scale": infer.request_scale(restorer.info, numeric_level(args.level), args.scale),
         "settings": {"tile": args.tile, "tile_overlap": restorer.tile_overlap, "ensemble": args.ensemble,
                      "precision": args.precision, "device": str(restorer.device), "backend": args.backend,
                      "mask": args.mask, "degrade": infer.record_spec(

@@ -58,6 +58,9 @@ class Architecture:
     tasks: tuple[str, ...]
     summary: str = ""
     scales: tuple[int, ...] = (1,)  # output size / input size; several for multi-head SR (CARN)
+    # (low, high): any scale between (fractional too) is served, the level being the scale (AdaFM's x3 -> x4
+    # slider: the input bicubic-upscaled by the requested scale, lambda(scale) from the card)
+    scale_range: tuple[float, float] | None = None
     # the degradation types (degradation-engine operator names) a model taking `factor` has paths for (MBN)
     factors: tuple[str, ...] = ()
     inputs: tuple[str, ...] = ()  # conditions from CONDITIONS the call takes (the image is implied)
@@ -103,6 +106,7 @@ class ModelInfo:
     arguments: dict = field(default_factory=dict)
     tasks: tuple[str, ...] = ()
     scales: tuple[int, ...] = (1,)
+    scale_range: tuple[float, float] | None = None
     factors: tuple[str, ...] = ()
     inputs: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ("image",)
@@ -137,7 +141,13 @@ class ModelInfo:
         """The output scale of a single-scale model (multi-scale models: pass `scale=` to the call)."""
         return self.scales[0] if len(self.scales) == 1 else 0
 
-    def scale_for(self, requested: int | None) -> int:
+    def scale_for(self, requested: float | None) -> float:
+        """The scale a call runs at: `requested`, checked against the model's heads or its continuous range."""
+        if requested is not None and self.scale_range is not None:
+            low, high = self.scale_range
+            if not low <= requested <= high:
+                raise ModelError(f"{self.name} upscales by x{low:g} to x{high:g}, not x{requested:g}")
+            return int(requested) if float(requested).is_integer() else float(requested)
         if requested is None:
             if len(self.scales) > 1:
                 raise ModelError(f"{self.name} has x{'/x'.join(map(str, self.scales))} heads: say which scale")

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from restorekit import ops
@@ -127,6 +128,7 @@ class AdaFMNet(nn.Module):
         n_levels: int = 2,
         scale: int = 1,
         global_skip: bool = False,
+        end_scale: int | None = None,
     ):
         super().__init__()
         if norm not in NORMS:
@@ -134,6 +136,7 @@ class AdaFMNet(nn.Module):
         if placement not in PLACEMENTS:
             raise ValueError(f"placement must be one of {PLACEMENTS}, got {placement!r}")
         self.scale, self.global_skip = scale, global_skip
+        self.end_scale = scale if end_scale is None or not adafm else end_scale  # the SR slider's adapted scale
         self.conv_first = nn.Conv2d(channels, features, 3, stride=2, padding=1)
         self.body = nn.ModuleList(
             ResidualBlock(features, adafm, kernel_size, norm, n_levels) for _ in range(blocks)
@@ -156,10 +159,21 @@ class AdaFMNet(nn.Module):
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
 
-    def forward(self, x: torch.Tensor, strength: float | torch.Tensor = 1.0) -> torch.Tensor:
-        """strength: lambda in [0, 1] (a float, or a 0-d/[1] tensor so that ONNX takes it as an input)."""
-        if self.scale > 1:
-            x = ops.imresize(x, self.scale)
+    def forward(self, x: torch.Tensor, strength: float | torch.Tensor = 1.0, scale: float | None = None
+                ) -> torch.Tensor:
+        """strength: lambda in [0, 1] (a float, or a 0-d/[1] tensor so that ONNX takes it as an input).
+        scale: an SR slider's upscaling factor, any value between its start and end scale (fractional too);
+        default: the start scale at strength 0, else the end scale -- the two levels it was trained at (a model
+        without AdaFM layers, e.g. the slider's basic stage, has only its start scale)."""
+        if scale is None:
+            scale = self.scale if isinstance(strength, (int, float)) and strength == 0 else self.end_scale
+        if scale != 1:
+            x = ops.imresize(x, scale)
+        height, width = x.shape[-2:]
+        x = F.pad(x, (0, width % 2, 0, height % 2), mode="replicate")  # the stride-2 entry conv needs even sides
+        return self._restore(x, strength)[..., :height, :width]
+
+    def _restore(self, x: torch.Tensor, strength: float | torch.Tensor) -> torch.Tensor:
         features = self.conv_first(x)
         body = features
         for block in self.body:
@@ -214,11 +228,14 @@ def _describe(arguments: dict) -> dict:
     a = {**_DEFAULTS, **arguments}
     n_adafm = (2 * a["blocks"] + (a["placement"] == "all")) if a["adafm"] else 0
     modulated = bool(a["adafm"]) or a["norm"] == "cin"
+    ends = sorted({a["scale"], a["end_scale"] or a["scale"]})
+    slider = bool(a["adafm"]) and len(ends) == 2  # an SR slider: any scale between its two ends
     return {
         "tasks": ("sr",) if a["scale"] > 1 else ("restore",),
-        "scales": (a["scale"],), "in_channels": a["channels"],
+        "scales": tuple(ends) if slider else (a["scale"],), "in_channels": a["channels"],
+        "scale_range": (float(ends[0]), float(ends[1])) if slider else None,
         "receptive_field": receptive_radius(a["blocks"], a["kernel_size"], n_adafm, a["scale"]),
-        "inputs": ("strength",) if modulated else (),
+        "inputs": (("strength",) if modulated else ()) + (("scale",) if slider else ()),
         # Conditional IN fails bf16 in the contract tests (6.7/255 max abs, 45.5 dB vs fp32: instance norm keeps
         # every layer at unit scale, so rounding errors grow); the other variants pass fp16 and bf16.
         "fp16": a["norm"] != "cin", "bf16": a["norm"] != "cin",
@@ -294,7 +311,7 @@ def detect(state: dict[str, torch.Tensor]) -> dict | None:
 
 
 _DEFAULTS = {"channels": 3, "features": 64, "blocks": 16, "adafm": True, "kernel_size": 1, "placement": "resblocks",
-             "norm": "none", "n_levels": 2, "scale": 1, "global_skip": False}
+             "norm": "none", "n_levels": 2, "scale": 1, "global_skip": False, "end_scale": None}
 
 
 @register_model(
@@ -303,7 +320,8 @@ _DEFAULTS = {"channels": 3, "features": 64, "blocks": 16, "adafm": True, "kernel
     test_configs=({"features": 8, "blocks": 2}, {"features": 8, "blocks": 1, "kernel_size": 3, "placement": "all"},
                   {"features": 8, "blocks": 1, "adafm": False, "norm": "bn"},
                   {"features": 8, "blocks": 1, "norm": "cin"}, {"features": 8, "blocks": 1, "scale": 2},
-                  {"features": 8, "blocks": 1, "channels": 1, "global_skip": True}),
+                  {"features": 8, "blocks": 1, "channels": 1, "global_skip": True},
+                  {"features": 8, "blocks": 1, "kernel_size": 5, "scale": 3, "end_scale": 4}),
 )
 def adafm_net(
     channels: int = 3,
@@ -316,11 +334,16 @@ def adafm_net(
     n_levels: int = 2,
     scale: int = 1,
     global_skip: bool = False,
+    end_scale: int | None = None,
 ) -> AdaFMNet:
     """AdaFM-Net; `adafm=False` is the basic model N_bas.
 
     global_skip: add the (upsampled) input to the output, i.e. learn the residual. NOT in the paper or its
     code (spec 4.3: no global skip); an option for small training budgets, where the faithful body cannot
     yet reproduce mild inputs (our CPU DeJPEG model at q80: 32.4 dB out of a 36.9 dB input without it).
+    end_scale: the SR slider (spec 4.4, Table 4: basic model at `scale`, AdaFM layers adapted to `end_scale`,
+    e.g. x3 -> x4 with 5x5 filters): the model then serves any scale between the two, fractional too, its input
+    bicubic-upscaled by the requested scale and lambda(scale) from its card.
     """
-    return AdaFMNet(channels, features, blocks, adafm, kernel_size, placement, norm, n_levels, scale, global_skip)
+    return AdaFMNet(channels, features, blocks, adafm, kernel_size, placement, norm, n_levels, scale, global_skip,
+                    end_scale)

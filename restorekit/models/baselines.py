@@ -17,11 +17,12 @@ class Identity(nn.Module):
 
 
 class Bicubic(nn.Module):
-    """MATLAB bicubic upscaling by an integer factor: the 'Bicubic' row of every SR table."""
+    """MATLAB bicubic upscaling: the 'Bicubic' row of every SR table (a fractional factor too, e.g. x3.5 beside
+    AdaFM's SR slider; the output side is MATLAB's ceil(scale * side))."""
 
-    def __init__(self, scale: int = 4) -> None:
+    def __init__(self, scale: float = 4) -> None:
         super().__init__()
-        self.scale = int(scale)
+        self.scale = ops.as_scale(scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return ops.imresize(x, self.scale)
@@ -37,7 +38,7 @@ def identity() -> Identity:
 # x4 1.9-2.4/255 max abs over seeds, past the 2/255 bar (two separable bf16 products); fp16 runs the fp32 path.
 @register_model("bicubic", family="baseline", tasks=("sr",), summary="MATLAB bicubic upscaling",
                 in_channels=None, receptive_field=4, fp16=True, bf16=False,
-                resolve=lambda a: {"scales": (int(a.get("scale", 4)),)},
+                resolve=lambda a: {"scales": (ops.as_scale(a.get("scale", 4)),)},
                 test_configs=({"scale": 2}, {"scale": 3}, {"scale": 4}))
-def bicubic(scale: int = 4) -> Bicubic:
+def bicubic(scale: float = 4) -> Bicubic:
     return Bicubic(scale)
