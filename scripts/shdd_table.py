@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -39,6 +40,8 @@ ROWS = {  # row -> (run folder, config) ; Input: the distorted image itself
     "DnCNN": ("baseline_dncnn_he", "configs/mepsnet/baseline_dncnn_shdd_moderate_cpu.yaml"),
     "VDSR (deeper)": ("baseline_vdsr_he", "configs/mepsnet/baseline_vdsr_shdd_moderate_cpu.yaml"),
     "RIDNet": ("baseline_ridnet_he", "configs/mepsnet/baseline_ridnet_shdd_moderate_cpu.yaml"),
+    # the same DnCNN with Adam's weight decay 0 (its reference code's; --set train.optimizer.weight_decay=0)
+    "DnCNN (no weight decay)": ("baseline_dncnn_he_wd0", "configs/mepsnet/baseline_dncnn_shdd_moderate_cpu.yaml"),
     "MEPSNet": ("moderate_cpu", "configs/mepsnet/mepsnet_shdd_moderate_cpu.yaml"),
 }
 ZOO_ROWS = {  # row -> (zoo model, factor): what `restorekit restore --task auto` could run instead (issue 18 item 7)
@@ -75,7 +78,7 @@ def score(row: str, level: str, limit: int, out: Path) -> dict | None:
     model, weights, factor = found
     dataset = paths.resolve_dataset("BSD100")
     key = {"model": str(weights or model), "stamp": evaluation.file_stamp(weights) if weights else None}
-    slug = row.split(" ")[0].lower()
+    slug = re.sub(r"[^a-z0-9]+", "_", row.lower()).strip("_")  # one cache file per row
     return evaluation.evaluate_cached(out / "cache" / f"{slug}_{level}.json", key, lambda: load_model(model),
                                       dataset, setup(level, factor), limit)
 
