@@ -114,11 +114,17 @@ def resolve_strength(model: Model, level: float | None, strength: float | None) 
     return 1.0
 
 
+def slider_level_scale(info: ModelInfo, level: float | None, scale: float | None) -> tuple[float | None, float | None]:
+    """(level, scale) of a request. For a continuous-scale model (AdaFM's SR slider) the level IS the scale:
+    either one given sets the other. Any other model keeps them apart."""
+    if info.scale_range is None:
+        return level, scale
+    return (scale if level is None else level), (level if scale is None else scale)
+
+
 def request_scale(info: ModelInfo, level: float | None, scale: float | None) -> float:
-    """The output scale of a request: `scale` for a model that takes one, its single head's otherwise; for a
-    continuous-scale model (AdaFM's SR slider) the level is the scale when no scale is given."""
-    if info.scale_range is not None and scale is None:
-        scale = level
+    """The output scale of a request: `scale` for a model that takes one, its single head's otherwise."""
+    _, scale = slider_level_scale(info, level, scale)
     return info.scale_for(scale if "scale" in info.inputs else None)
 
 
@@ -147,10 +153,9 @@ def conditions_for(model: Model, *, level: float | None = None, strength: float 
     the level itself for a model that takes it (FFDNet's noise map) and, for a model with a continuous scale
     range, the scale unless one is given; others passed as given."""
     conditions = {k: v for k, v in others.items() if v is not None}
-    if model.info.scale_range is not None:  # the level is the scale (AdaFM's SR slider): either sets both
-        level = others.get("scale") if level is None else level
-        if level is not None:
-            conditions.setdefault("scale", level)
+    level, scale = slider_level_scale(model.info, level, others.get("scale"))
+    if scale is not None:
+        conditions["scale"] = scale
     lam = resolve_strength(model, level, strength)
     if lam is not None:
         conditions["strength"] = lam
@@ -408,7 +413,6 @@ def run_tiled(
 def restore_luma(restore: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor, scale: int = 1) -> torch.Tensor:
     """Run a Y-channel model on a colour image the way the field does (SRCNN, ARCNN, the JPEG benchmarks):
     restore MATLAB rgb2ycbcr's Y, keep Cb/Cr (bicubic-upscaled for SR), convert back to RGB."""
-
     ycbcr = ops.rgb2ycbcr(image.double())
     luma = restore(ycbcr[..., :1, :, :].float()).double()
     chroma = ycbcr[..., 1:, :, :]
