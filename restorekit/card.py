@@ -110,7 +110,8 @@ class Result(_Strict):
                                psnr=round(row["psnr"], 3),
                                ssim=round(row["ssim"], 4) if row.get("ssim") is not None else None,
                                psnr_b=round(row["psnr_b"], 3) if "psnr_b" in row else None,
-                               n_images=row.get("n_images"), protocol={**protocol, "degradation": row["spec"]},
+                               n_images=row.get("n_images"),
+                               protocol={**protocol, **row.get("protocol", {}), "degradation": row["spec"]},
                                command=command))
         return results
 

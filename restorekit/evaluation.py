@@ -459,6 +459,7 @@ def evaluate_grid(
             row = {"x": point.label, "level": point.level, "spec": result["protocol"]["degradation"],
                    "strength": result["strength"],
                    "psnr": result["psnr"], "ssim": result["ssim"], "n_images": result["n_images"],
+                   "protocol": {k: v for k, v in result["protocol"].items() if k != "degradation"},
                    "images": result["images"]}
             if "psnr_b" in result:
                 row["psnr_b"] = result["psnr_b"]
@@ -476,7 +477,7 @@ def evaluate_grid(
         "x": [p.label for p in points],
         "models": list(models),
         "results": runs,
-        "protocol": {k: v for k, v in first.describe().items() if k != "degradation"},
+        "protocol": common_protocol(runs),
         "restorekit_version": __version__,
     }
     if unpaired is not None:
@@ -484,13 +485,23 @@ def evaluate_grid(
     return grid
 
 
+def common_protocol(runs: dict[str, list[dict]]) -> dict:
+    """The protocol items every row of a grid shares; an item that changes along the axis (SR's border crop,
+    ceil(scale)) is left to the rows, which each carry their whole protocol."""
+    rows = [row["protocol"] for model_rows in runs.values() for row in model_rows]
+    return {k: v for k, v in rows[0].items() if all(row.get(k) == v for row in rows)}
+
+
 def grid_markdown(grid: dict) -> str:
     """PSNR (and SSIM) tables, models as rows and levels as columns, as in the papers."""
     axis = grid["x_axis"]
     head = f"| model \\ {axis} | " + " | ".join(grid["x"]) + " |"
     rule = "|---|" + "---:|" * len(grid["x"])
+    rows = next(iter(grid["results"].values()))
+    varying = [k for k in rows[0].get("protocol", {}) if k not in grid["protocol"]]
+    per_column = [f"{k} by column: " + ", ".join(str(row["protocol"][k]) for row in rows) for k in varying]
     lines = [f"Dataset `{Path(grid['dataset']).name}`, task `{grid['task']}`; protocol: "
-             + ", ".join(f"{k}={v}" for k, v in grid["protocol"].items()), ""]
+             + ", ".join([*(f"{k}={v}" for k, v in grid["protocol"].items()), *per_column]), ""]
     for metric, fmt in (("psnr", "{:.2f}"), ("ssim", "{:.4f}")):
         lines += [f"**{metric.upper()}**", "", head, rule]
         for model in grid["models"]:

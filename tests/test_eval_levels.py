@@ -83,6 +83,11 @@ def test_grid_over_degradation_specs_and_over_sr_scales(tmp_path, folder):
     grid = json.loads(sr.read_text())
     psnr = [row["psnr"] for row in grid["results"]["bicubic"]]
     assert grid["x_axis"] == "scale" and grid["x"] == ["x2", "x3", "x4"] and psnr == sorted(psnr, reverse=True)
+    # the SR border crop is the scale (x3.5: 4), so it changes along the axis: each row records its own, the grid
+    # only what every row shares, and the table names it per column
+    assert [row["protocol"]["crop_border"] for row in grid["results"]["bicubic"]] == [2, 3, 4]
+    assert "crop_border" not in grid["protocol"] and grid["protocol"]["y_channel"] is True
+    assert "crop_border by column: 2, 3, 4" in (tmp_path / "sr.md").read_text()
 
 
 def test_grid_points_keep_the_protocol_and_seed():
