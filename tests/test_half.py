@@ -107,6 +107,8 @@ def _check_zoo(precision: str) -> None:
             continue
         image = _sample(model.info.in_channels or 3)
         conditions = {"strength": 1.0} if model.info.modulated else {}
+        if "scale" in model.info.inputs:  # a multi-scale model at its largest scale (the SR slider's adapted end)
+            conditions["scale"] = max(model.info.scales)
         reference = infer.run_model(model, image, **conditions).clamp(0, 1)
         low = infer.place(copy.deepcopy(model), torch.device("cpu"), precision)
         worst, psnr = _difference(infer.run_model(low, image, "cpu", precision, **conditions).clamp(0, 1), reference)

@@ -149,6 +149,9 @@ class ModelInfo:
                 raise ModelError(f"{self.name} upscales by x{low:g} to x{high:g}, not x{requested:g}")
             return int(requested) if float(requested).is_integer() else float(requested)
         if requested is None:
+            if self.scale_range is not None:
+                raise ModelError(f"{self.name} upscales by any scale from x{self.scale_range[0]:g} to "
+                                 f"x{self.scale_range[1]:g}: say which")
             if len(self.scales) > 1:
                 raise ModelError(f"{self.name} has x{'/x'.join(map(str, self.scales))} heads: say which scale")
             return self.scales[0]

@@ -237,8 +237,10 @@ def _describe(arguments: dict) -> dict:
         "receptive_field": receptive_radius(a["blocks"], a["kernel_size"], n_adafm, a["scale"]),
         "inputs": (("strength",) if modulated else ()) + (("scale",) if slider else ()),
         # Conditional IN fails bf16 in the contract tests (6.7/255 max abs, 45.5 dB vs fp32: instance norm keeps
-        # every layer at unit scale, so rounding errors grow); the other variants pass fp16 and bf16.
-        "fp16": a["norm"] != "cin", "bf16": a["norm"] != "cin",
+        # every layer at unit scale, so rounding errors grow); the other variants pass fp16 and bf16, except SR in
+        # bf16: the bicubic pre-upsampling alone is 1.9-2.4/255 off at x3/x4 (see `bicubic`), and the zoo SR
+        # slider measured 2.06/255 at x4 (tests/test_half.py), past the 2/255 bar.
+        "fp16": a["norm"] != "cin", "bf16": a["norm"] != "cin" and a["scale"] == 1,
         # Instance norm uses whole-image statistics: a tile's output differs (74/255 in the contract test).
         "tiling": "whole" if a["norm"] == "cin" else "tile",
     }
