@@ -16,15 +16,21 @@ STEPS=${STEPS:-400}
 CPU="--set model.args.features=32 --set model.args.blocks=8 --set data.train.patch=48 --set train.optimizer.lr=5e-4 --set threads=2"
 BASE=runs/adafm_denoise_basic_s15_from_zoo
 
-# The sigma-15 basic model, out of the zoo weights (the AdaFM parameters dropped; fp16 -> fp32).
-.venv/bin/python - "$BASE" <<'PY'
+# The sigma-15 basic model, out of the FIRST zoo model's weights (the AdaFM parameters dropped; fp16 -> fp32). The
+# zoo name now holds the second model (scripts/adafm_denoise_long_cpu.sh, which starts from this basic model):
+# the first is read from git history (FIRST_ZOO_COMMIT, the last commit before the replacement).
+FIRST=$(mktemp -d)
+for ext in safetensors json; do
+    git show "${FIRST_ZOO_COMMIT:-99ce20c}:weights/adafm_denoise_s15_s75.$ext" > "$FIRST/adafm_denoise_s15_s75.$ext"
+done
+.venv/bin/python - "$BASE" "$FIRST/adafm_denoise_s15_s75.safetensors" <<'PY'
 import sys
 from pathlib import Path
 from safetensors.torch import save_file
 from restorekit.card import ModelCard, write_card
 from restorekit.zoo import load_model
 out = Path(sys.argv[1]); out.mkdir(parents=True, exist_ok=True)
-model = load_model("adafm_denoise_s15_s75")
+model = load_model(sys.argv[2])
 state = {k: v.float().contiguous() for k, v in model.module.state_dict().items() if "adafm" not in k}
 save_file(state, str(out / "final.safetensors"))
 write_card(out / "final.json", ModelCard(name=out.name, architecture="adafm_net", task="denoise", levels=(15, 15),

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# The CPU recipe behind the zoo model `adafm_denoise_s15_s75` (AdaFM colour denoising, sigma 15 -> 75),
+# The CPU recipe behind the FIRST zoo model `adafm_denoise_s15_s75` (AdaFM colour denoising, sigma 15 -> 75),
+# replaced on 2026-12-05 by the longer recipe of scripts/adafm_denoise_long_cpu.sh, which continues from this
+# one's basic model (its weights: `git show 99ce20c:weights/adafm_denoise_s15_s75.safetensors`),
 # exactly as it was run on the 2-core development machine (shared with other jobs, ~1 h in all).
 # Reduced width (32 features, 8 blocks instead of 64 x 16) and a few thousand steps instead of 1e6:
 # a small honest model, far from the paper's numbers. The faithful recipe is the config without the

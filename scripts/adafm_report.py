@@ -145,6 +145,81 @@ def faithful_dejpeg() -> str:
     return "\n".join(lines) + "\n"
 
 
+PAPER_TABLE4_SR = {3: 34.34, 4: 32.00}  # Set5: the x3 basic model (Table 3), the x3 -> x4 AdaFM at x4 (Table 4)
+PAPER_SR_BASELINE_X4 = 32.13
+FIRST_ZOO_CBSD68 = {15: 30.29, 25: 28.55, 35: 27.05, 45: 25.76, 50: 25.19, 60: 24.19, 75: 22.91}  # issue 5 table
+
+
+def reference_psnr(model: str, dataset: str, sigma: float) -> float | None:
+    """A released model's PSNR from scripts/reference_checkpoints.sh (outputs/reference/), when it was run here."""
+    path = Path("outputs/reference") / f"{model}_{dataset}_s{sigma:g}.json"
+    return json.loads(path.read_text())["psnr"] if path.is_file() else None
+
+
+def long_denoiser_table(dataset: str) -> str:
+    """The second zoo denoiser (scripts/adafm_denoise_long_cpu.sh) on one colour set at every sigma: input, the
+    model at lambda(sigma), its same-budget per-level baselines (where trained), the first zoo model (CBSD68), the
+    released FFDNet colour and CDnCNN-B through the same eval, and the paper's per-level basic models."""
+    grid = load(f"long/{dataset.lower()}_levels.json")
+    if grid is None:
+        return f"*outputs/adafm/long/{dataset.lower()}_levels.json is missing: run scripts/adafm_denoise_long_cpu.sh.*\n"
+    rows = grid["results"]
+    identity = {r["level"]: r["psnr"] for r in rows["identity"]}
+    lines = ["| sigma | input | AdaFM-Net (ours) at lambda(sigma) | lambda | basic model, same budget | AdaFM - basic | "
+             "first zoo model | FFDNet colour | CDnCNN-B | paper basic |", "|---:|" + "---:|" * 9]
+    for row in rows["adafm_denoise_s15_s75"]:
+        sigma = row["level"]
+        base = load(f"long/baseline_s{level_key(sigma)}.json") if dataset == "CBSD68" else None
+        first = FIRST_ZOO_CBSD68.get(int(sigma)) if dataset == "CBSD68" else None
+        lines.append(f"| {level_key(sigma)} | {fmt(identity.get(sigma))} | {fmt(row['psnr'])} | "
+                     f"{fmt(row.get('strength'), 3)} | {fmt(base and base['psnr'])} | "
+                     f"{fmt(base and row['psnr'] - base['psnr'])} | {fmt(first)} | "
+                     f"{fmt(reference_psnr('ffdnet_color', dataset, sigma))} | "
+                     f"{fmt(reference_psnr('cdncnn_b', dataset, sigma))} | "
+                     f"{fmt(PAPER_BASIC['denoise'].get(int(sigma)) if dataset == 'CBSD68' else None)} |")
+    lines += ["", f"{dataset}, {rows['adafm_denoise_s15_s75'][0]['n_images']} images; protocol: "
+              f"{json.dumps(grid['protocol'])}."]
+    return "\n".join(lines) + "\n"
+
+
+def quantized_table() -> str:
+    """The second zoo denoiser under the paper's protocol (noisy image clipped and rounded), CBSD68."""
+    data = load("long/cbsd68_quantized.json")
+    if data is None:
+        return "*outputs/adafm/long/cbsd68_quantized.json is missing.*\n"
+    rows = next(iter(data["results"].values()))
+    return ("| sigma | " + " | ".join(level_key(r["level"]) for r in rows) + " |\n|---|" + "---:|" * len(rows)
+            + "\n| zoo model (second), quantized noise | " + " | ".join(fmt(r["psnr"]) for r in rows) + " |\n")
+
+
+def sr_slider_table(dataset: str) -> str:
+    """The SR slider (scripts/adafm_sr_cpu.sh) at x3..x4 beside bicubic, the same recipe without the global skip
+    (outputs/adafm/sr_noskip/), and the paper's Set5 figures (Tables 3-4)."""
+    name = f"sr_{dataset.lower()}_scales.json"
+    grid, noskip = load(name), load(f"sr_noskip/{name}")
+    if grid is None:
+        return f"*outputs/adafm/{name} is missing: run scripts/adafm_sr_cpu.sh.*\n"
+    rows = grid["results"]
+    labels = [r["x"] for r in rows["bicubic"]]
+    lines = ["| model | " + " | ".join(labels) + " |", "|---|" + "---:|" * len(labels)]
+    lines.append("| bicubic | " + " | ".join(fmt(r["psnr"]) for r in rows["bicubic"]) + " |")
+    model = rows["adafm_sr_x3_x4"]
+    lines.append("| AdaFM SR slider (ours) | " + " | ".join(fmt(r["psnr"]) for r in model) + " |")
+    lines.append("| lambda(scale) | " + " | ".join(fmt(r.get("strength"), 3) for r in model) + " |")
+    lines.append("| ours - bicubic | " + " | ".join(f"{m['psnr'] - b['psnr']:+.2f}" for m, b in zip(model, rows["bicubic"]))
+                 + " |")
+    if noskip:
+        lines.append("| same recipe without the global skip, 3,000 + 600 steps | "
+                     + " | ".join(fmt(r["psnr"]) for r in noskip["results"]["adafm_sr_x3_x4"]) + " |")
+    if dataset == "Set5":
+        lines.append("| paper (x3 basic; x4 AdaFM 3 -> 4, 5x5) | "
+                     + " | ".join(fmt(PAPER_TABLE4_SR.get(r["level"])) for r in model) + " |")
+    crops = ", ".join(str(r["protocol"]["crop_border"]) for r in model) if "protocol" in model[0] else "ceil(scale)"
+    lines += ["", f"{dataset}, {model[0]['n_images']} images; protocol: {json.dumps(grid['protocol'])}; border crop "
+              f"by column: {crops}."]
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     print("### Colour denoising, sigma 15 -> 75 (CBSD68, RGB)\n")
     print(modulation_table("denoise"))
@@ -154,6 +229,14 @@ def main() -> None:
     print(sweep_table("denoise_sweeps.json"))
     print("### AdaFM filter size (paper Table 2), denoising sigma 15 -> 75, same CPU budget\n")
     print(kernel_table())
+    for dataset in ("CBSD68", "McMaster"):
+        print(f"### The second zoo denoiser (issue 19 item 4), {dataset}\n")
+        print(long_denoiser_table(dataset))
+    print("### The second zoo denoiser under the paper's quantized protocol (CBSD68)\n")
+    print(quantized_table())
+    for dataset in ("Set5", "Set14"):
+        print(f"### SR slider x3 -> x4 (issue 19 item 2), {dataset}\n")
+        print(sr_slider_table(dataset))
     print("### DeJPEG on Y, quality 80 -> 10 (LIVE1)\n")
     print(modulation_table("jpeg"))
     print("### PSNR against lambda, DeJPEG (classic5)\n")

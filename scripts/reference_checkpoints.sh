@@ -3,7 +3,7 @@
 # Writes outputs/reference/*.json (git-ignored); docs/BENCHMARKS.md "Released checkpoints (issue 12)"
 # is made from them. The weights are read in place from the reference-weights folder, never copied.
 #
-#   scripts/reference_checkpoints.sh [GROUP...]   groups: sr jpeg sr-sets colour grey clipped (default: all, in order)
+#   scripts/reference_checkpoints.sh [GROUP...]   groups: sr jpeg sr-sets colour mcmaster grey clipped (default: all, in order)
 #   LIMIT=N: only the first N images of every set (a quick partial run; the JSON records n_images)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -57,6 +57,13 @@ colour() {
   done
 }
 
+mcmaster() {  # the same colour models on McMaster (18 images), beside the AdaFM zoo denoiser (issue 19 item 4)
+  for sigma in 15 25 35 50 75; do
+    ev "cdncnn_b_McMaster_s$sigma" --model "$REF/cdncnn_b_color_blind.mat" --dataset McMaster --task denoise --level "$sigma"
+    ev "ffdnet_color_McMaster_s$sigma" --model "$REF/ffdnet_color.mat" --dataset McMaster --task denoise --level "$sigma"
+  done
+}
+
 grey() {
   for sigma in 15 25 50; do
     ev "ffdnet_gray_BSD68_s$sigma" --model "$REF/ffdnet_gray.mat" --dataset BSD68 --task denoise --level "$sigma"
@@ -72,15 +79,16 @@ clipped() {  # the MATLAB pipeline (FFDNet/AdaFM test scripts save the noisy ima
 }
 
 groups=("$@")
-[[ ${#groups[@]} -eq 0 ]] && groups=(sr jpeg sr-sets colour grey clipped)
+[[ ${#groups[@]} -eq 0 ]] && groups=(sr jpeg sr-sets colour mcmaster grey clipped)
 for group in "${groups[@]}"; do
   case "$group" in
     sr) sr ;;
     jpeg) jpeg ;;
     sr-sets) sr_sets ;;
     colour) colour ;;
+    mcmaster) mcmaster ;;
     grey) grey ;;
     clipped) clipped ;;
-    *) echo "unknown group $group; groups: sr jpeg sr-sets colour grey clipped" >&2; exit 2 ;;
+    *) echo "unknown group $group; groups: sr jpeg sr-sets colour mcmaster grey clipped" >&2; exit 2 ;;
   esac
 done

@@ -183,9 +183,9 @@ def test_every_installed_zoo_model_tiles_like_untiled():
         pytest.skip("no trained models installed")
     image = torch.rand(3, 500, 700, generator=torch.Generator().manual_seed(0))
     for entry in installed:
-        scales = entry.card.card_scales()
-        scale = {"scale": min(scales)} if len(scales) > 1 else {}  # a multi-head model (carn_x234) needs its head
         restorer = Restorer(entry.card.name, device="cpu", tile=128)
+        scales = restorer.info.scales  # a multi-head model (carn_x234) or the SR slider needs its scale
+        scale = {"scale": min(scales)} if len(scales) > 1 else {}
         if restorer.info.tiling == "whole":  # runs on the whole image whatever the tile (DL-Net): nothing to compare
             continue
         sample = image[:, :250, :350] if restorer.info.scale_range is not None else image
