@@ -19,6 +19,7 @@ BASE=runs/adafm_denoise_basic_s15_from_zoo
 # The sigma-15 basic model, out of the FIRST zoo model's weights (the AdaFM parameters dropped; fp16 -> fp32). The
 # zoo name now holds the second model (scripts/adafm_denoise_long_cpu.sh, which starts from this basic model):
 # the first is read from git history (FIRST_ZOO_COMMIT, the last commit before the replacement).
+# BASE_ONLY=1: stop after the basic model; FIRST_GRID=1: only the first model's CBSD68 grid (sigma 15..75).
 FIRST=$(mktemp -d)
 for ext in safetensors json; do
     git show "${FIRST_ZOO_COMMIT:-99ce20c}:weights/adafm_denoise_s15_s75.$ext" > "$FIRST/adafm_denoise_s15_s75.$ext"
@@ -38,6 +39,12 @@ write_card(out / "final.json", ModelCard(name=out.name, architecture="adafm_net"
 print(f"basic model: {len(state)} tensors -> {out}")
 PY
 [ "${BASE_ONLY:-0}" = 1 ] && exit 0   # only the basic model (scripts/adafm_kernel_study_cpu.sh)
+if [ "${FIRST_GRID:-0}" = 1 ]; then   # only the first zoo model's CBSD68 grid, a column of scripts/adafm_report.py
+    mkdir -p outputs/adafm/long
+    $RK eval --model "$FIRST/adafm_denoise_s15_s75.safetensors" --dataset CBSD68 --task denoise \
+        --levels 15,25,35,45,50,60,75 --json outputs/adafm/long/first_zoo_cbsd68_levels.json
+    exit 0
+fi
 
 for SIGMA in $SIGMAS; do
     OUTDIR=runs/adafm_denoise_baseline_s$SIGMA

@@ -43,33 +43,39 @@ def level_key(level: float) -> str:
     return f"{level:g}"
 
 
+LEVEL_COLUMNS = "| {symbol} | input (identity) | AdaFM-Net at lambda(level) | lambda | basic model, same budget | AdaFM - basic |"
+
+
+def level_cells(row: dict, identity: dict, baseline: dict | None) -> tuple[str, float | None]:
+    """The columns every modulation table starts with (level, input, AdaFM-Net, lambda, same-budget basic model,
+    gap), and the gap itself; `baseline` is that level's eval JSON, None where it was not trained."""
+    level = row["level"]
+    gap = None if baseline is None else row["psnr"] - baseline["psnr"]
+    cells = (f"| {level_key(level)} | {fmt(identity.get(level))} | {fmt(row['psnr'])} | "
+             f"{fmt(row.get('strength'), 3)} | {fmt(baseline and baseline['psnr'])} | {fmt(gap)} |")
+    return cells, gap
+
+
 def modulation_table(task: str) -> str:
     model, grid_name, baseline_name, dataset, symbol = REPORTS[task]
     grid = load(grid_name)
     if grid is None:
         return f"*{OUT / grid_name} is missing: run the recipe first.*\n"
     rows_by_model = grid["results"]
-    identity = {r["level"]: r for r in rows_by_model.get("identity", [])}
-    lines = [f"| {symbol} | input (identity) | AdaFM-Net at lambda(level) | lambda | basic model, same budget | "
-             "AdaFM - basic | paper basic | paper AdaFM (end level) |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    worst = None
+    identity = {r["level"]: r["psnr"] for r in rows_by_model.get("identity", [])}
+    lines = [LEVEL_COLUMNS.format(symbol=symbol) + " paper basic | paper AdaFM (end level) |",
+             "|---:|" + "---:|" * 7]
+    gaps = []
     for row in rows_by_model[model]:
-        level = row["level"]
-        base = load(baseline_name.format(level_key(level)))
-        base_psnr = base["psnr"] if base else None
-        gap = None if base_psnr is None else row["psnr"] - base_psnr
-        if gap is not None:
-            worst = gap if worst is None else min(worst, gap)
-        lines.append(
-            f"| {level_key(level)} | {fmt(identity.get(level, {}).get('psnr'))} | {fmt(row['psnr'])} | "
-            f"{fmt(row.get('strength'), 3)} | {fmt(base_psnr)} | {fmt(gap)} | "
-            f"{fmt(PAPER_BASIC[task].get(int(level)))} | {fmt(PAPER_ADAFM_END[task].get(int(level)))} |")
+        cells, gap = level_cells(row, identity, load(baseline_name.format(level_key(row["level"]))))
+        gaps += [] if gap is None else [gap]
+        level = int(row["level"])
+        lines.append(f"{cells} {fmt(PAPER_BASIC[task].get(level))} | {fmt(PAPER_ADAFM_END[task].get(level))} |")
     n = rows_by_model[model][0]["n_images"]
     lines.append("")
     lines.append(f"{dataset}, {n} images; protocol: {json.dumps(grid['protocol'])}.")
-    if worst is not None:
-        lines.append(f"Largest shortfall of AdaFM-Net against the per-level basic models: {-worst:.2f} dB "
+    if gaps:
+        lines.append(f"Largest shortfall of AdaFM-Net against the per-level basic models: {-min(gaps):.2f} dB "
                      f"(acceptance: at most 0.3 dB).")
     return "\n".join(lines) + "\n"
 
@@ -147,7 +153,7 @@ def faithful_dejpeg() -> str:
 
 PAPER_TABLE4_SR = {3: 34.34, 4: 32.00}  # Set5: the x3 basic model (Table 3), the x3 -> x4 AdaFM at x4 (Table 4)
 PAPER_SR_BASELINE_X4 = 32.13
-FIRST_ZOO_CBSD68 = {15: 30.29, 25: 28.55, 35: 27.05, 45: 25.76, 50: 25.19, 60: 24.19, 75: 22.91}  # issue 5 table
+ZOO_DENOISER = "adafm_denoise_s15_s75"
 
 
 def reference_psnr(model: str, dataset: str, sigma: float) -> float | None:
@@ -156,40 +162,53 @@ def reference_psnr(model: str, dataset: str, sigma: float) -> float | None:
     return json.loads(path.read_text())["psnr"] if path.is_file() else None
 
 
+def grid_psnr(name: str) -> dict[float, float]:
+    """level -> PSNR of the one non-identity model of a level grid JSON (empty when the file is missing)."""
+    grid = load(name)
+    if grid is None:
+        return {}
+    rows = next(rows for model, rows in grid["results"].items() if model != "identity")
+    return {r["level"]: r["psnr"] for r in rows}
+
+
 def long_denoiser_table(dataset: str) -> str:
     """The second zoo denoiser (scripts/adafm_denoise_long_cpu.sh) on one colour set at every sigma: input, the
-    model at lambda(sigma), its same-budget per-level baselines (where trained), the first zoo model (CBSD68), the
-    released FFDNet colour and CDnCNN-B through the same eval, and the paper's per-level basic models."""
+    model at lambda(sigma), its same-budget per-level baselines and the first zoo model (CBSD68;
+    scripts/adafm_denoise_long_baselines_cpu.sh), the released FFDNet colour and CDnCNN-B through the same eval.
+    Float noise: the paper's figures (clipped, quantized noisy images) belong beside quantized_table, not here."""
     grid = load(f"long/{dataset.lower()}_levels.json")
     if grid is None:
         return f"*outputs/adafm/long/{dataset.lower()}_levels.json is missing: run scripts/adafm_denoise_long_cpu.sh.*\n"
     rows = grid["results"]
     identity = {r["level"]: r["psnr"] for r in rows["identity"]}
-    lines = ["| sigma | input | AdaFM-Net (ours) at lambda(sigma) | lambda | basic model, same budget | AdaFM - basic | "
-             "first zoo model | FFDNet colour | CDnCNN-B | paper basic |", "|---:|" + "---:|" * 9]
-    for row in rows["adafm_denoise_s15_s75"]:
+    first = grid_psnr("long/first_zoo_cbsd68_levels.json") if dataset == "CBSD68" else {}
+    lines = [LEVEL_COLUMNS.format(symbol="sigma") + " first zoo model | FFDNet colour | CDnCNN-B |",
+             "|---:|" + "---:|" * 8]
+    for row in rows[ZOO_DENOISER]:
         sigma = row["level"]
         base = load(f"long/baseline_s{level_key(sigma)}.json") if dataset == "CBSD68" else None
-        first = FIRST_ZOO_CBSD68.get(int(sigma)) if dataset == "CBSD68" else None
-        lines.append(f"| {level_key(sigma)} | {fmt(identity.get(sigma))} | {fmt(row['psnr'])} | "
-                     f"{fmt(row.get('strength'), 3)} | {fmt(base and base['psnr'])} | "
-                     f"{fmt(base and row['psnr'] - base['psnr'])} | {fmt(first)} | "
-                     f"{fmt(reference_psnr('ffdnet_color', dataset, sigma))} | "
-                     f"{fmt(reference_psnr('cdncnn_b', dataset, sigma))} | "
-                     f"{fmt(PAPER_BASIC['denoise'].get(int(sigma)) if dataset == 'CBSD68' else None)} |")
-    lines += ["", f"{dataset}, {rows['adafm_denoise_s15_s75'][0]['n_images']} images; protocol: "
-              f"{json.dumps(grid['protocol'])}."]
+        cells, _ = level_cells(row, identity, base)
+        lines.append(f"{cells} {fmt(first.get(sigma))} | {fmt(reference_psnr('ffdnet_color', dataset, sigma))} | "
+                     f"{fmt(reference_psnr('cdncnn_b', dataset, sigma))} |")
+    lines += ["", f"{dataset}, {rows[ZOO_DENOISER][0]['n_images']} images; protocol: {json.dumps(grid['protocol'])}."]
     return "\n".join(lines) + "\n"
 
 
 def quantized_table() -> str:
-    """The second zoo denoiser under the paper's protocol (noisy image clipped and rounded), CBSD68."""
+    """The second zoo denoiser under the paper's protocol (noisy image clipped and rounded), CBSD68, beside the
+    paper's AdaFM-Net (Table 5 endpoints) and per-level basic models, which were measured the same way."""
     data = load("long/cbsd68_quantized.json")
     if data is None:
         return "*outputs/adafm/long/cbsd68_quantized.json is missing.*\n"
-    rows = next(iter(data["results"].values()))
-    return ("| sigma | " + " | ".join(level_key(r["level"]) for r in rows) + " |\n|---|" + "---:|" * len(rows)
-            + "\n| zoo model (second), quantized noise | " + " | ".join(fmt(r["psnr"]) for r in rows) + " |\n")
+    rows = data["results"][ZOO_DENOISER]
+    sigmas = [int(r["level"]) for r in rows]
+    return ("| CBSD68 sigma | " + " | ".join(map(str, sigmas)) + " |\n|---|" + "---:|" * len(rows)
+            + "\n| zoo model (second), quantized noise | " + " | ".join(fmt(r["psnr"]) for r in rows) + " |"
+            + "\n| paper AdaFM-Net (1x1, 64 x 16) | "
+            + " | ".join(fmt(PAPER_TABLE3["denoise"].get(s, (None, None, None))[2]) for s in sigmas) + " |"
+            + "\n| paper basic model at that sigma | " + " | ".join(fmt(PAPER_BASIC["denoise"].get(s)) for s in sigmas)
+            + " |\n\n" + f"{rows[0]['n_images']} images; degradation {rows[0]['spec'].replace(f'sigma={sigmas[0]}', 'sigma=S')}; "
+            f"protocol: {json.dumps(data['protocol'])}.\n")
 
 
 def sr_slider_table(dataset: str) -> str:
