@@ -35,14 +35,24 @@ from restorekit.zoo import find, load_model  # noqa: E402
 
 RUNS = REPO / "runs" / "mepsnet"
 LEVELS = ("easy", "moderate", "difficult")
-ROWS = {  # row -> (run folder, config) ; Input: the distorted image itself
-    "Input": (None, None),
-    "DnCNN": ("baseline_dncnn_he", "configs/mepsnet/baseline_dncnn_shdd_moderate_cpu.yaml"),
-    "VDSR (deeper)": ("baseline_vdsr_he", "configs/mepsnet/baseline_vdsr_shdd_moderate_cpu.yaml"),
-    "RIDNet": ("baseline_ridnet_he", "configs/mepsnet/baseline_ridnet_shdd_moderate_cpu.yaml"),
-    # the same DnCNN with Adam's weight decay 0 (its reference code's; --set train.optimizer.weight_decay=0)
-    "DnCNN (no weight decay)": ("baseline_dncnn_he_wd0", "configs/mepsnet/baseline_dncnn_shdd_moderate_cpu.yaml"),
-    "MEPSNet": ("moderate_cpu", "configs/mepsnet/mepsnet_shdd_moderate_cpu.yaml"),
+NO_WEIGHT_DECAY = "--set train.optimizer.weight_decay=0"  # Adam without weight decay (the baselines' reference code)
+
+
+def _config(model: str) -> str:
+    return f"configs/mepsnet/{model}_shdd_moderate_cpu.yaml"
+
+
+ROWS = {  # row -> (run folder, config, --set overrides); Input: the distorted image itself
+    "Input": (None, None, ""),
+    "DnCNN": ("baseline_dncnn_he", _config("baseline_dncnn"), ""),
+    "VDSR (deeper)": ("baseline_vdsr_he", _config("baseline_vdsr"), ""),
+    "RIDNet": ("baseline_ridnet_he", _config("baseline_ridnet"), ""),
+    "MEPSNet": ("moderate_cpu", _config("mepsnet"), ""),
+    # the same recipes with Adam's weight decay 0: under the thesis's 1e-4 the plain stacks barely move (BENCHMARKS)
+    "DnCNN (no weight decay)": ("baseline_dncnn_he_wd0", _config("baseline_dncnn"), NO_WEIGHT_DECAY),
+    "VDSR (deeper, no weight decay)": ("baseline_vdsr_he_wd0", _config("baseline_vdsr"), NO_WEIGHT_DECAY),
+    "RIDNet (no weight decay)": ("baseline_ridnet_he_wd0", _config("baseline_ridnet"), NO_WEIGHT_DECAY),
+    "MEPSNet (no weight decay)": ("moderate_cpu_wd0", _config("mepsnet"), NO_WEIGHT_DECAY),
 }
 ZOO_ROWS = {  # row -> (zoo model, factor): what `restorekit restore --task auto` could run instead (issue 18 item 7)
     "R-MBN (zoo rmbn; every path)": ("rmbn", "auto"),
@@ -64,7 +74,7 @@ def row_weights(row: str) -> tuple[str, Path | None, str | None] | None:
     if row in ZOO_ROWS:
         name, factor = ZOO_ROWS[row]
         return name, find(name).weights, factor
-    run, _ = ROWS[row]
+    run, _, _ = ROWS[row]
     if run is None:
         return "identity", None, None
     weights = RUNS / run / "final.safetensors"
@@ -134,9 +144,9 @@ def main() -> None:
     parser.add_argument("--print-commands", action="store_true")
     args = parser.parse_args()
     if args.print_commands:
-        for row, (run, config) in ROWS.items():
+        for row, (run, config, overrides) in ROWS.items():
             if run:
-                print(f"# {row}\nrestorekit train {config} --out runs/mepsnet/{run} --resume")
+                print(f"# {row}\nrestorekit train {config} --out runs/mepsnet/{run} {overrides} --resume".replace("  ", " "))
         return
     out = Path(args.out)
     rows = args.rows.split(",") if args.rows else [*ROWS, *ZOO_ROWS]
