@@ -4,12 +4,12 @@
 # Each baseline gets the same budget: it starts from that run's sigma-15 basic model
 # (runs/adafm_denoise_long/stages/basic.safetensors) and trains ALL its layers for 3,000 steps at its own sigma,
 # with the AdaFM stage's data, patch, batch, lr, cosine schedule and EMA. Then CBSD68 at its sigma (all 68 images,
-# float noise, seed 0: the same inputs as the zoo model's grid). SIGMAS default "75 50" (the end level, and the
-# middle of the slider where the acceptance's 26.2 dB is set); the others cost 15 min each on one core.
+# float noise, seed 0: the same inputs as the zoo model's grid). SIGMAS default: every sigma of the grid, 15 min each
+# on one core (two jobs with different SIGMAS and THREADS=1 share the 2-core machine).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RK=.venv/bin/restorekit
-SIGMAS=${SIGMAS:-"75 50"}
+SIGMAS=${SIGMAS:-"15 25 35 45 50 60 75"}
 STEPS=${STEPS:-3000}
 BASIC=runs/adafm_denoise_long/stages/basic.safetensors
 CPU="--set model.args.features=32 --set model.args.blocks=8 --set data.train.patch=48 --set train.optimizer.lr=5e-4"
