@@ -37,7 +37,7 @@ STUDIES = {
 
 
 def experts_verdict(last: dict[str, dict[str, float]]) -> str:
-    """Table 7.3's claims: PS helps a single expert, and three shared experts beat one."""
+    """Table 7.3's claims: PS helps a single expert, three shared experts beat one, and five beat three."""
     psnr = {label: mean(values) for label, values in last.items()}
     claims = []
     if {"1 expert, no sharing", "1 expert, shared"} <= set(psnr):
@@ -46,6 +46,9 @@ def experts_verdict(last: dict[str, dict[str, float]]) -> str:
     if {"1 expert, shared", "3 experts, shared (MEPSNet)"} <= set(psnr):
         gain = psnr["3 experts, shared (MEPSNet)"] - psnr["1 expert, shared"]
         claims.append(f"3 vs 1 shared experts {gain:+.2f} dB (thesis +0.74): {'holds' if gain > 0 else 'does NOT hold'}")
+    if {"3 experts, shared (MEPSNet)", "5 experts, shared"} <= set(psnr):
+        gain = psnr["5 experts, shared"] - psnr["3 experts, shared (MEPSNet)"]
+        claims.append(f"5 vs 3 shared experts {gain:+.2f} dB (thesis +0.10): {'holds' if gain > 0 else 'does NOT hold'}")
     return "; ".join(claims) + " at this budget." if claims else "Not enough runs for the claims."
 
 
