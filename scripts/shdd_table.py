@@ -50,7 +50,7 @@ ROWS = {  # row -> (run folder, config, --set overrides); Input: the distorted i
     "MEPSNet": ("moderate_cpu", _config("mepsnet"), ""),
     # the same recipes with Adam's weight decay 0: under the thesis's 1e-4 the plain stacks barely move (BENCHMARKS)
     "DnCNN (no weight decay)": ("baseline_dncnn_he_wd0", _config("baseline_dncnn"), NO_WEIGHT_DECAY),
-    "VDSR (deeper, no weight decay)": ("baseline_vdsr_he_wd0", _config("baseline_vdsr"), NO_WEIGHT_DECAY),
+    "VDSR (deeper; no weight decay)": ("baseline_vdsr_he_wd0", _config("baseline_vdsr"), NO_WEIGHT_DECAY),
     "RIDNet (no weight decay)": ("baseline_ridnet_he_wd0", _config("baseline_ridnet"), NO_WEIGHT_DECAY),
     "MEPSNet (no weight decay)": ("moderate_cpu_wd0", _config("mepsnet"), NO_WEIGHT_DECAY),
 }
