@@ -150,6 +150,9 @@ def main() -> None:
         return
     out = Path(args.out)
     rows = args.rows.split(",") if args.rows else [*ROWS, *ZOO_ROWS]
+    unknown = [row for row in rows if row not in ROWS and row not in ZOO_ROWS]
+    if unknown:
+        parser.error(f"unknown row(s) {unknown}; rows: {', '.join([*ROWS, *ZOO_ROWS])}")
     results = {}
     for row in rows:
         results[row] = {}
