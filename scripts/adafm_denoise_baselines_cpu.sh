@@ -21,6 +21,7 @@ BASE=runs/adafm_denoise_basic_s15_from_zoo
 # the first is read from git history (FIRST_ZOO_COMMIT, the last commit before the replacement).
 # BASE_ONLY=1: stop after the basic model; FIRST_GRID=1: only the first model's CBSD68 grid (sigma 15..75).
 FIRST=$(mktemp -d)
+trap 'rm -rf "$FIRST"' EXIT
 for ext in safetensors json; do
     git show "${FIRST_ZOO_COMMIT:-99ce20c}:weights/adafm_denoise_s15_s75.$ext" > "$FIRST/adafm_denoise_s15_s75.$ext"
 done

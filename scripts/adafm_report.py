@@ -231,7 +231,7 @@ def sr_slider_table(dataset: str) -> str:
         lines.append("| same recipe without the global skip, 3,000 + 600 steps | "
                      + " | ".join(fmt(r["psnr"]) for r in noskip["results"]["adafm_sr_x3_x4"]) + " |")
     if dataset == "Set5":
-        lines.append("| paper (x3 basic; x4 AdaFM 3 -> 4, 5x5) | "
+        lines.append(f"| paper (x3 basic; x4 AdaFM 3 -> 4, 5x5; per-level x4 baseline {PAPER_SR_BASELINE_X4:.2f}) | "
                      + " | ".join(fmt(PAPER_TABLE4_SR.get(r["level"])) for r in model) + " |")
     crops = ", ".join(str(r["protocol"]["crop_border"]) for r in model) if "protocol" in model[0] else "ceil(scale)"
     lines += ["", f"{dataset}, {model[0]['n_images']} images; protocol: {json.dumps(grid['protocol'])}; border crop "

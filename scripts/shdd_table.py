@@ -146,7 +146,8 @@ def main() -> None:
     if args.print_commands:
         for row, (run, config, overrides) in ROWS.items():
             if run:
-                print(f"# {row}\nrestorekit train {config} --out runs/mepsnet/{run} {overrides} --resume".replace("  ", " "))
+                command = ["restorekit train", config, "--out", f"runs/mepsnet/{run}", overrides, "--resume"]
+                print(f"# {row}\n" + " ".join(part for part in command if part))
         return
     out = Path(args.out)
     rows = args.rows.split(",") if args.rows else [*ROWS, *ZOO_ROWS]
