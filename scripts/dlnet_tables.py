@@ -20,7 +20,7 @@ SR with blur (`--sr`): Set5, Set14 and BSD100 (top-left 480x320, as the SR bench
 rgb2ycbcr, border crop = scale), inputs `blur:kind=gaussian,width=u+down:scale=S` (MATLAB-bicubic downscale, LR
 rounded to 8 bits) for u = 0, 1.3, 2.6 and S = 2, 3, 4, i.e. `restorekit eval --task sr --scale S --degrade SPEC
 --grey y`: bicubic, the released VDSR and IDN (the bicubic-trained references, ../shared/reference-weights) and
-the DL-Net runs `RUNS/sr_dlnet_{vdsr,idn}_x{S}`; cells are x2 / x3 / x4 as in Tables XII-XIV, which follow.
+the DL-Net runs of DLNET_SR_RUNS under RUNS; cells are x2 / x3 / x4 as in Tables XII-XIV, which follow.
 
 Writes OUT/dlnet_tables.md and OUT/dlnet_results.json (default OUT = runs/dlnet). CPU: the 64x64 sets take
 seconds per method and set (680 pairs); SR on all three benchmarks is hours for VDSR-size models on one core
@@ -112,15 +112,42 @@ PAPER_SR = {
 }
 
 
+# DL-Net on VDSR as trained on this CPU: run folder -> (scale, steps, lr /10 at, the run whose weights it starts
+# from; None: the released VDSR of the config). The tables' x2 row is the second x2 stage; x3 / x4 start from the
+# first x2 model too (VDSR is one network for every scale). The zoo cards (scripts/publish_dlnet.py) say the same.
+VDSR_SR_STAGES = {
+    "sr_dlnet_vdsr_x2": (2, 1000, 800, None),
+    "sr_dlnet_vdsr_x2_cont": (2, 1000, 800, "sr_dlnet_vdsr_x2"),
+    "sr_dlnet_vdsr_x3": (3, 600, 480, "sr_dlnet_vdsr_x2"),
+    "sr_dlnet_vdsr_x4": (4, 150, 120, "sr_dlnet_vdsr_x2"),
+}
+DLNET_SR_RUNS = {"vdsr": {2: "sr_dlnet_vdsr_x2_cont", 3: "sr_dlnet_vdsr_x3", 4: "sr_dlnet_vdsr_x4"},
+                 "idn": {s: f"sr_dlnet_idn_x{s}" for s in SR_SCALES}}
+
+
+def sr_train_command(backbone: str, out: Path | str, scale: int, *, init: str | None = None, steps: int | None = None,
+                     milestone: int | None = None, resume: bool = True) -> str:
+    """`restorekit train` of configs/dlnet/sr_dlnet_<backbone>_x2.yaml at `scale`, from `init` (default: the
+    config's released weights), with the step budget overridden where given."""
+    sets = [] if scale == 2 else [f"data.train.scale={scale}", f"model.args.scale={scale}",
+                                  f"name=dlnet_sr_dlnet_{backbone}_x{scale}"]
+    if init:
+        sets.append(f"model.init={init}")
+    if steps:
+        sets += [f"train.steps={steps}", f"train.scheduler.milestones=[{milestone}]"]
+    extra = "".join(f" --set {shlex.quote(x)}" for x in sets)
+    return f"restorekit train configs/dlnet/sr_dlnet_{backbone}_x2.yaml --out {out}{' --resume' if resume else ''}{extra}"
+
+
 def sr_models(runs: Path) -> dict[str, dict[int, tuple[str, dict]]]:
     """Row label -> scale -> (model name or weights file, load_model arguments)."""
     vdsr = str(REFERENCE_WEIGHTS / "vdsr_official.mat")
     return {
         "Bicubic": {s: ("bicubic", {"scale": s}) for s in SR_SCALES},
         "VDSR": {s: (vdsr, {}) for s in SR_SCALES},
-        "VDSR (DL-Net)": {s: (str(runs / f"sr_dlnet_vdsr_x{s}" / "final.safetensors"), {}) for s in SR_SCALES},
+        "VDSR (DL-Net)": {s: (str(runs / run / "final.safetensors"), {}) for s, run in DLNET_SR_RUNS["vdsr"].items()},
         "IDN": {s: (str(REFERENCE_WEIGHTS / f"idn_x{s}.safetensors"), {"scale": s}) for s in SR_SCALES},
-        "IDN (DL-Net)": {s: (str(runs / f"sr_dlnet_idn_x{s}" / "final.safetensors"), {}) for s in SR_SCALES},
+        "IDN (DL-Net)": {s: (str(runs / run / "final.safetensors"), {}) for s, run in DLNET_SR_RUNS["idn"].items()},
     }
 
 
@@ -131,14 +158,12 @@ def train_commands(runs: Path) -> list[str]:
     for task in TASKS:
         for suffix in METHODS.values():
             out.append(f"restorekit train configs/dlnet/{task}_{suffix}.yaml --out {runs / f'{task}_{suffix}'} --resume")
-    for backbone in ("vdsr", "idn"):
-        for s in SR_SCALES:
-            sets = [] if s == 2 else [f"data.train.scale={s}", f"model.args.scale={s}", f"name=dlnet_sr_dlnet_{backbone}_x{s}"]
-            if backbone == "idn" and s != 2:
-                sets.append(f"model.init=../shared/reference-weights/idn_x{s}.safetensors")
-            extra = "".join(f" --set {shlex.quote(x)}" for x in sets)
-            out.append(f"restorekit train configs/dlnet/sr_dlnet_{backbone}_x2.yaml --out {runs / f'sr_dlnet_{backbone}_x{s}'}"
-                       f" --resume{extra}")
+    for run, (scale, steps, milestone, start) in VDSR_SR_STAGES.items():
+        init = str(runs / start / "final.safetensors") if start else None
+        out.append(sr_train_command("vdsr", runs / run, scale, init=init, steps=steps, milestone=milestone))
+    for scale, run in DLNET_SR_RUNS["idn"].items():
+        init = None if scale == 2 else f"../shared/reference-weights/idn_x{scale}.safetensors"
+        out.append(sr_train_command("idn", runs / run, scale, init=init))
     return out
 
 
@@ -212,9 +237,9 @@ def cached_eval(path: Path, source: str, arguments: dict, folder: Path, setup, l
 
 
 def score_sr(runs: Path, datasets: list[str], limit: int | None, scales: tuple[int, ...] = SR_SCALES,
-             cache: Path = RUNS / "sr_cache", rows: tuple[str, ...] = ()) -> dict:
-    """{dataset: {label: {u: {scale: psnr or None}}}} (None: not trained, or a scale left out); each evaluation
-    cached under `cache` (see cached_eval)."""
+             cache: Path = RUNS / "sr_cache", rows: tuple[str, ...] = (), cached_only: bool = False) -> dict:
+    """{dataset: {label: {u: {scale: psnr or None}}}} (None: not trained, a scale left out, or with `cached_only`
+    a cell not in the cache yet); each evaluation cached under `cache` (see cached_eval)."""
     out: dict = {}
     for dataset in datasets:
         folder = paths.resolve_dataset(dataset)
@@ -233,8 +258,11 @@ def score_sr(runs: Path, datasets: list[str], limit: int | None, scales: tuple[i
                     setup = evaluation.default_setup("sr", scale=s, degrade=f"blur:kind=gaussian,width={u:g}+down:scale={s}",
                                                      grey="y")
                     setup = replace(setup, crop_to=SR_DATASETS[dataset][1])
-                    result = cached_eval(cache / dataset / f"{slug(label)}_u{u:g}_x{s}.json", source, arguments,
-                                         folder, setup, limit)
+                    cell = cache / dataset / f"{slug(label)}_u{u:g}_x{s}.json"
+                    if cached_only and not cell.is_file():
+                        out[dataset][label][u][s] = None
+                        continue
+                    result = cached_eval(cell, source, arguments, folder, setup, limit)
                     out[dataset][label][u][s] = result["psnr"]
                     print(f"{dataset:7s} {label:14s} u={u:g} x{s}: {result['psnr']:.2f} dB ({result['n_images']} images)",
                           flush=True)
@@ -281,6 +309,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scales", default="2,3,4", help="SR scales to score (comma-separated; the rest are '—')")
     parser.add_argument("--rows", default="", help="rows to score, e.g. 'IDN,IDN (DL-Net)' or 'DL-Net' (default: "
                         "all); several processes with different rows fill one cache in parallel")
+    parser.add_argument("--cached-only", action="store_true", help="SR: write the tables from the cells already "
+                        "cached, '—' for the rest (nothing is evaluated unless a cached cell is stale)")
     parser.add_argument("--model", action="append", default=[], metavar="LABEL=WEIGHTS",
                         help="another row for the inpainting/interpolation tables (task from --only, default both)")
     parser.add_argument("--print-commands", action="store_true", help="print the training commands and stop")
@@ -305,7 +335,8 @@ def main(argv: list[str] | None = None) -> int:
         parts.append(task_table(task, results[task], f"{sets_root.name} ({args.limit or 'all'} pairs per set)"))
     if args.sr or args.only == "sr":
         scales = tuple(int(v) for v in args.scales.split(","))
-        results["sr"] = score_sr(runs, args.datasets.split(","), args.limit, scales, cache=out / "sr_cache", rows=rows)
+        results["sr"] = score_sr(runs, args.datasets.split(","), args.limit, scales, cache=out / "sr_cache", rows=rows,
+                                 cached_only=args.cached_only)
         parts.append(sr_tables(results["sr"]))
     out.mkdir(parents=True, exist_ok=True)
     (out / "dlnet_tables.md").write_text("## DL-Net results (scripts/dlnet_tables.py)\n\n" + "\n".join(parts))

@@ -4,9 +4,10 @@ Only backbones whose released weights may be redistributed go in: VDSR (huangzeh
 released IDN files state no license, so DL-Net on IDN is measured (docs/BENCHMARKS.md) but not shipped.
 
     restorekit train configs/dlnet/sr_dlnet_vdsr_x2.yaml --out runs/dlnet/sr_dlnet_vdsr_x2 \\
-        --set train.steps=1000 --set "train.scheduler.milestones=[800]"                      # ~1 h 15 here
-    python scripts/dlnet_tables.py --only sr --scales 2          # Set5 / Set14 / BSD100 at u = 0, 1.3, 2.6
-    python scripts/publish_dlnet.py runs/dlnet/sr_cache/*/vdsr__dl_net_u*_x2.json
+        --set train.steps=1000 --set "train.scheduler.milestones=[800]"     # ~1 h 15 here: the first x2
+    # then x2 (second stage), x3 and x4 from its fp16 zoo weights: the commands in _vdsr_card's cards
+    python scripts/dlnet_tables.py --only sr --datasets Set5,Set14 --rows "VDSR (DL-Net)"
+    python scripts/publish_dlnet.py --model dlnet_vdsr_x3 runs/dlnet/sr_cache/*/vdsr__dl_net_u*_x3.json
 
 and the inpainting / interpolation models (trained from scratch here, so MIT like all our weights; results from
 scripts/dlnet_tables.py's DL-Net rows):
@@ -15,9 +16,9 @@ scripts/dlnet_tables.py's DL-Net rows):
     python scripts/publish_dlnet.py --model dlnet_inpaint
     python scripts/publish_dlnet.py --model dlnet_interp
 
-The results are the tables' evaluations (eval --json results): inputs `blur:kind=gaussian,width=u+down:scale=2` of
+The results are the tables' evaluations (eval --json results): inputs `blur:kind=gaussian,width=u+down:scale=S` of
 the MATLAB Y channel (rounded to 8 bits; MATLAB bicubic, LR rounded), the model given that record, PSNR/SSIM on
-Y, border 2, BSD100 cropped to 480x320; each card result says how to rerun it with `restorekit eval`.
+Y, border S, BSD100 cropped to 480x320; each card result says how to rerun it with `restorekit eval`.
 """
 
 from __future__ import annotations
@@ -27,40 +28,55 @@ import hashlib
 import json
 from pathlib import Path
 
+from dlnet_tables import DLNET_SR_RUNS, VDSR_SR_STAGES, sr_train_command
+
 from restorekit.card import Provenance, Result, this_machine
 from restorekit.zoo import publish
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = ROOT.parent / "shared" / "reference-weights"
 HARDWARE = this_machine()
-DLNET_VDSR_X2 = {
-    "family": "dlnet",
-    "task": "sr",
-    "scales": [2],
-    "levels": (0.0, 3.0),
-    "level_name": "Gaussian blur width u (px) applied before the x2 bicubic downscale",
-    "grey": "y",
-    "license": "MIT",
-    "description": "DL-Net (recursive likelihood module, K = 5, gamma 1e-3, Eq. 5 as printed) on the released "
-                   "VDSR, fine-tuned on this CPU for SR x2 with a known Gaussian blur of width u in [0, 3] before "
-                   "the downscale: one model across the blur levels, told each input's u (`--level u`). "
-                   "Y channel (colour photos: Y restored, Cb/Cr bicubic). A short CPU fine-tune, below the "
-                   "paper's figures (docs/BENCHMARKS.md).",
-    "training": {
-        "recipe": "supervised L2 fine-tune of the released VDSR inside DL-Net (CPU recipe; the paper trains 300 "
-                  "epochs of 91 + 400 images)",
-        "command": "restorekit train configs/dlnet/sr_dlnet_vdsr_x2.yaml --out runs/dlnet/sr_dlnet_vdsr_x2 "
-                   "--set train.steps=1000 --set 'train.scheduler.milestones=[800]'",
-        "note": "the config's 1,500 steps were cut to 1,000 (lr /10 at 800) to fit the session: the run resumed "
-                "from its step-500 checkpoint with those two --set overrides",
-        "config": "configs/dlnet/sr_dlnet_vdsr_x2.yaml",
-        "data": "T91 + BSD200 (the paper's 91 + BSD-400; CelebA/SUN397-scale data is not here), MATLAB Y, 40 px "
-                "LR / 80 px HR patches, flips/rot90, Gaussian blur width u ~ U[0, 3] then MATLAB bicubic x2, "
-                "LR rounded to 8 bits",
-        "steps": 1000,
-        "hardware": HARDWARE,
-    },
-}
+FIRST_X2_RUN = "sr_dlnet_vdsr_x2"
+FIRST_X2 = sr_train_command("vdsr", f"runs/dlnet/{FIRST_X2_RUN}", 2, steps=VDSR_SR_STAGES[FIRST_X2_RUN][1],
+                            milestone=VDSR_SR_STAGES[FIRST_X2_RUN][2], resume=False)
+# dlnet_vdsr_x2 as first published (commit ccdce16): the starting point of the second x2 stage and of x3 / x4.
+FIRST_X2_COMMIT = "ccdce16"
+FIRST_X2_WEIGHTS = f"weights/dlnet_vdsr_x2.safetensors @ {FIRST_X2_COMMIT} (sha256 e9c02c40df628bab...)"
+
+
+def _vdsr_card(run: str) -> dict:
+    """The card of DL-Net on the released VDSR at one scale (the paper trains one model per scale, spec 1.5): the
+    run `run` of VDSR_SR_STAGES, which started from the first x2 zoo weights."""
+    scale, steps, milestone, _ = VDSR_SR_STAGES[run]
+    first = VDSR_SR_STAGES[FIRST_X2_RUN][1]
+    command = (f"git show {FIRST_X2_COMMIT}:weights/dlnet_vdsr_x2.safetensors > first_x2.safetensors && "
+               + sr_train_command("vdsr", f"runs/dlnet/{run}", scale, init="first_x2.safetensors", steps=steps,
+                                  milestone=milestone, resume=False))
+    what = "a second x2 stage" if scale == 2 else f"x{scale} (VDSR is one network for every scale)"
+    note = (f"{first:,} steps at x2 from the released VDSR (the first dlnet_vdsr_x2, {FIRST_X2_WEIGHTS}, made by "
+            f"`{FIRST_X2}`: the config's 1,500 steps cut to fit a session), then {steps:,} steps of {what} from its "
+            f"fp16 weights with a fresh Adam, lr /10 at {milestone:,} (the command)")
+    return {
+        "family": "dlnet", "task": "sr", "scales": [scale], "levels": (0.0, 3.0), "grey": "y", "license": "MIT",
+        "level_name": f"Gaussian blur width u (px) applied before the x{scale} bicubic downscale",
+        "description": "DL-Net (recursive likelihood module, K = 5, gamma 1e-3, Eq. 5 as printed) on the released "
+                       f"VDSR, fine-tuned on this CPU for SR x{scale} with a known Gaussian blur of width u in "
+                       "[0, 3] before the downscale: one model across the blur levels, told each input's u "
+                       "(`--level u`). Y channel (colour photos: Y restored, Cb/Cr bicubic). A short CPU "
+                       "fine-tune, below the paper's figures (docs/BENCHMARKS.md).",
+        "training": {
+            "recipe": "supervised L2 fine-tune of the released VDSR inside DL-Net, Adam 1e-4 /10 at 80% of each "
+                      "stage, batch 8, one torch thread (CPU recipe; the paper trains 300 epochs of 91 + 400 "
+                      "images per scale)",
+            "command": command, "note": note, "config": "configs/dlnet/sr_dlnet_vdsr_x2.yaml",
+            "data": "T91 + BSD200 (the paper's 91 + BSD-400; CelebA/SUN397-scale data is not here), MATLAB Y, "
+                    f"40 px LR / {40 * scale} px HR patches, flips/rot90, Gaussian blur width u ~ U[0, 3] then "
+                    f"MATLAB bicubic x{scale}, LR rounded to 8 bits",
+            "steps": first + steps, "hardware": HARDWARE,
+        },
+    }
+
+
 AUTOENCODER_DATA = ("random 64x64 crops of T91 + BSD200 (CelebA / SUN397 are not here), flips; test: the fixed CBSD68 "
                     "64x64 sets of scripts/dlnet_test_sets.py (680 pairs per set, each with its saved record)")
 AUTOENCODER_RECIPE = ("the context-encoder autoencoder trained from scratch at one level for 1,000 steps, then DL-Net "
@@ -86,8 +102,9 @@ def _autoencoder_card(task: str, what: str, levels: str, gamma: str, run: str) -
     }
 
 
-MODELS = {"dlnet_vdsr_x2": (ROOT / "runs" / "dlnet" / "sr_dlnet_vdsr_x2", DLNET_VDSR_X2, "vdsr_official.mat",
-                            "huangzehao/caffe-vdsr @ 5a83923 : Test/VDSR_Official.mat"),
+VDSR_SOURCE = ("vdsr_official.mat", "huangzehao/caffe-vdsr @ 5a83923 : Test/VDSR_Official.mat")
+MODELS = {**{f"dlnet_vdsr_x{s}": (ROOT / "runs" / "dlnet" / run, _vdsr_card(run), *VDSR_SOURCE)
+             for s, run in DLNET_SR_RUNS["vdsr"].items()},
           "dlnet_inpaint": (ROOT / "runs" / "dlnet" / "inpaint_dlnet",
                             _autoencoder_card("inpaint", "inpainting of a square hole", "holes of side 1-30 px",
                                               "1e-3", "inpaint"), None, None),

@@ -214,7 +214,11 @@ def test_the_tables_script_lists_every_run_and_writes_the_papers_layout(tmp_path
     for command in commands:
         config = REPO / command.split()[2]
         assert config.is_file(), command
-    assert len(commands) == 12 + 6 and any("idn_x4.safetensors" in c for c in commands)
+    assert len(commands) == 12 + 7 and any("idn_x4.safetensors" in c for c in commands)
+    # DL-Net on VDSR: a second x2 stage, x3 and x4 all start from the first x2 run (VDSR serves every scale)
+    chained = [c for c in commands if "model.init=runs/dlnet/sr_dlnet_vdsr_x2/final.safetensors" in c]
+    assert [c.split("--out ")[1].split()[0] for c in chained] == [
+        "runs/dlnet/sr_dlnet_vdsr_x2_cont", "runs/dlnet/sr_dlnet_vdsr_x3", "runs/dlnet/sr_dlnet_vdsr_x4"]
     chosen = [s for s in _script("dlnet_test_sets").dlnet_sets() if s.name.startswith("inpaint")]
     fake = {"l1_pm1": 0.02, "l2_pm1": 0.002, "psnr": 30.0}
     results = {label: {s.name: dict(fake) for s in chosen} for label in tables.METHODS}
@@ -225,3 +229,29 @@ def test_the_tables_script_lists_every_run_and_writes_the_papers_layout(tmp_path
     assert "s = 30: -0.50 dB (NOT better)" in text and "does NOT hold at every level" in text
     assert "| DL-Net | 0.0129 / 0.0008 / 38.47 |" in text  # the paper's row beside
     assert math.isclose(float(text.split("| Autoencoder (Default) | ")[1].split(" / ")[2].split(" ")[0]), 30.0)
+
+
+def test_the_refinement_probe_switches_the_updates_off_and_wraps_the_released_backbone(tmp_path):
+    """scripts/dlnet_refinement_probe.py (the u = 0 diagnosis in BENCHMARKS): K = 1 is the backbone alone (spec
+    1.2), so the trained model at K = 1 and at K = 5 differ, and the released backbone wrapped in the module at
+    K = 1 scores exactly what it scores alone (the wrapper carries its weights and adds nothing)."""
+    from zoo_helpers import save_zoo_model
+
+    probe = _script("dlnet_refinement_probe")
+    trained = save_zoo_model(tmp_path / "zoo", "tiny-dlnet", "dlnet_vdsr", {"scale": 2, "depth": 3, "features": 4},
+                             task="sr", family="dlnet", levels=(0, 3), curve=False)
+    released = save_zoo_model(tmp_path / "zoo", "tiny-vdsr", "vdsr", {"depth": 3, "features": 4}, task="sr",
+                              family="vdsr", levels=None, seed=1)
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(2):
+        io.write_image(images / f"{i}.png", torch.rand(3, 24, 24, generator=torch.Generator().manual_seed(i)))
+    setup = evaluation.default_setup("sr", scale=2, grey="y", degrade="blur:kind=gaussian,width=0+down:scale=2")
+    out = probe.probe(str(trained), str(released), images, setup, steps=5)
+    assert list(out) == ["trained, K = 1", "trained, K = 5", "released backbone alone",
+                         "released backbone in the module, K = 5, not fine-tuned"]
+    assert out["trained, K = 1"]["psnr"] != out["trained, K = 5"]["psnr"]
+    assert set(out["released backbone alone"]["images"]) == {"0.png", "1.png"}
+    still = probe.probe(str(trained), str(released), images, setup, steps=1)
+    assert math.isclose(still["released backbone in the module, K = 1, not fine-tuned"]["psnr"],
+                        still["released backbone alone"]["psnr"], abs_tol=1e-6)
