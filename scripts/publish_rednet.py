@@ -1,14 +1,17 @@
-"""Put a CPU-trained RED-Net into the bundled zoo with its card (issue 16): trained from scratch here (no RED-Net
-weights were released in a form that could be had), so the card's provenance is this repository.
+"""Put the CPU-trained RED-Nets into the bundled zoo with their cards (issue 16): trained here (no RED-Net weights
+were released in a form that could be had), so the cards' provenance is this repository.
 
-    restorekit train configs/rednet/denoise_blind_red30.yaml --out runs/rednet/denoise_blind_red30   # ~75 min here
+    restorekit train configs/rednet/denoise_blind_red30.yaml --out runs/rednet/denoise_blind_red30   # phase 1
     restorekit train configs/rednet/denoise_blind_red30_phase2.yaml --out runs/rednet/denoise_blind_red30_phase2
-    restorekit eval --model runs/rednet/denoise_blind_red30_phase2/final.safetensors --dataset Set12 \\
-        --task denoise --levels 10,30,50,70 --json outputs/rednet/red30_blind_Set12.json  # BSD68: --levels 50
+    restorekit train configs/rednet/denoise_blind_red30_phase3.yaml --out runs/rednet/denoise_blind_red30_phase3
+    restorekit eval --model runs/rednet/denoise_blind_red30_phase3/final.safetensors --dataset Set12 \\
+        --task denoise --levels 10,30,50,70 --json outputs/rednet/red30_blind_Set12.json  # BSD68 likewise
     python scripts/publish_rednet.py outputs/rednet/red30_blind_Set12.json outputs/rednet/red30_blind_BSD68.json
+    python scripts/publish_rednet.py --model rednet_jpeg outputs/rednet/red30_jpeg2_LIVE1.json  # phase 2's grid
 
-Results are the level grids' rows (KAIR's protocol: float Gaussian noise seeded per image, not clipped; output
-rounded; grey PSNR/SSIM, no border crop); each card result says how to rerun it with `restorekit eval`.
+The JPEG model starts from the denoiser's phase-2 weights (the zoo model up to git 95c426d; its configs
+say how to restore it). The blind SR attempt is not published (docs/BENCHMARKS.md: x2 is not above bicubic).
+Results are the level grids' rows, each with its protocol and the `restorekit eval` command that reruns it.
 """
 
 from __future__ import annotations
@@ -21,33 +24,55 @@ from restorekit.card import Result, this_machine
 from restorekit.zoo import publish
 
 ROOT = Path(__file__).resolve().parent.parent
-HARDWARE = this_machine("two other training jobs")
+RUNS = ROOT / "runs" / "rednet"
+RED30 = ("RED30 (15 valid 3x3 convs + 15 mirrored deconvs, 64 features, symmetric skips every 2 layers, global "
+         "residual)")
+DENOISER_START = ("fine-tuned from the blind grey denoiser after its phase 2 (1,800 steps; zoo "
+                  "`rednet_denoise_blind` at git 95c426d), the same RED30 weights")
+
+
+def _train(command: str, config: str, recipe: str, data: str, steps: int) -> dict:
+    return {"recipe": recipe, "command": command, "config": config, "data": data, "steps": steps,
+            "hardware": this_machine("one other training job")}
+
+
+def _phases(*configs: str) -> str:
+    return " && ".join(f"restorekit train configs/rednet/{c}.yaml --out runs/rednet/{c}" for c in configs)
+
+
 REDNET_DENOISE_BLIND = {
-    "family": "rednet",
-    "task": "denoise",
-    "levels": (10.0, 70.0),
+    "family": "rednet", "task": "denoise", "levels": (10.0, 70.0), "blind": True, "grey": "luma", "license": "MIT",
     "level_name": "Gaussian noise sigma (0-255 scale)",
-    "blind": True,
-    "grey": "luma",
-    "license": "MIT",
-    "description": "RED30 (15 valid 3x3 convs + 15 mirrored deconvs, 64 features, symmetric skips every 2 layers, "
-                   "global residual): ONE blind grey denoiser for Gaussian noise sigma 10-70 (RED-Net Table 3's "
-                   "blind model), trained from scratch on this CPU. A short CPU budget: far below the paper "
+    "description": f"{RED30}: ONE blind grey denoiser for Gaussian noise sigma 10-70 (RED-Net Table 3's blind "
+                   "model), trained from scratch on this CPU. A short CPU budget: far below the paper "
                    "(docs/BENCHMARKS.md).",
-    "training": {
-        "recipe": "supervised MSE from scratch, batch 16, 50x50 patches: phase 1 1,200 steps at Adam 1e-4 (the "
-                  "paper's lr) x0.5 at 60% / 85%; phase 2 600 steps at 4e-4, /4 at 400 (CPU recipe)",
-        "command": "restorekit train configs/rednet/denoise_blind_red30.yaml --out runs/rednet/denoise_blind_red30 && "
-                   "restorekit train configs/rednet/denoise_blind_red30_phase2.yaml "
-                   "--out runs/rednet/denoise_blind_red30_phase2",
-        "config": "configs/rednet/denoise_blind_red30_phase2.yaml (init: phase 1, configs/rednet/denoise_blind_red30.yaml)",
-        "data": "Train400 (DnCNN's 400 grey 180x180 BSD crops; the paper's 300 BSD images), 50x50 patches, "
-                "flips/rot90, sigma drawn from {10, 30, 50, 70} per patch (float noise, not clipped)",
-        "steps": 1800,
-        "hardware": HARDWARE,
-    },
+    "training": _train(
+        _phases("denoise_blind_red30", "denoise_blind_red30_phase2", "denoise_blind_red30_phase3"),
+        "configs/rednet/denoise_blind_red30_phase3.yaml (init: phase 2's weights; phases 1-2: "
+        "configs/rednet/denoise_blind_red30.yaml, denoise_blind_red30_phase2.yaml)",
+        "supervised MSE from scratch, batch 16, 50x50 patches: phase 1 1,200 steps at Adam 1e-4 (the paper's lr) "
+        "x0.5 at 60% / 85%; phase 2 600 steps at 4e-4, /4 at 400; phase 3 4,000 steps at 4e-4, /4 at 3,000, "
+        "fresh Adam (CPU recipe)",
+        "Train400 (DnCNN's 400 grey 180x180 BSD crops; the paper's 300 BSD images), 50x50 patches, flips/rot90, "
+        "sigma drawn from {10, 30, 50, 70} per patch (float noise, not clipped)", 5800),
 }
-MODELS = {"rednet_denoise_blind": (ROOT / "runs" / "rednet" / "denoise_blind_red30_phase2", REDNET_DENOISE_BLIND)}
+REDNET_JPEG = {
+    "family": "rednet", "task": "jpeg", "levels": (10.0, 20.0), "blind": True, "grey": "y", "license": "MIT",
+    "level_name": "JPEG quality (Pillow/libjpeg encoder) of the Y channel, compressed as a grey image",
+    "description": f"{RED30}: ONE JPEG deblocking network for quality 10 and 20 on the Y channel (RED-Net Table 9), "
+                   f"{DENOISER_START}. Colour images are restored on their Y plane. A short CPU budget: below the "
+                   "paper (docs/BENCHMARKS.md).",
+    "training": _train(
+        _phases("jpeg_red30_q10_q20_from_denoise", "jpeg_red30_q10_q20_phase2"),
+        "configs/rednet/jpeg_red30_q10_q20_phase2.yaml (init: phase 1, configs/rednet/jpeg_red30_q10_q20_from_denoise.yaml)",
+        "supervised MSE, batch 16, 50x50 patches, from the denoiser: phase 1 900 steps at Adam 2e-4 x0.5 at 600 / "
+        "800; phase 2 1,200 steps at 4e-4, /4 at 900, fresh Adam (CPU recipe)",
+        "BSD200, MATLAB Y compressed as a grey JPEG at quality 10 or 20 per patch, flips/rot90", 2100),
+}
+MODELS = {
+    "rednet_denoise_blind": (RUNS / "denoise_blind_red30_phase3", REDNET_DENOISE_BLIND),
+    "rednet_jpeg": (RUNS / "jpeg_red30_q10_q20_phase2", REDNET_JPEG),
+}
 
 
 def main() -> None:

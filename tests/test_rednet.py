@@ -3,12 +3,17 @@ paper's description. Random weights, small images; one thread."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
 from restorekit import models
 from restorekit.errors import ModelError
 from restorekit.models.rednet import REDNet
+from restorekit.train.config import load_config
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "rednet"
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -119,3 +124,22 @@ def test_untrained_net_is_the_identity_so_training_starts_at_the_input():
     assert not torch.equal(REDNet(depth=30, features=8, identity_init=False)(x), x)
     red10 = REDNet(depth=10, features=8, skip_step=0, global_residual=False)
     assert red10.deconvs[-1].weight.abs().max() > 0
+
+
+def test_the_task_models_fine_tune_from_the_blind_denoisers_phase_2_with_its_exact_red30_shape():
+    """The JPEG and SR models (spec 2.5: Tables 8-9 train one RED30 per task family) start from the denoiser's
+    phase-2 weights: same 30 layers, width and padding (init_strict), only the task's data and levels differ."""
+    denoiser = load_config(CONFIGS / "denoise_blind_red30_phase2.yaml")
+    start = "runs/rednet/denoise_blind_red30_phase2/final.safetensors"
+    tasks = {name: load_config(CONFIGS / f"{name}.yaml") for name in
+             ("denoise_blind_red30_phase3", "jpeg_red30_q10_q20_from_denoise", "sr_blind_red30_from_denoise")}
+    for name, cfg in tasks.items():
+        assert cfg.model.init == start and cfg.model.init_strict, name
+        shape = {k: v for k, v in cfg.model.args.items() if k != "sr_scales"}
+        assert shape == denoiser.model.args, name
+    assert tasks["jpeg_red30_q10_q20_from_denoise"].data.train.levels[0].spec == "jpeg:quality=10|20"
+    assert tasks["jpeg_red30_q10_q20_from_denoise"].data.train.grey == "y"  # LIVE1's protocol: MATLAB Y
+    assert tasks["sr_blind_red30_from_denoise"].model.args["sr_scales"] == [2, 3, 4]
+    phase2 = load_config(CONFIGS / "jpeg_red30_q10_q20_phase2.yaml")
+    assert phase2.model.init == "runs/rednet/jpeg_red30_q10_q20_from_denoise/final.safetensors"
+    assert phase2.data == tasks["jpeg_red30_q10_q20_from_denoise"].data
