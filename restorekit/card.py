@@ -103,9 +103,11 @@ class Result(_Strict):
         rows = grid["results"][key] if key else next(iter(grid["results"].values()))
         dataset, task, protocol = Path(grid["dataset"]).name, grid["task"], grid.get("protocol") or {}
         results = []
+        by_spec = grid.get("x_axis") == "degradation"  # an `eval --degrade SPEC ...` grid: each row its own spec
         for row in rows:
             level = row.get("level")
-            command = eval_command(model, dataset, task, level=level, flags=flags)
+            row_flags = " ".join(f for f in (flags, f"--degrade '{row['spec']}'" if by_spec else "") if f)
+            command = eval_command(model, dataset, task, level=level, flags=row_flags)
             results.append(cls(dataset=dataset, task=task, level=level, strength=row.get("strength"),
                                psnr=round(row["psnr"], 3),
                                ssim=round(row["ssim"], 4) if row.get("ssim") is not None else None,

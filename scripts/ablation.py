@@ -51,8 +51,9 @@ class Ablation:
     """name: prefix of run names and figures; config: the base; runs: where variants train; studies: study ->
     variant label -> --set overrides; verdicts: study -> f(last validation PSNR per variant and level) -> a line
     saying whether the paper's claim holds; reuse: variant label -> an existing run of the base config that IS that
-    variant (same config and seed, e.g. the recipe's own run), read instead of training it again; loss_label /
-    val_label: the plot's axes."""
+    variant (same config and seed, e.g. the recipe's own run), read instead of training it again; study_configs:
+    study -> its own base config instead of `config` (its runs in a folder named after it); loss_label /
+    val_label: the plot's axes (val_labels: per study, where a study validates otherwise)."""
 
     name: str
     config: Path
@@ -60,8 +61,10 @@ class Ablation:
     studies: dict[str, dict[str, list[str]]]
     verdicts: dict[str, Callable[[dict[str, dict[str, float]]], str]] = field(default_factory=dict)
     reuse: dict[str, Path] = field(default_factory=dict)
+    study_configs: dict[str, Path] = field(default_factory=dict)
     loss_label: str = "training loss (running average)"
     val_label: str = "validation PSNR (dB)"
+    val_labels: dict[str, str] = field(default_factory=dict)
     log_loss: bool = True
     figures: Path = REPO / "docs" / "img"
     steps: int | None = None  # a shorter study than the base config's (--steps): train.steps for every variant
@@ -69,15 +72,19 @@ class Ablation:
     def overrides(self, study: str, label: str) -> list[str]:
         return [*self.studies[study][label], *([f"train.steps={self.steps}"] if self.steps else [])]
 
+    def config_of(self, study: str) -> Path:
+        return self.study_configs.get(study, self.config)
+
     def run_folder(self, study: str, label: str) -> Path:
         if label in self.reuse:
             return self.reuse[label]
-        return self.runs / (slug("_".join(self.overrides(study, label))).replace("model_args_", "") or "base")
+        runs = self.runs / self.study_configs[study].stem if study in self.study_configs else self.runs
+        return runs / (slug("_".join(self.overrides(study, label))).replace("model_args_", "") or "base")
 
     def train_command(self, study: str, label: str) -> list[str]:
         out = self.run_folder(study, label)
         sets = [arg for item in self.overrides(study, label) for arg in ("--set", item)]
-        return [str(REPO / ".venv" / "bin" / "restorekit"), "train", str(self.config), "--out", str(out),
+        return [str(REPO / ".venv" / "bin" / "restorekit"), "train", str(self.config_of(study)), "--out", str(out),
                 "--resume", "--set", f"name={self.name}_ablation_{out.name}", *sets]
 
     def summarise(self, study: str, logs: dict[str, Log]) -> str:
@@ -117,9 +124,9 @@ class Ablation:
                 right.plot([s for s, _ in psnrs], [mean(p) for _, p in psnrs], marker="o", markersize=3, label=label)
         left.set(xlabel="step", ylabel=self.loss_label, yscale="log" if self.log_loss else "linear",
                  title="training loss")
-        right.set(xlabel="step", ylabel=self.val_label, title="validation")
+        right.set(xlabel="step", ylabel=self.val_labels.get(study, self.val_label), title="validation")
         right.legend(fontsize=8)
-        fig.suptitle(f"{self.name} {study} study ({self.config.relative_to(REPO)}, equal steps)")
+        fig.suptitle(f"{self.name} {study} study ({self.config_of(study).relative_to(REPO)}, equal steps)")
         fig.tight_layout()
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=110)

@@ -8,6 +8,8 @@ were released in a form that could be had), so the cards' provenance is this rep
         --task denoise --levels 10,30,50,70 --json outputs/rednet/red30_blind_Set12.json  # BSD68 likewise
     python scripts/publish_rednet.py outputs/rednet/red30_blind_Set12.json outputs/rednet/red30_blind_BSD68.json
     python scripts/publish_rednet.py --model rednet_jpeg outputs/rednet/red30_jpeg2_LIVE1.json  # phase 2's grid
+    python scripts/publish_rednet.py --model rednet_deblur_gaussian outputs/rednet/red30_deblur_blind_Set12.json
+    python scripts/publish_rednet.py --model rednet_inpaint_text outputs/rednet/red30_inpaint_text_LIVE1.json
 
 The JPEG model starts from the denoiser's phase-2 weights (the zoo model up to git 95c426d; its configs
 say how to restore it). The blind SR attempt is not published (docs/BENCHMARKS.md: x2 is not above bicubic).
@@ -69,9 +71,41 @@ REDNET_JPEG = {
         "800; phase 2 1,200 steps at 4e-4, /4 at 900, fresh Adam (CPU recipe)",
         "BSD200, MATLAB Y compressed as a grey JPEG at quality 10 or 20 per patch, flips/rot90", 2100),
 }
+ZOO_DENOISER_START = ("fine-tuned from the zoo's blind grey denoiser `rednet_denoise_blind` (5,800 steps, git "
+                     "d2e4a4c), the same RED30 weights")
+REDNET_DEBLUR_GAUSSIAN = {
+    "family": "rednet", "task": "deblur", "levels": (0.4, 2.6), "blind": True, "grey": "luma", "license": "MIT",
+    "level_name": "Gaussian blur width (standard deviation, px)",
+    "description": f"{RED30}: ONE grey Gaussian deblurring network for widths 0.4-2.6 px, no width given (the "
+                   f"paper's Table 10 trains one model per kernel; a width-1.6-only model over-sharpens milder blur "
+                   f"far below the input and amplifies 8-bit rounding), {ZOO_DENOISER_START}. Trained on 8-bit-rounded "
+                   "input with light noise (sigma <= 2); colour images are restored on their luma. A short CPU "
+                   "budget (docs/BENCHMARKS.md).",
+    "training": _train(
+        _phases("deblur_gaussian_red30_from_denoise", "deblur_gaussian_blind_red30"),
+        "configs/rednet/deblur_gaussian_blind_red30.yaml (init: phase 1, configs/rednet/"
+        "deblur_gaussian_red30_from_denoise.yaml, which starts from weights/rednet_denoise_blind.safetensors)",
+        "supervised MSE, batch 16, 50x50 patches: phase 1 1,200 steps at width 1.6 only on float blurred input "
+        "(the paper's protocol), Adam 2e-4 x0.5 at 700 / 1,000; phase 2 1,200 steps with the width drawn per patch "
+        "from 0.4..2.6, Gaussian noise sigma 0..2 and rounding to 8 bits, same schedule, fresh Adam (CPU recipe)",
+        "BSD200 grey luma, Gaussian blur (replicate borders), flips/rot90", 2400),
+}
+REDNET_INPAINT_TEXT = {
+    "family": "rednet", "task": "inpaint", "blind": True, "license": "MIT",
+    "description": f"{RED30}, colour: removes overlaid text (font 10 or 20) WITHOUT a mask (RED-Net Sec. 4.6's text "
+                   f"removal), {ZOO_DENOISER_START} except the first conv and last deconv (1 channel there, 3 here). "
+                   "A short CPU budget (docs/BENCHMARKS.md).",
+    "training": _train(
+        _phases("inpaint_text_red30_from_denoise"), "configs/rednet/inpaint_text_red30_from_denoise.yaml",
+        "supervised MSE, batch 16, 50x50 patches, 1,200 steps at Adam 2e-4 x0.5 at 700 / 1,000 (CPU recipe)",
+        "BSD200 colour, random lower-case text in white at font 10 or 20 per patch (restorekit's "
+        "`inpaint:kind=text`), flips/rot90", 1200),
+}
 MODELS = {
     "rednet_denoise_blind": (RUNS / "denoise_blind_red30_phase3", REDNET_DENOISE_BLIND),
     "rednet_jpeg": (RUNS / "jpeg_red30_q10_q20_phase2", REDNET_JPEG),
+    "rednet_deblur_gaussian": (RUNS / "deblur_gaussian_blind_red30", REDNET_DEBLUR_GAUSSIAN),
+    "rednet_inpaint_text": (RUNS / "inpaint_text_red30_from_denoise", REDNET_INPAINT_TEXT),
 }
 
 

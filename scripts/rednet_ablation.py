@@ -5,6 +5,7 @@ equal steps, their training loss and validation PSNR plotted against the step, a
     .venv/bin/python scripts/rednet_ablation.py shortcut_type    # Fig. 7: RED's symmetric skips vs He et al.'s
     .venv/bin/python scripts/rednet_ablation.py width kernel     # the filter number and size sweeps
     .venv/bin/python scripts/rednet_ablation.py down             # Sec. 4.5: stride-2 variants, PSNR side
+    .venv/bin/python scripts/rednet_ablation.py levels           # Table 3: one blind model vs per-level ones
     .venv/bin/python scripts/rednet_ablation.py skips --plot-only
 
 Each variant is `restorekit train configs/rednet/skip_ablation_sigma70.yaml --out runs/rednet/ablation/<study>/
@@ -25,6 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ablation import REPO, Ablation
 
 CONFIG = REPO / "configs" / "rednet" / "skip_ablation_sigma70.yaml"
+LEVEL_CONFIG = REPO / "configs" / "rednet" / "denoise_level_study.yaml"  # the `levels` study's own base
+PER_LEVEL_SIGMAS = (10, 50)  # the two ends the per-level models are trained at (each costs a full run)
 RUNS = REPO / "runs" / "rednet" / "ablation"
 PLAIN = ["model.args.skip_step=0", "model.args.global_residual=false"]  # "without skip connections"
 SAME = ["model.args.padding=same"]
@@ -50,6 +53,10 @@ STUDIES: dict[str, dict[str, list[str]]] = {  # study -> variant label -> --set 
         **{f"down at {name}": ["model.args.depth=30", f"model.args.down=[{at}]", "data.train.patch=80"]
            for name, at in (("conv1", "1"), ("conv5", "5"), ("conv9", "9"), ("conv5+conv9", "5, 9"))},
     },
+    "levels": {  # Table 3 at equal steps from one blind start (LEVEL_CONFIG): blind, or one sigma only
+        "blind, sigma 10/30/50/70": [],
+        **{f"sigma {s} only": [f"data.train.levels=['noise:sigma={s}']"] for s in PER_LEVEL_SIGMAS},
+    },
 }
 
 
@@ -63,7 +70,20 @@ def skip_verdict(last: dict[str, dict[str, float]]) -> str:
             "at this budget.")
 
 
-REDNET = Ablation("rednet", CONFIG, RUNS, STUDIES, verdicts={"skips": skip_verdict},
+def level_verdict(last: dict[str, dict[str, float]]) -> str:
+    """Table 3's claim: the one blind model within 0.3 dB of a per-level model at that model's sigma."""
+    blind = last["blind, sigma 10/30/50/70"]
+    gaps = {s: last[f"sigma {s} only"][f"noise:sigma={s}"] - blind[f"noise:sigma={s}"] for s in PER_LEVEL_SIGMAS
+            if f"sigma {s} only" in last}
+    cells = ", ".join(f"sigma {s} {gap:+.2f} dB" for s, gap in gaps.items())
+    holds = all(gap <= 0.3 for gap in gaps.values())
+    return (f"Per-level minus blind at the per-level model's sigma (last validation PSNR): {cells}: the paper's claim "
+            f"(blind within 0.3 dB) {'holds' if holds else 'does NOT hold'} at this budget.")
+
+
+REDNET = Ablation("rednet", CONFIG, RUNS, STUDIES, verdicts={"skips": skip_verdict, "levels": level_verdict},
+                  study_configs={"levels": LEVEL_CONFIG},
+                  val_labels={"levels": "PSNR (dB), McMaster grey, mean of sigma 10/30/50/70"},
                   loss_label="training MSE (running average)", val_label="PSNR (dB), McMaster grey, sigma 70")
 
 if __name__ == "__main__":

@@ -32,6 +32,23 @@ def test_rednet_skip_study_states_whether_the_gap_grows_with_depth(tmp_path):
     assert study.run_folder("down", "no down-sampling").name == "depth_30_data_train_patch_80"
 
 
+def test_rednet_level_study_trains_from_its_own_config_and_judges_table_3s_claim(tmp_path):
+    """Table 3: one blind RED30 within 0.3 dB of per-level RED30s (here sigma 50 specialises by 0.5 dB)."""
+    study = dataclasses.replace(_script("rednet_ablation").REDNET, runs=tmp_path / "runs", figures=tmp_path / "img")
+    blind = {"noise:sigma=10": 33.0, "noise:sigma=50": 25.5}
+    runs = {"blind, sigma 10/30/50/70": blind, "sigma 10 only": {"noise:sigma=10": 33.2, "noise:sigma=50": 20.0},
+            "sigma 50 only": {"noise:sigma=10": 28.0, "noise:sigma=50": 26.0}}
+    for label, psnr in runs.items():
+        _fake_run(study.run_folder("levels", label), psnr)
+    summary = study.run_study("levels", plot_only=True)
+    assert "sigma 10 +0.20 dB, sigma 50 +0.50 dB" in summary and "does NOT hold" in summary
+    command = study.train_command("levels", "sigma 50 only")
+    assert command[2].endswith("configs/rednet/denoise_level_study.yaml")  # the study's own base config
+    assert command[-2:] == ["--set", "data.train.levels=['noise:sigma=50']"]
+    # its blind run (no overrides) has a folder of its own, apart from the sigma-70 studies' base
+    assert study.run_folder("levels", "blind, sigma 10/30/50/70").parent.name == "denoise_level_study"
+
+
 def test_mbn_component_study_reports_per_factor_and_the_claim_either_way(tmp_path):
     """Table 1: with TV + GAP + fusion the block is best on every factor (here made to fail on one)."""
     module = _script("mbn_ablation")

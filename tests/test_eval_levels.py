@@ -157,3 +157,23 @@ def test_grid_rows_become_card_results_whose_commands_reproduce_them(tmp_path, f
     args[2], args[4] = str(trained), str(folder)
     assert main([*args, "--json", str(tmp_path / "one.json")]) == 0
     assert json.loads((tmp_path / "one.json").read_text())["psnr"] == pytest.approx(grid["results"]["mine"][1]["psnr"])
+
+
+def test_a_degrade_grid_becomes_card_results_whose_commands_name_each_rows_spec(tmp_path, folder, trained):
+    """An `eval --degrade A --degrade B` grid (RED-Net's text removal at font 10 and 20): each card result's
+    command carries its own --degrade, and reruns to the same PSNR."""
+    import shlex
+
+    from restorekit.card import Result
+
+    out = tmp_path / "grid.json"
+    assert main(["eval", "--model", str(trained), "--dataset", str(folder), "--task", "denoise", "--degrade",
+                 "noise:sigma=15", "--degrade", "noise:sigma=40", "--json", str(out)]) == 0
+    grid = json.loads(out.read_text())
+    results = Result.from_grid(grid, "mine_zoo")
+    assert [r.protocol["degradation"] for r in results] == ["noise:sigma=15", "noise:sigma=40"]
+    args = shlex.split(results[1].command)[1:]
+    assert args[-2:] == ["--degrade", "noise:sigma=40"] and "--level" not in args
+    args[2], args[4] = str(trained), str(folder)
+    assert main([*args, "--json", str(tmp_path / "one.json")]) == 0
+    assert json.loads((tmp_path / "one.json").read_text())["psnr"] == pytest.approx(grid["results"]["mine"][1]["psnr"])

@@ -52,6 +52,25 @@ def test_each_batch_has_one_scale_drawn_from_seed_and_step_and_every_scale_occur
     assert scales(other, range(60)) != scales(plan, range(60))
 
 
+def test_scale_weights_draw_the_scales_in_proportion_still_one_per_batch_and_a_pure_function():
+    # RED-Net blind SR (issue 16): x2 drawn in 3 of 5 steps so its small errors are not drowned by x3 / x4.
+    prepared = prepare(multiscale("data.train.scale_weights=[3, 1, 1]"), Dist())
+    drawn = [{prepared.levels[k.level].scale for k in prepared.plan.keys(step)} for step in range(500)]
+    assert all(len(s) == 1 for s in drawn)
+    counts = Counter(s.pop() for s in drawn)
+    assert 0.52 < counts[2] / 500 < 0.68 and min(counts[3], counts[4]) > 60  # expected 300 / 100 / 100
+    again = prepare(multiscale("data.train.scale_weights=[3, 1, 1]"), Dist()).plan
+    assert [prepared.plan.keys(s) for s in (0, 9, 499)] == [again.keys(s) for s in (0, 9, 499)]
+    only_x3 = prepare(multiscale("data.train.scale_weights=[0, 1, 0]"), Dist()).plan
+    assert {prepared.levels[k.level].scale for s in range(40) for k in only_x3.keys(s)} == {3}
+
+
+@pytest.mark.parametrize("weights", ["[1, 1]", "[-1, 1, 1]", "[0, 0, 0]"])
+def test_scale_weights_need_one_non_negative_weight_per_scale(weights):
+    with pytest.raises(ConfigError, match="scale_weights"):
+        multiscale(f"data.train.scale_weights={weights}")
+
+
 def test_the_lr_patch_is_fixed_the_target_is_lr_patch_times_scale_and_the_model_gets_the_scale():
     prepared = prepare(multiscale("train.steps=12"), Dist())
     seen = set()

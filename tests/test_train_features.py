@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 from test_train import REPO, read_log, tiny_config, write_config
 
 from restorekit.cli import main
+from restorekit.errors import ConfigError
 from restorekit.train import load_config, run
 from restorekit.train.checkpoint import latest_checkpoint, load_checkpoint
 from restorekit.train.config import Scheduler, iter_keys, reference_markdown
@@ -175,3 +176,33 @@ def test_docs_list_every_config_key():
     missing = [k for k, _ in iter_keys() if f"`{k}`" not in text]
     assert not missing, f"docs/training.md does not document {missing}"
     assert reference_markdown() in text, "docs/training.md: regenerate the key table with reference_markdown()"
+
+
+def test_a_config_with_a_base_lists_only_its_changes_mappings_merge_lists_replace(tmp_path):
+    (tmp_path / "first.yaml").write_text("name: first\nmodel: {type: rednet}\ntrain: {steps: 100, optimizer: {type: adam, lr: 1.0e-4}}\n"
+                                         "data: {train: {levels: ['noise:sigma=10', 'noise:sigma=50']}}\n")
+    (tmp_path / "second.yaml").write_text("base: first.yaml\nname: second\ntrain: {optimizer: {lr: 4.0e-4}}\n"
+                                          "data: {train: {levels: ['noise:sigma=50']}}\n")
+    (tmp_path / "third.yaml").write_text("base: second.yaml\ntrain: {steps: 7}\n")
+    cfg = load_config(tmp_path / "third.yaml")
+    assert (cfg.name, cfg.train.steps, cfg.train.optimizer.type, cfg.train.optimizer.lr) == ("second", 7, "adam", 4e-4)
+    assert [lv.spec for lv in cfg.data.train.levels] == ["noise:sigma=50"]  # a list replaces, never appends
+
+
+def test_a_missing_or_circular_base_is_one_line_naming_the_file(tmp_path):
+    (tmp_path / "orphan.yaml").write_text("base: gone.yaml\nname: orphan\n")
+    with pytest.raises(ConfigError, match=r"gone.yaml: no such config file \(the base of .*orphan.yaml\)"):
+        load_config(tmp_path / "orphan.yaml")
+    (tmp_path / "a.yaml").write_text("base: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("base: a.yaml\n")
+    with pytest.raises(ConfigError, match="b.yaml: base: a.yaml leads back to itself"):
+        load_config(tmp_path / "a.yaml")
+
+
+def test_red_phase_configs_are_their_predecessor_plus_the_phase_changes():
+    # configs/rednet: a phase or fine-tune lists only what it changes (the denoiser's phase 2: start, steps, lr)
+    first = load_config(REPO / "configs" / "rednet" / "denoise_blind_red30.yaml").model_dump()
+    second = load_config(REPO / "configs" / "rednet" / "denoise_blind_red30_phase2.yaml").model_dump()
+    changed = sorted(f"{section}.{key}" for section in first if isinstance(first[section], dict)
+                     for key in first[section] if first[section][key] != second[section][key])
+    assert changed == ["model.init", "train.optimizer", "train.scheduler", "train.steps"]

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -235,10 +236,15 @@ class SampleKey:
     seed: int  # crop position, flips and degradation noise derive from this
 
 
-def scale_of_step(seed: int, step: int, scales: int) -> int:
-    """Index of the scale a multi-scale SR step trains (CARN: one of x2/x3/x4 per batch, uniformly): a pure
-    function of (seed, step), so a resumed or N-process run draws the same scale at every step."""
-    return mix_seed(seed, "scale", step) % scales
+def scale_of_step(seed: int, step: int, scales: int, weights: Sequence[float] | None = None) -> int:
+    """Index of the scale a multi-scale SR step trains (CARN: one of x2/x3/x4 per batch, uniformly; or in
+    proportion to `weights`): a pure function of (seed, step), so a resumed or N-process run draws the same
+    scale at every step."""
+    draw = mix_seed(seed, "scale", step)
+    if weights is None:
+        return draw % scales
+    bounds = np.cumsum(np.asarray(weights, dtype=np.float64))
+    return int(min(np.searchsorted(bounds, draw / 2.0 ** 63 * bounds[-1], side="right"), scales - 1))
 
 
 class StepPlan:
@@ -253,9 +259,9 @@ class StepPlan:
     """
 
     def __init__(self, strategy: LevelStrategy, level_sources: list[int], source_sizes: list[int],
-                 batch_size: int, seed: int, scales: int = 1):
+                 batch_size: int, seed: int, scales: int = 1, scale_weights: Sequence[float] | None = None):
         self.strategy, self.level_sources, self.source_sizes = strategy, level_sources, source_sizes
-        self.batch_size, self.seed, self.scales = batch_size, seed, scales
+        self.batch_size, self.seed, self.scales, self.scale_weights = batch_size, seed, scales, scale_weights
         self._perms: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
 
     def _permutation(self, source: int, epoch: int) -> np.ndarray:
@@ -275,7 +281,7 @@ class StepPlan:
         rng = np.random.default_rng(mix_seed(self.seed, "levels", step))
         levels = self.strategy.levels(step, self.batch_size, rng)
         if self.scales > 1:
-            levels = levels + scale_of_step(self.seed, step, self.scales) * self.strategy.n_levels
+            levels = levels + scale_of_step(self.seed, step, self.scales, self.scale_weights) * self.strategy.n_levels
         keys = []
         for j, level in enumerate(levels):
             source = self.level_sources[int(level)]

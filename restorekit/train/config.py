@@ -229,6 +229,9 @@ class TrainData(Section):
     scale: Int = key(1, "Size factor between target and input (SR); patch must be a multiple.")
     scales: OptInts = key(None, "Multi-scale SR (CARN): one scale per batch, drawn from (seed, step), e.g. [2, 3, 4]; "
                           "level specs write it as {scale} ('down:scale={scale}'); needs lr_patch; instead of scale.")
+    scale_weights: OptFloats = key(None, "How often each of `scales` is drawn, relative (e.g. [2, 1, 1]: x2 in half "
+                                   "the steps; blind SR's x2 otherwise drowns in the larger x3/x4 errors). null: "
+                                   "uniform (CARN).")
     lr_patch: OptInt = key(None, "Side of the degraded (LR) input patch; the target patch is lr_patch x scale "
                            "(CARN: 48). Instead of patch.")
     target_scale: OptInt = key(None, "Progressive SR stage (x8 in stages): the model's factor when below scale "
@@ -255,6 +258,10 @@ class TrainData(Section):
                         where="lr_patch")
         if self.lr_patch is not None and self.patch != default_of(TrainData.model_fields["patch"]):
             raise _fail("lr_patch (input side) replaces patch (target side): give one of them", where="patch")
+        if self.scale_weights is not None and (len(self.scale_weights) != len(self.scales or [])
+                                               or min(self.scale_weights) < 0 or sum(self.scale_weights) <= 0):
+            raise _fail("scale_weights needs one non-negative weight per entry of scales, not all zero",
+                        where="scale_weights")
         return self
 
 
@@ -575,19 +582,50 @@ def apply_override(raw: dict, dotted: str, value: Any) -> None:
 
 
 def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
-    """Read, override and validate a config; every error names the file and the key."""
-    path = Path(path)
+    """Read (with its `base:` chain), override and validate a config; every error names the file and the key."""
+    return validate_config(read_config_yaml(Path(path)), str(path), overrides)
+
+
+BASE_KEY = "base"
+
+
+def read_config_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict:
+    """The raw mapping of a config file. A top-level `base: other.yaml` (relative to this file) makes it the
+    differences from that config: mappings merge key by key, anything else (lists included) replaces; a phase
+    or fine-tune config then shows only what it changes (mmagic's `_base_`, one level or a chain)."""
     try:
         text = path.read_text()
     except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file") from None
+        raise ConfigError(f"{path}: no such config file" + (f" (the base of {chain[-1]})" if chain else "")) from None
     except OSError as err:
         raise ConfigError(f"{path}: cannot read ({err.strerror or err})") from None
     try:
         raw = yaml.safe_load(text)
     except _YAML_ERRORS as err:
         raise ConfigError(f"{path}: not valid YAML ({yaml_problem(err)})") from None
-    return validate_config(raw, str(path), overrides)
+    if not isinstance(raw, dict) or BASE_KEY not in raw:
+        return raw
+    base = raw.pop(BASE_KEY)
+    if not isinstance(base, str) or not base:
+        raise ConfigError(f"{path}: {BASE_KEY}: expected the path of another config, got {base!r}")
+    base_path = (path.parent / base).resolve()
+    if base_path in chain or base_path == path.resolve():
+        raise ConfigError(f"{path}: {BASE_KEY}: {base} leads back to itself")
+    inherited = read_config_yaml(base_path, (*chain, path.resolve()))
+    if not isinstance(inherited, dict):
+        raise ConfigError(f"{base_path}: expected a mapping of keys at the top level (the base of {path})")
+    return merge_config(inherited, raw)
+
+
+def merge_config(base: dict, changes: dict) -> dict:
+    """`base` with `changes` on top: nested mappings merged key by key, other values (lists too) replaced."""
+    merged = copy.deepcopy(base)
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_config(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
 
 
 def validate_config(raw: Any, origin: str = "<config>", overrides: list[str] | tuple = ()) -> Config:

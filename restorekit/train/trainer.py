@@ -523,7 +523,8 @@ def prepare(cfg: Config, dist: Dist, init_state: dict | None = None, init_strict
     strategy = build_strategy(s.type, per_scale, level=s.level, total_steps=cfg.train.steps,
                               curriculum=s.curriculum, cycle=s.cycle, seed=cfg.seed)
     plan = StepPlan(strategy, [lv.source for lv in levels], [len(src) for src in sources],
-                    cfg.train.batch_size, cfg.seed, scales=len(train_scales(cfg)))
+                    cfg.train.batch_size, cfg.seed, scales=len(train_scales(cfg)),
+                    scale_weights=cfg.data.train.scale_weights)
     loss = Loss(cfg.train.loss, cfg.train.charbonnier_eps)
     check_records(cfg, origin, info, sources, loss.needs_records)
     check_factors(cfg, origin, info, levels)

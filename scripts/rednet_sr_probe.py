@@ -1,0 +1,70 @@
+"""Is the blind RED30 SR model under-trained or mis-evaluated? (issue 16): its gain over bicubic on its own TRAINING
+batches, per scale. A model that beats bicubic by little on the very patches it trains on is under-fitted (more
+steps needed), not a victim of a test-protocol mismatch.
+
+    .venv/bin/python scripts/rednet_sr_probe.py runs/rednet/sr_blind_red30_phase3/final.safetensors
+
+Draws the training batches of the model's config (steps 5,000-5,059 of its step plan: the same patches,
+degradations and scale draw as training would) and prints, per scale, the mean MSE of MATLAB bicubic and of the
+model against the HR patch, and the gain in dB; then bicubic's PSNR on the config's validation crops (the
+reference for the training log's val_psnr).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from restorekit import metrics, ops, zoo
+from restorekit.distributed import Dist
+from restorekit.train.config import load_config
+from restorekit.train.trainer import make_loader, prepare
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG = ROOT / "configs" / "rednet" / "sr_blind_red30_phase3.yaml"
+
+
+def gains(weights: Path, config: Path, first: int, steps: int) -> dict[int, tuple[float, float, int]]:
+    """scale -> (bicubic MSE, model MSE, batches) over training steps [first, first + steps)."""
+    prepared = prepare(load_config(config, ["data.train.workers=0", "device=cpu"]), Dist())
+    model = zoo.load_model(str(weights)).module.eval()
+    sums: dict[int, list[tuple[float, float]]] = {}
+    for raw in make_loader(prepared, first, first + steps, Dist()):
+        scale = prepared.levels[int(raw["level"][0])].scale
+        with torch.no_grad():
+            restored = model(raw["lq"], scale=scale)
+        bicubic = ops.imresize(raw["lq"], scale)
+        sums.setdefault(scale, []).append((float(((bicubic - raw["hq"]) ** 2).mean()),
+                                           float(((restored - raw["hq"]) ** 2).mean())))
+    return {s: (float(np.mean([b for b, _ in v])), float(np.mean([m for _, m in v])), len(v))
+            for s, v in sorted(sums.items())}
+
+
+def bicubic_validation(config: Path) -> dict[str, float]:
+    """Bicubic's PSNR on the config's validation levels, scored like the training log's val_psnr."""
+    prepared = prepare(load_config(config, ["data.train.workers=0", "device=cpu"]), Dist())
+    return {level.name: float(np.mean([float(metrics.psnr_batch(ops.imresize(lq, level.conditions["scale"]).clamp(0, 1),
+                                                                 hq, level.protocol)) for lq, hq in level.pairs]))
+            for level in prepared.validation}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("weights", type=Path)
+    parser.add_argument("--config", type=Path, default=CONFIG, help="the training config whose batches to draw")
+    parser.add_argument("--first-step", type=int, default=5000)
+    parser.add_argument("--steps", type=int, default=60)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    print("| scale | batches | bicubic MSE | model MSE | gain over bicubic (dB) |\n|---|---:|---:|---:|---:|")
+    for scale, (bicubic, restored, count) in gains(args.weights, args.config, args.first_step, args.steps).items():
+        print(f"| x{scale} | {count} | {bicubic:.5f} | {restored:.5f} | {10 * np.log10(bicubic / restored):+.2f} |")
+    print("\nbicubic on the validation crops (dB): " + ", ".join(f"{name} {value:.2f}" for name, value in
+                                                              bicubic_validation(args.config).items()))
+
+
+if __name__ == "__main__":
+    main()
