@@ -157,9 +157,10 @@ def test_deblurring_and_text_removal_start_from_the_zoo_denoiser_and_the_photo_m
         cfg = load_config(CONFIGS / f"deblur_{kind}_red30_from_denoise.yaml")
         assert cfg.model.init == "weights/rednet_denoise_blind.safetensors" and cfg.model.args == denoiser
         assert [lv.spec for lv in cfg.data.train.levels] == [spec] == [lv.spec for lv in cfg.data.val.levels]
-    text = load_config(CONFIGS / "inpaint_text_red30_from_denoise.yaml")
-    assert text.model.args == {**denoiser, "channels": 3, "mask_input": False}
-    assert text.model.init_exclude == ["convs.0.*", "deconvs.14.*"]  # the 1-channel ends of the grey denoiser
+    for kind in ("text", "scratch"):
+        removal = load_config(CONFIGS / f"inpaint_{kind}_red30_from_denoise.yaml")
+        assert removal.model.args == {**denoiser, "channels": 3, "mask_input": False}
+        assert removal.model.init_exclude == ["convs.0.*", "deconvs.14.*"]  # the 1-channel ends of the denoiser
     photo = load_config(CONFIGS / "deblur_gaussian_blind_red30.yaml")
     assert photo.model.init == "runs/rednet/deblur_gaussian_red30_from_denoise/final.safetensors"
     (train,) = photo.data.train.levels
