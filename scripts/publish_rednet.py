@@ -10,6 +10,7 @@ were released in a form that could be had), so the cards' provenance is this rep
     python scripts/publish_rednet.py --model rednet_jpeg outputs/rednet/red30_jpeg2_LIVE1.json  # phase 2's grid
     python scripts/publish_rednet.py --model rednet_deblur_gaussian outputs/rednet/red30_deblur_blind_Set12.json
     python scripts/publish_rednet.py --model rednet_inpaint_text outputs/rednet/red30_inpaint_text_LIVE1.json
+    python scripts/publish_rednet.py --model rednet_inpaint_scratch outputs/rednet/red30_inpaint_scratch_LIVE1.json
 
 The JPEG model starts from the denoiser's phase-2 weights (the zoo model up to git 95c426d; its configs
 say how to restore it). The blind SR attempt is not published (docs/BENCHMARKS.md: x2 is not above bicubic).
@@ -101,11 +102,22 @@ REDNET_INPAINT_TEXT = {
         "BSD200 colour, random lower-case text in white at font 10 or 20 per patch (restorekit's "
         "`inpaint:kind=text`), flips/rot90", 1200),
 }
+REDNET_INPAINT_SCRATCH = {
+    **REDNET_INPAINT_TEXT,
+    "description": f"{RED30}, colour: removes random scratches WITHOUT a mask (RED-Net Sec. 4.6's scratch removal), "
+                   f"{ZOO_DENOISER_START} except the first conv and last deconv (1 channel there, 3 here). A short "
+                   "CPU budget (docs/BENCHMARKS.md).",
+    "training": _train(
+        _phases("inpaint_scratch_red30_from_denoise"), "configs/rednet/inpaint_scratch_red30_from_denoise.yaml",
+        "supervised MSE, batch 16, 50x50 patches, 1,200 steps at Adam 2e-4 x0.5 at 700 / 1,000 (CPU recipe)",
+        "BSD200 colour, random scratches per patch (restorekit's `inpaint:kind=scratch`), flips/rot90", 1200),
+}
 MODELS = {
     "rednet_denoise_blind": (RUNS / "denoise_blind_red30_phase3", REDNET_DENOISE_BLIND),
     "rednet_jpeg": (RUNS / "jpeg_red30_q10_q20_phase2", REDNET_JPEG),
     "rednet_deblur_gaussian": (RUNS / "deblur_gaussian_blind_red30", REDNET_DEBLUR_GAUSSIAN),
     "rednet_inpaint_text": (RUNS / "inpaint_text_red30_from_denoise", REDNET_INPAINT_TEXT),
+    "rednet_inpaint_scratch": (RUNS / "inpaint_scratch_red30_from_denoise", REDNET_INPAINT_SCRATCH),
 }
 
 
