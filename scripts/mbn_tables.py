@@ -100,13 +100,19 @@ class Cascade(nn.Module):
 
 
 RMBN_RUN = "mbn_rmbn_t91_cpu"  # the run whose final weights are the R-MBN row (--rmbn-run: a longer step 2)
+RMBN_STAR_RUN = "rmbn_star"  # the run of the R-MBN* row (--rmbn-star-run: e.g. rmbn_star_from_rmbn)
+
+
+def run_weights(runs: Path, run: str) -> Path:
+    """A run folder's final weights, or a weights file named directly (e.g. weights/rmbn.safetensors, the zoo's)."""
+    return Path(run) if run.endswith(".safetensors") else runs / run / "final.safetensors"
 
 
 def weights(runs: Path) -> dict[str, Path]:
     """Where each trained row's weights are."""
     return {"MBN (factor given)": runs / "mbn_rmbn_t91_cpu" / "stages" / "joint.safetensors",
-            "R-MBN": runs / RMBN_RUN / "final.safetensors",
-            "R-MBN*": runs / "rmbn_star" / "final.safetensors",
+            "R-MBN": run_weights(runs, RMBN_RUN),
+            "R-MBN*": run_weights(runs, RMBN_STAR_RUN),
             "Universal": runs / "universal" / "final.safetensors",
             **{f"Dedicated {f}": runs / f"dedicated_{f}" / "final.safetensors" for f in SYNTHESIS_ORDER}}
 
@@ -288,7 +294,7 @@ def train_commands() -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    global RMBN_RUN  # --rmbn-run: read by weights()
+    global RMBN_RUN, RMBN_STAR_RUN  # --rmbn-run, --rmbn-star-run: read by weights()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", default=str(RUNS), help="where the training runs are (default runs/mbn)")
     parser.add_argument("--out", default=None, help="where the tables go (default: RUNS/tables)")
@@ -300,10 +306,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rain100h-limit", type=int, default=None, help="first N Rain100H pairs (default all 50)")
     parser.add_argument("--rows", default="", help=f"rows to score (default all): {', '.join(ROWS)}")
     parser.add_argument("--print-commands", action="store_true", help="print the training commands and stop")
-    parser.add_argument("--rmbn-run", default=RMBN_RUN, help="run folder (under --runs) of the R-MBN row, e.g. "
-                        "rmbn_step2_long (configs/mbn/rmbn_step2_long_cpu.yaml); default %(default)s")
+    parser.add_argument("--rmbn-run", default=RMBN_RUN, help="the R-MBN row: a run folder under --runs (e.g. "
+                        "rmbn_step2_long, configs/mbn/rmbn_step2_long_cpu.yaml) or a weights file (e.g. "
+                        "weights/rmbn.safetensors, the zoo's); default %(default)s")
+    parser.add_argument("--rmbn-star-run", default=RMBN_STAR_RUN, help="the R-MBN* row, as --rmbn-run (e.g. "
+                        "rmbn_star_from_rmbn, configs/mbn/rmbn_star_from_rmbn_cpu.yaml); default %(default)s")
     args = parser.parse_args(argv)
-    RMBN_RUN = args.rmbn_run
+    RMBN_RUN, RMBN_STAR_RUN = args.rmbn_run, args.rmbn_star_run
     if args.print_commands:
         print("\n".join(train_commands()))
         return 0

@@ -21,15 +21,19 @@ import torch
 from restorekit import metrics, ops, zoo
 from restorekit.distributed import Dist
 from restorekit.train.config import load_config
-from restorekit.train.trainer import make_loader, prepare
+from restorekit.train.trainer import Prepared, make_loader, prepare
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "configs" / "rednet" / "sr_blind_red30_phase3.yaml"
 
 
-def gains(weights: Path, config: Path, first: int, steps: int) -> dict[int, tuple[float, float, int]]:
+def prepared_probe(config: Path) -> Prepared:
+    """The config's data and validation, prepared once for both measurements (decoding the images is slow)."""
+    return prepare(load_config(config, ["data.train.workers=0", "device=cpu"]), Dist())
+
+
+def gains(weights: Path, prepared: Prepared, first: int, steps: int) -> dict[int, tuple[float, float, int]]:
     """scale -> (bicubic MSE, model MSE, batches) over training steps [first, first + steps)."""
-    prepared = prepare(load_config(config, ["data.train.workers=0", "device=cpu"]), Dist())
     model = zoo.load_model(str(weights)).module.eval()
     sums: dict[int, list[tuple[float, float]]] = {}
     for raw in make_loader(prepared, first, first + steps, Dist()):
@@ -43,9 +47,8 @@ def gains(weights: Path, config: Path, first: int, steps: int) -> dict[int, tupl
             for s, v in sorted(sums.items())}
 
 
-def bicubic_validation(config: Path) -> dict[str, float]:
+def bicubic_validation(prepared: Prepared) -> dict[str, float]:
     """Bicubic's PSNR on the config's validation levels, scored like the training log's val_psnr."""
-    prepared = prepare(load_config(config, ["data.train.workers=0", "device=cpu"]), Dist())
     return {level.name: float(np.mean([float(metrics.psnr_batch(ops.imresize(lq, level.conditions["scale"]).clamp(0, 1),
                                                                  hq, level.protocol)) for lq, hq in level.pairs]))
             for level in prepared.validation}
@@ -59,11 +62,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=60)
     args = parser.parse_args()
     torch.set_num_threads(1)
+    prepared = prepared_probe(args.config)
     print("| scale | batches | bicubic MSE | model MSE | gain over bicubic (dB) |\n|---|---:|---:|---:|---:|")
-    for scale, (bicubic, restored, count) in gains(args.weights, args.config, args.first_step, args.steps).items():
+    for scale, (bicubic, restored, count) in gains(args.weights, prepared, args.first_step, args.steps).items():
         print(f"| x{scale} | {count} | {bicubic:.5f} | {restored:.5f} | {10 * np.log10(bicubic / restored):+.2f} |")
     print("\nbicubic on the validation crops (dB): " + ", ".join(f"{name} {value:.2f}" for name, value in
-                                                              bicubic_validation(args.config).items()))
+                                                              bicubic_validation(prepared).items()))
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ through the trainer, and R-MBN's step-2 recipe."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -232,6 +233,41 @@ def test_recurrent_recipe_weighs_the_own_step_and_the_last(tmp_path, monkeypatch
         assert row["loss"] == pytest.approx(0.8 * own.item() + 0.2 * final.item(), rel=1e-5)
 
 
+def test_every_step_targets_ask_earlier_paths_to_pass_the_image_and_later_ones_to_keep_it_clean():
+    """recurrent.targets every_step (ours, beside the paper's `last`): 0.8 x own step + 0.2 x the other steps,
+    those before the own factor's step against the degraded input, those after against the clean image."""
+    from types import SimpleNamespace
+
+    from restorekit.train import recipes
+
+    lq, hq = torch.zeros(1, 3, 8, 8), torch.ones(1, 3, 8, 8)
+    batch = recipes.Batch(lq=lq, hq=hq, levels=torch.zeros(1, dtype=torch.long))
+    fake = SimpleNamespace(OWN_STEP=0.8, FINAL=0.2, pixel_loss=lambda pred, b: ((pred - b.hq) ** 2).mean())
+    loss = recipes.Recurrent.every_step_loss
+    # J passes the image, H (own) restores it, B and R keep it: nothing to learn
+    assert loss(fake, [lq, hq, hq, hq], 1, batch).item() == 0
+    # J already changed the (not yet J-factor) image: 0.2 x 1/3 of a unit error
+    assert loss(fake, [hq, hq, hq, hq], 1, batch).item() == pytest.approx(0.2 / 3)
+    # a later step undoing the restoration costs the same share; the own step's error costs 0.8
+    assert loss(fake, [lq, hq, hq, lq], 1, batch).item() == pytest.approx(0.2 / 3)
+    assert loss(fake, [lq, lq, lq, lq], 1, batch).item() == pytest.approx(0.8 + 0.2 * 2 / 3)
+
+
+def test_the_every_step_targets_reach_the_trainer(tmp_path, monkeypatch):
+    """`recurrent: {targets: every_step}` in a config: per training step, the last step's loss (logged as
+    final_loss) and then each of the four steps against its target."""
+    from restorekit.train import recipes
+
+    calls = []
+    original = recipes.Recurrent.pixel_loss
+    monkeypatch.setattr(recipes.Recurrent, "pixel_loss",
+                        lambda self, pred, batch: calls.append(1) or original(self, pred, batch))
+    cfg = _mbn_config(**{"recipe": "recurrent", "train.steps": 2, "recurrent": {"targets": "every_step"},
+                         "strategy": {"type": "mbn_cycle", "cycle": [1, 1, 1, 3]}})
+    run(load_config(write_config(tmp_path, cfg)), tmp_path / "out")
+    assert len(calls) == 2 * (1 + 4)
+
+
 def test_the_recurrent_recipe_needs_recurrent_paths(tmp_path):
     path = write_config(tmp_path, tiny_config(recipe="recurrent"))
     with pytest.raises(ConfigError, match="recipe recurrent: dncnn has no recurrent paths"):
@@ -416,3 +452,36 @@ def test_the_gpu_config_is_the_papers_scale_without_rain100h_sources():
         pytest.skip("no ../shared/data/meta/Rain100H_clean_source.csv (RESTOREKIT_DATA) to check the list against")
     sources = {row["source_file"] for row in csv.DictReader(table.open()) if row["source_dataset"] == "train/BSD200"}
     assert set(cfg.data.train.exclude) == sources
+
+
+def test_the_diagnosis_finds_a_dead_block_and_scores_every_recurrent_step(tmp_path, capsys):
+    """scripts/mbn_diagnose.py: `alive` reads 0 live activations in a DuRB-M whose fused output is negative
+    everywhere (ReLU(out + x) passes nothing: the collapse of the CPU models' M7) and in every block fed by it;
+    `steps` scores the input and each step of J -> H -> B -> R on each single-factor set."""
+    import numpy as np
+    from PIL import Image
+
+    diagnose = _script("mbn_diagnose")
+    model = create_model("mbn", features=8, res_features=8, rain_iterations=1, init="kaiming")
+    data = tmp_path / "data"
+    data.mkdir()
+    Image.fromarray((np.random.default_rng(0).random((40, 48, 3)) * 255).astype(np.uint8)).save(data / "0.png")
+    pairs = diagnose.examples("jpeg", str(data), 1, 32)
+    healthy = diagnose.liveness(model, "jpeg", pairs)
+    assert list(healthy) == ["inputs.jpeg", *(f"stem.{i}" for i in range(5)), "hierarchy.0", "hierarchy.1",
+                             "outputs.jpeg"]
+    assert healthy["hierarchy.1"][0] > 0.05
+    with torch.no_grad():
+        model.hierarchy[1].fuse.bias.fill_(-100.0)
+    dead = diagnose.liveness(model, "jpeg", pairs)
+    assert dead["hierarchy.1"] == (0.0, 0.0)
+    steps = diagnose.step_psnrs(model, pairs)
+    assert list(steps) == ["input", "jpeg", "haze", "blur", "rain"] and all(np.isfinite(list(steps.values())))
+
+
+def test_a_table_row_reads_a_run_folder_or_a_weights_file_named_directly():
+    """--rmbn-run / --rmbn-star-run: a run under --runs, or a weights file such as the zoo's rmbn."""
+    tables = _script("mbn_tables")
+    runs = Path("runs/mbn")
+    assert tables.run_weights(runs, "rmbn_step2_long") == runs / "rmbn_step2_long" / "final.safetensors"
+    assert tables.run_weights(runs, "weights/rmbn.safetensors") == Path("weights/rmbn.safetensors")

@@ -405,6 +405,14 @@ class LoggingSection(Section):
     progress: Str = key("auto", "Progress bar: auto (only on a terminal), on, off.", ("auto", "on", "off"))
 
 
+class RecurrentSection(Section):
+    targets: Str = key("last", "recipe recurrent: what the 0.2 beside the own factor's step (0.8) learns. last: the "
+                       "last step against the clean image (MBN Sec. 3.6, the paper); every_step: each other step "
+                       "against its own target, the degraded input before the own factor's step and the clean image "
+                       "after it, 0.2 shared among them (ours: every path is told directly to pass an image "
+                       "without its factor through).", ("last", "every_step"))
+
+
 class Config(Section):
     name: Str = key("run", "Run name, written into logs and the model card.")
     seed: Int = key(0, "Seed of everything random: image order, crops, flips, levels, noise, augmentation, init.")
@@ -426,6 +434,7 @@ class Config(Section):
     augment: AugmentSection = Field(default_factory=AugmentSection)
     train: TrainSection
     adversarial: AdversarialSection = Field(default_factory=AdversarialSection)
+    recurrent: RecurrentSection = Field(default_factory=RecurrentSection)
     stages: list[Stage] = key([], "recipe staged: the stages, each a mapping of the stage keys below.")
     logging: LoggingSection = Field(default_factory=LoggingSection)
 
