@@ -367,7 +367,8 @@ class Recurrent(Supervised):
     """R-MBN's step 2 (MBN Sec. 3.6): the model runs every path in its recurrent order (`module.recurrent(x)`
     -> [(factor, output), ...]) and learns `OWN_STEP` x loss(output of the batch's own factor's step) +
     `FINAL` x loss(last output): its own path keeps specialising, the others learn to leave the image alone.
-    A batch without a factor (mixed data, R-MBN*) learns the last output only (the paper does not say)."""
+    A batch without a factor (mixed data, R-MBN*) learns the last output only (the paper does not say).
+    `recurrent.targets: every_step` (ours) spreads the 0.2 over every other step instead (`every_step_loss`)."""
 
     OWN_STEP, FINAL = 0.8, 0.2
 
