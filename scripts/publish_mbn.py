@@ -37,8 +37,9 @@ CARD = {
                    "when the factor is unknown (--task auto) or along one factor's path (--task derain / deblur / "
                    "jpeg / dehaze). Trained from scratch on this CPU (no MBN weights were released), He init (init=kaiming). "
                    "A short CPU budget: as MBN (factor given) it is within 0.5 dB of dedicated networks, but run "
-                   "recurrently it damages images without haze or rain (JPEG -6 dB on CBSD68 crops; "
-                   "docs/BENCHMARKS.md).",
+                   "recurrently it damages images without haze or rain (JPEG -6 dB on CBSD68 crops; its haze path "
+                   "is a fixed offset, the hierarchy block M7 having died in step 1 at this budget: "
+                   "docs/BENCHMARKS.md, scripts/mbn_diagnose.py).",
     "training": {
         "recipe": "staged: step 1 (MBN) 1,800 single-factor minibatches of 4 in MBN cycles (1 haze, 1 rain, "
                   "1 JPEG, 3 motion blur), -1.1 SSIM + 0.75 L1, Adam 1e-4 /10 at 1,500, He init with residual and "
