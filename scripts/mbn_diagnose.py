@@ -25,9 +25,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mbn_tables import FACTOR_SPECS, SINGLE_COLUMNS
+from mbn_tables import SINGLE_COLUMNS, set_setup
 
-from restorekit import evaluation, io, paths
+from restorekit import evaluation, io, metrics, paths
 from restorekit.models import create_model
 from restorekit.train.checkpoint import load_checkpoint
 from restorekit.zoo import load_model
@@ -35,10 +35,10 @@ from restorekit.zoo import load_model
 
 def examples(factor: str, dataset: str, limit: int, crop: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """(degraded, clean) pairs of one factor's set, as scripts/mbn_tables.py synthesises it."""
-    setup = evaluation.default_setup("restore", degrade=FACTOR_SPECS[factor], seed_mode="name", crop_to=(crop, crop))
+    setup = set_setup((factor,), crop, None)[0]
     pairs = []
     for path in io.list_images(paths.resolve_dataset(dataset))[:limit]:
-        clean = evaluation.crop_to(io.read_image(path)[0], (crop, crop))
+        clean = evaluation.crop_to(io.read_image(path)[0], setup.crop_to)
         degraded, target, _ = evaluation.make_example(clean, path.name, setup)
         pairs.append((degraded, target))
     return pairs
@@ -54,10 +54,6 @@ def load_mbn(weights: str) -> torch.nn.Module:
     return module.eval()
 
 
-def psnr(x: torch.Tensor, clean: torch.Tensor) -> float:
-    return float(10 * torch.log10(1 / ((x.clamp(0, 1) - clean) ** 2).mean()))
-
-
 def step_psnrs(module: torch.nn.Module, pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, float]:
     """'input' and each recurrent step's factor -> mean PSNR over the pairs."""
     sums: dict[str, list[float]] = {}
@@ -65,7 +61,7 @@ def step_psnrs(module: torch.nn.Module, pairs: list[tuple[torch.Tensor, torch.Te
         with torch.no_grad():
             steps = module.recurrent(degraded.unsqueeze(0))
         for name, image in [("input", degraded.unsqueeze(0)), *steps]:
-            sums.setdefault(name, []).append(psnr(image[0], clean))
+            sums.setdefault(name, []).append(metrics.psnr(image[0].clamp(0, 1), clean, quantize=None))
     return {name: sum(values) / len(values) for name, values in sums.items()}
 
 
@@ -75,22 +71,22 @@ def liveness(module: torch.nn.Module, factor: str, pairs: list[tuple[torch.Tenso
     blocks = {f"inputs.{factor}": module.inputs[factor], **{f"stem.{i}": b for i, b in enumerate(module.stem)},
               **{f"hierarchy.{i}": b for i, b in enumerate(module.hierarchy[:module.taps[factor]])},
               f"outputs.{factor}": module.outputs[factor]}
-    seen: dict[str, list[tuple[float, float]]] = {}
+    seen: dict[str, list[tuple[float, float]]] = {name: [] for name in blocks}
+    latest: dict[str, tuple[float, float]] = {}  # a multi-scale path calls each block per scale: the last wins
 
     def recorder(name: str):
         def hook(_module, _inputs, output):
             out = output[0] if isinstance(output, tuple) else output
-            seen.setdefault(name, []).append((float((out > 0).float().mean()), float(out.abs().mean())))
+            latest[name] = (float((out > 0).float().mean()), float(out.abs().mean()))
         return hook
 
     handles = [block.register_forward_hook(recorder(name)) for name, block in blocks.items()]
     try:
         for degraded, _ in pairs:
-            calls = {name: len(v) for name, v in seen.items()}
             with torch.no_grad():
                 module(degraded.unsqueeze(0), factor=factor)
-            for name in seen:  # keep each image's finest-scale (last) call only
-                seen[name] = seen[name][:calls.get(name, 0)] + seen[name][-1:]
+            for name, stats in latest.items():
+                seen[name].append(stats)
     finally:
         for handle in handles:
             handle.remove()

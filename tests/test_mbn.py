@@ -245,17 +245,18 @@ def test_every_step_targets_ask_earlier_paths_to_pass_the_image_and_later_ones_t
     fake = SimpleNamespace(OWN_STEP=0.8, FINAL=0.2, pixel_loss=lambda pred, b: ((pred - b.hq) ** 2).mean())
     loss = recipes.Recurrent.every_step_loss
     # J passes the image, H (own) restores it, B and R keep it: nothing to learn
-    assert loss(fake, [lq, hq, hq, hq], 1, batch).item() == 0
+    assert loss(fake, [lq, hq, hq, hq], 1, batch)[0].item() == 0
     # J already changed the (not yet J-factor) image: 0.2 x 1/3 of a unit error
-    assert loss(fake, [hq, hq, hq, hq], 1, batch).item() == pytest.approx(0.2 / 3)
+    assert loss(fake, [hq, hq, hq, hq], 1, batch)[0].item() == pytest.approx(0.2 / 3)
     # a later step undoing the restoration costs the same share; the own step's error costs 0.8
-    assert loss(fake, [lq, hq, hq, lq], 1, batch).item() == pytest.approx(0.2 / 3)
-    assert loss(fake, [lq, lq, lq, lq], 1, batch).item() == pytest.approx(0.8 + 0.2 * 2 / 3)
+    assert loss(fake, [lq, hq, hq, lq], 1, batch)[0].item() == pytest.approx(0.2 / 3)
+    assert loss(fake, [lq, hq, hq, lq], 1, batch)[1].item() == 1  # the last step's own loss, for the log
+    assert loss(fake, [lq, lq, lq, lq], 1, batch)[0].item() == pytest.approx(0.8 + 0.2 * 2 / 3)
 
 
 def test_the_every_step_targets_reach_the_trainer(tmp_path, monkeypatch):
-    """`recurrent: {targets: every_step}` in a config: per training step, the last step's loss (logged as
-    final_loss) and then each of the four steps against its target."""
+    """`recurrent: {targets: every_step}` in a config: per training step, each of the four steps against its target,
+    once (the last one is also what the log's final_loss reads)."""
     from restorekit.train import recipes
 
     calls = []
@@ -265,7 +266,7 @@ def test_the_every_step_targets_reach_the_trainer(tmp_path, monkeypatch):
     cfg = _mbn_config(**{"recipe": "recurrent", "train.steps": 2, "recurrent": {"targets": "every_step"},
                          "strategy": {"type": "mbn_cycle", "cycle": [1, 1, 1, 3]}})
     run(load_config(write_config(tmp_path, cfg)), tmp_path / "out")
-    assert len(calls) == 2 * (1 + 4)
+    assert len(calls) == 2 * 4
 
 
 def test_the_recurrent_recipe_needs_recurrent_paths(tmp_path):

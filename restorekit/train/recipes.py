@@ -384,27 +384,29 @@ class Recurrent(Supervised):
     def train_step(self, batch: Batch) -> dict[str, torch.Tensor]:
         with autocast(self.cfg, self.device):
             steps = self.net.recurrent(batch.lq)
-        final = self.pixel_loss(steps[-1][1], batch)
-        factors = [f for f, _ in steps]
+        outputs, factors = [out for _, out in steps], [f for f, _ in steps]
         factor = self.conditions.get("factor")
-        if factor not in factors:
-            loss = final
-        elif self.cfg.recurrent.targets == "last":
-            loss = self.OWN_STEP * self.pixel_loss(steps[factors.index(factor)][1], batch) + self.FINAL * final
+        own = factors.index(factor) if factor in factors else None
+        if own is not None and self.cfg.recurrent.targets == "every_step":
+            loss, final = self.every_step_loss(outputs, own, batch)
         else:
-            loss = self.every_step_loss([out for _, out in steps], factors.index(factor), batch)
+            final = self.pixel_loss(outputs[-1], batch)
+            loss = final if own is None else self.OWN_STEP * self.pixel_loss(outputs[own], batch) + self.FINAL * final
         self.g.update(loss, self.dist)
         if self.ema is not None:
             self.ema.update(self.net)
         return {"loss": loss.detach(), "final_loss": final.detach()}
 
-    def every_step_loss(self, outputs: list[torch.Tensor], own: int, batch: Batch) -> torch.Tensor:
-        """recurrent.targets every_step: 0.8 x the own step against the clean image, 0.2 x the mean of the other
-        steps, each against the degraded input (before the own step: leave it alone) or the clean image (after)."""
+    def every_step_loss(self, outputs: list[torch.Tensor], own: int, batch: Batch
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+        """recurrent.targets every_step: (0.8 x the own step against the clean image + 0.2 x the mean of the other
+        steps, each against the degraded input (before the own step: leave it alone) or the clean image (after);
+        the last step's loss, for the log). Each step's loss is computed once."""
         passed = replace(batch, hq=batch.lq)
-        others = [self.pixel_loss(out, passed if i < own else batch) for i, out in enumerate(outputs) if i != own]
-        own_loss = self.pixel_loss(outputs[own], batch)
-        return own_loss if not others else self.OWN_STEP * own_loss + self.FINAL * torch.stack(others).mean()
+        losses = [self.pixel_loss(out, passed if i < own else batch) for i, out in enumerate(outputs)]
+        others = [value for i, value in enumerate(losses) if i != own]
+        loss = self.OWN_STEP * losses[own] + self.FINAL * torch.stack(others).mean() if others else losses[own]
+        return loss, losses[-1]
 
 
 # ------------------------------------------------------------------------------------ staged
