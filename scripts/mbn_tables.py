@@ -34,7 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -99,34 +99,39 @@ class Cascade(nn.Module):
         return image
 
 
-RMBN_RUN = "mbn_rmbn_t91_cpu"  # the run whose final weights are the R-MBN row (--rmbn-run: a longer step 2)
-RMBN_STAR_RUN = "rmbn_star"  # the run of the R-MBN* row (--rmbn-star-run: e.g. rmbn_star_from_rmbn)
-
-
 def run_weights(runs: Path, run: str) -> Path:
     """A run folder's final weights, or a weights file named directly (e.g. weights/rmbn.safetensors, the zoo's)."""
     return Path(run) if run.endswith(".safetensors") else runs / run / "final.safetensors"
 
 
-def weights(runs: Path) -> dict[str, Path]:
-    """Where each trained row's weights are."""
-    return {"MBN (factor given)": runs / "mbn_rmbn_t91_cpu" / "stages" / "joint.safetensors",
-            "R-MBN": run_weights(runs, RMBN_RUN),
-            "R-MBN*": run_weights(runs, RMBN_STAR_RUN),
-            "Universal": runs / "universal" / "final.safetensors",
-            **{f"Dedicated {f}": runs / f"dedicated_{f}" / "final.safetensors" for f in SYNTHESIS_ORDER}}
+@dataclass(frozen=True)
+class Runs:
+    """Where the trained rows are: the runs folder, and which run (or weights file) is the R-MBN / R-MBN* row."""
+
+    root: Path
+    rmbn: str = "mbn_rmbn_t91_cpu"  # --rmbn-run: e.g. a longer step 2, or the zoo's weights/rmbn.safetensors
+    rmbn_star: str = "rmbn_star"  # --rmbn-star-run: e.g. rmbn_star_from_rmbn
+
+    def weights(self) -> dict[str, Path]:
+        """Each trained row's weights file."""
+        root = self.root
+        return {"MBN (factor given)": root / "mbn_rmbn_t91_cpu" / "stages" / "joint.safetensors",
+                "R-MBN": run_weights(root, self.rmbn),
+                "R-MBN*": run_weights(root, self.rmbn_star),
+                "Universal": root / "universal" / "final.safetensors",
+                **{f"Dedicated {f}": root / f"dedicated_{f}" / "final.safetensors" for f in SYNTHESIS_ORDER}}
 
 
-def cascade_model(runs: Path) -> Model:
-    members = [load_model(str(weights(runs)[f"Dedicated {f}"])) for f in RECURRENT_ORDER]
+def cascade_model(runs: Runs) -> Model:
+    members = [load_model(str(runs.weights()[f"Dedicated {f}"])) for f in RECURRENT_ORDER]
     info = replace(members[0].info, size_multiple=max(m.info.size_multiple for m in members))
     return Model(Cascade([m.module for m in members]).eval(), info, name="cascade J->H->B->R")
 
 
-def row_source(label: str, factors: tuple[str, ...], runs: Path) -> tuple[list[Path], str | None] | None:
+def row_source(label: str, factors: tuple[str, ...], runs: Runs) -> tuple[list[Path], str | None] | None:
     """(weights files, factor) of a row on a set with these factors; None where the row does not apply."""
     single = factors[0] if len(factors) == 1 else None
-    files = weights(runs)
+    files = runs.weights()
     if label == "Input":
         return [], None
     if label == "Dedicated":
@@ -140,7 +145,7 @@ def row_source(label: str, factors: tuple[str, ...], runs: Path) -> tuple[list[P
     return [files[label]], "auto" if label.startswith("R-MBN") else None
 
 
-def loader(label: str, files: list[Path], runs: Path):
+def loader(label: str, files: list[Path], runs: Runs):
     if label == "Input":
         return lambda: load_model("identity")
     if label.startswith("Cascade"):
@@ -176,7 +181,7 @@ def set_name(factors: tuple[str, ...]) -> str:
     return "random combinations" if factors == (RANDOM,) else "+".join(LETTERS[f] for f in factors)
 
 
-def score_row(label: str, factors: tuple[str, ...], runs: Path, dataset: Path, setup_of, key: dict, cache: Path,
+def score_row(label: str, factors: tuple[str, ...], runs: Runs, dataset: Path, setup_of, key: dict, cache: Path,
               limit: int | None):
     """One row on one set: [psnr, ssim], 'not trained', or None where the row does not apply. `setup_of(factor)`
     is the set's EvalSetup for the factor the row runs."""
@@ -197,7 +202,7 @@ def slug_of(*parts: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in "_".join(parts)).lower()
 
 
-def score(factors: tuple[str, ...], rows: tuple[str, ...], runs: Path, dataset: Path, limit: int | None, crop: int,
+def score(factors: tuple[str, ...], rows: tuple[str, ...], runs: Runs, dataset: Path, limit: int | None, crop: int,
           cache: Path) -> dict:
     """{row: [psnr, ssim] or 'not trained' or None (does not apply)} on one synthesised set."""
     spec = set_setup(factors, crop, None)[1]
@@ -219,7 +224,7 @@ def rain100h_command(model: str, limit: int | None, factor: str | None) -> str:
         "--crop-border 0", f"--factor {factor}" if factor else "", f"--limit {limit}" if limit else "") if part)
 
 
-def score_rain100h(rows: tuple[str, ...], runs: Path, limit: int | None, cache: Path) -> dict:
+def score_rain100h(rows: tuple[str, ...], runs: Runs, limit: int | None, cache: Path) -> dict:
     dataset = paths.resolve_dataset("Rain100H")
     # a rain set for the rows' sources: the dedicated rain network, MBN's rain path
     return {label: score_row(label, ("rain",), runs, dataset, rain100h_setup, {},
@@ -294,7 +299,6 @@ def train_commands() -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    global RMBN_RUN, RMBN_STAR_RUN  # --rmbn-run, --rmbn-star-run: read by weights()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", default=str(RUNS), help="where the training runs are (default runs/mbn)")
     parser.add_argument("--out", default=None, help="where the tables go (default: RUNS/tables)")
@@ -306,18 +310,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rain100h-limit", type=int, default=None, help="first N Rain100H pairs (default all 50)")
     parser.add_argument("--rows", default="", help=f"rows to score (default all): {', '.join(ROWS)}")
     parser.add_argument("--print-commands", action="store_true", help="print the training commands and stop")
-    parser.add_argument("--rmbn-run", default=RMBN_RUN, help="the R-MBN row: a run folder under --runs (e.g. "
+    parser.add_argument("--rmbn-run", default=Runs.rmbn, help="the R-MBN row: a run folder under --runs (e.g. "
                         "rmbn_step2_long, configs/mbn/rmbn_step2_long_cpu.yaml) or a weights file (e.g. "
                         "weights/rmbn.safetensors, the zoo's); default %(default)s")
-    parser.add_argument("--rmbn-star-run", default=RMBN_STAR_RUN, help="the R-MBN* row, as --rmbn-run (e.g. "
+    parser.add_argument("--rmbn-star-run", default=Runs.rmbn_star, help="the R-MBN* row, as --rmbn-run (e.g. "
                         "rmbn_star_from_rmbn, configs/mbn/rmbn_star_from_rmbn_cpu.yaml); default %(default)s")
     args = parser.parse_args(argv)
-    RMBN_RUN, RMBN_STAR_RUN = args.rmbn_run, args.rmbn_star_run
     if args.print_commands:
         print("\n".join(train_commands()))
         return 0
-    runs = Path(args.runs)
-    out = Path(args.out) if args.out else runs / "tables"
+    runs = Runs(Path(args.runs), args.rmbn_run, args.rmbn_star_run)
+    out = Path(args.out) if args.out else runs.root / "tables"
     cache = out / "cache"
     rows = tuple(r.strip() for r in args.rows.split(",") if r.strip()) or ROWS
     unknown = [r for r in rows if r not in ROWS]

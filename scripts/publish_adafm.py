@@ -1,7 +1,7 @@
 """Put a CPU-trained AdaFM model into the zoo with its model card (see adafm_denoise_cpu.sh, adafm_dejpeg_cpu.sh).
 
     python scripts/publish_adafm.py adafm_denoise_s15_s75                      # weights + card
-    python scripts/publish_adafm.py adafm_denoise_s15_s75 --results GRID.json  # add measured results to the card
+    python scripts/publish_adafm.py adafm_denoise_s15_s75 --results GRID.json [--results MORE.json]  # measured results into the card
 """
 
 from __future__ import annotations
@@ -110,7 +110,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("name", choices=sorted(MODELS))
     parser.add_argument("--source", help="trained weights (default: the recipe's runs/ output)")
-    parser.add_argument("--results", help="level-grid JSON from `restorekit eval --levels`")
+    parser.add_argument("--results", action="append", default=[], metavar="GRID",
+                        help="level-grid JSON from `restorekit eval --levels` (repeatable: the card gets every "
+                             "grid's rows, in order; the first is the recipe's own dataset and command)")
     parser.add_argument("--card-only", action="store_true", help="rewrite the published card's recipe fields from "
                         "this script (the lambda curve and the results stay), e.g. after editing the record")
     args = parser.parse_args()
@@ -125,11 +127,13 @@ def main() -> None:
         path = publish(Path(args.source or source), args.name, card_updates, folder=BUNDLED)
         print(f"published {path}")
         return
-    grid = json.loads(Path(args.results).read_text())
     card_file = find(args.name).weights.with_suffix(".json")
     card = read_card(card_file)
-    results = [result.model_copy(update={"dataset": dataset, "command": command})
-               for result in Result.from_grid(grid, args.name, key=args.name)]
+    results = []
+    for index, path in enumerate(args.results):
+        grid = Result.from_grid(json.loads(Path(path).read_text()), args.name, key=args.name)
+        # The recipe's grid is named by its own command; further grids keep each row's single-level eval command.
+        results += [r.model_copy(update={"dataset": dataset, "command": command}) for r in grid] if index == 0 else grid
     write_card(card_file, card.model_copy(update={"results": results}))
     print(f"added {len(results)} results to {card_file}")
 

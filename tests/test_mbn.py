@@ -316,7 +316,7 @@ def test_the_tables_script_scores_every_row_and_reuses_its_cache(tmp_path, monke
     assert "MBN - dedicated" in text and "cascade - MBN" in text
     results = json.loads((runs / "tables" / "mbn_results.json").read_text())["single"]
     assert all(isinstance(results[row]["R"], list) for row in ("Input", "Dedicated", "Cascade (J->H->B->R)", "R-MBN"))
-    cascade = tables.cascade_model(runs)
+    cascade = tables.cascade_model(tables.Runs(runs))
     assert [type(n).__name__ for n in cascade.module.networks] == ["MBN"] * 4 and cascade.info.size_multiple == 16
     monkeypatch.setattr(evaluation, "evaluate", lambda *a, **k: pytest.fail("the cache was not used"))
     assert tables.main(argv) == 0
@@ -486,3 +486,6 @@ def test_a_table_row_reads_a_run_folder_or_a_weights_file_named_directly():
     runs = Path("runs/mbn")
     assert tables.run_weights(runs, "rmbn_step2_long") == runs / "rmbn_step2_long" / "final.safetensors"
     assert tables.run_weights(runs, "weights/rmbn.safetensors") == Path("weights/rmbn.safetensors")
+    chosen = tables.Runs(runs, rmbn="weights/rmbn.safetensors", rmbn_star="rmbn_star_from_rmbn").weights()
+    assert chosen["R-MBN"] == Path("weights/rmbn.safetensors")
+    assert chosen["R-MBN*"] == runs / "rmbn_star_from_rmbn" / "final.safetensors"
