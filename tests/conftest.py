@@ -11,6 +11,23 @@ import torch
 from restorekit.paths import data_root, reference_weights_root
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--full-sets", action="store_true",
+                     help="also run the `full_set` tests: a released model over a whole benchmark set (minutes each)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`make test` stays inside CI's 15 minutes: a whole-set reproduction whose code path a smaller set already
+    checks runs only with --full-sets."""
+    if config.getoption("--full-sets"):
+        return
+    skip = pytest.mark.skip(reason="a whole benchmark set (minutes): run with `pytest --full-sets`; "
+                                   "a smaller set checks the same path in `make test`")
+    for item in items:
+        if "full_set" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     root = data_root()

@@ -28,7 +28,8 @@ def test_dncnn_has_17_layers_and_predicts_the_noise():
 
 
 @pytest.mark.data
-@pytest.mark.parametrize("dataset,expected", [("Set12", 30.43), ("BSD68", 29.23)])
+@pytest.mark.parametrize("dataset,expected", [("Set12", 30.43),
+                                              pytest.param("BSD68", 29.23, marks=pytest.mark.full_set)])
 def test_reference_dncnn25_scores_through_restorekit_eval(reference_weights, data_dir, dataset, expected, tmp_path):
     weights = reference_weights / "dncnn_25.pth"
     if not weights.is_file():
