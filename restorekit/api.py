@@ -85,17 +85,23 @@ def choose_zoo_model(task: str, level: float | None = None, scale: int | None = 
             raise ModelError("--task auto needs a blind/multi-factor zoo model; "
                              f"installed: {installed}. Pick a --task or a --model instead")
         return sorted(matching, key=auto_rank)[0].name
-    matching = [c for c in cards if c.task == task] + [c for c in cards if c.task != task and _serves_by_path(c, task)]
+    made = [c for c in cards if c.task == task]
+    matching = made + [c for c in cards if c.task != task and _serves_by_path(c, task)]
     if not matching:
         builtin = " (or --model bicubic)" if task == "sr" else ""
         raise ModelError(f"no zoo model for task {task!r}; installed: {installed}. "
                          f"Pass --model NAME or a weights file{builtin}")
-    fitting = [c for c in matching if c.covers(level) and not (scale and c.card_scales() and scale not in c.card_scales())]
+    # A multi-factor model's path takes no level: it stands in for an explicit --level only where no model is made
+    # for the task (R-MBN's motion-blur path on Gaussian blur of width 3 scored 5.6 dB under the blurred input,
+    # docs/BENCHMARKS.md, RED-Net deblurring), so a level beyond every such model's range is refused as for any task.
+    pool = made if level is not None and made else matching
+    fitting = [c for c in pool if c.covers(level) and not (scale and c.card_scales() and scale not in c.card_scales())]
     if not fitting:
         wanted = " and ".join(w for w in (f"level {level:g}" if level is not None else "",
                                          f"scale x{scale}" if scale is not None else "") if w)
         raise ModelError(f"no zoo model for {task!r} covers {wanted}; candidates: "
-                         + "; ".join(c.describe() for c in matching))
+                         + "; ".join(c.describe() for c in matching) + ". Pass --model NAME without --level to run "
+                         "one anyway")
     return fitting[0].name
 
 

@@ -418,6 +418,11 @@ def test_task_auto_prefers_a_one_pass_mixture_model_and_named_factors_reach_the_
     save_zoo_model(zoo, "z-dejpeg", "dncnn", {"in_channels": 3, "depth": 3, "features": 8}, task="jpeg",
                    family="dncnn", levels=(10, 80), curve=False)
     assert choose_zoo_model("jpeg") == "z-dejpeg"
+    # An explicit level beyond the task's own models is refused, not handed to the level-blind path (R-MBN's JPEG
+    # path at quality 5 would run as an identity); a task with no model of its own still gets the path.
+    with pytest.raises(ModelError, match=r"covers level 5.*z-dejpeg \(jpeg, levels 10\.\.80\)"):
+        choose_zoo_model("jpeg", 5)
+    assert choose_zoo_model("jpeg", 20) == "z-dejpeg" and choose_zoo_model("derain", 3) == "a-mbn"
 
 
 def test_exclude_leaves_named_images_out_of_a_training_folder(tmp_path):
