@@ -99,9 +99,9 @@ def choose_zoo_model(task: str, level: float | None = None, scale: int | None = 
     if not fitting:
         wanted = " and ".join(w for w in (f"level {level:g}" if level is not None else "",
                                          f"scale x{scale}" if scale is not None else "") if w)
+        anyway = ". Pass --model NAME without --level to run one anyway" if level is not None else ""
         raise ModelError(f"no zoo model for {task!r} covers {wanted}; candidates: "
-                         + "; ".join(c.describe() for c in matching) + ". Pass --model NAME without --level to run "
-                         "one anyway")
+                         + "; ".join(c.describe() for c in matching) + anyway)
     return fitting[0].name
 
 
