@@ -129,11 +129,11 @@ def main() -> None:
         return
     card_file = find(args.name).weights.with_suffix(".json")
     card = read_card(card_file)
-    results = []
-    for index, path in enumerate(args.results):
-        grid = Result.from_grid(json.loads(Path(path).read_text()), args.name, key=args.name)
-        # The recipe's grid is named by its own command; further grids keep each row's single-level eval command.
-        results += [r.model_copy(update={"dataset": dataset, "command": command}) for r in grid] if index == 0 else grid
+    recipe_grid, *more = [Result.from_grid(json.loads(Path(path).read_text()), args.name, key=args.name)
+                          for path in args.results]
+    # The recipe's grid is named by its own command; further grids keep each row's single-level eval command.
+    results = [r.model_copy(update={"dataset": dataset, "command": command}) for r in recipe_grid]
+    results += [r for grid in more for r in grid]
     write_card(card_file, card.model_copy(update={"results": results}))
     print(f"added {len(results)} results to {card_file}")
 
