@@ -99,16 +99,20 @@ class Result(_Strict):
     @classmethod
     def from_grid(cls, grid: dict[str, Any], model: str, key: str | None = None, flags: str = "") -> list[Result]:
         """A `restorekit eval --levels --json` grid's rows for one model (`key`, default the only one) as card
-        results, each with the single-level command that reproduces it for the zoo name `model`."""
+        results, each with the single-level command that reproduces it for the zoo name `model`. An SR grid's
+        x axis is the scale (`--levels 2,3,4`): its whole-number values are results at `--scale S`."""
         rows = grid["results"][key] if key else next(iter(grid["results"].values()))
         dataset, task, protocol = Path(grid["dataset"]).name, grid["task"], grid.get("protocol") or {}
         results = []
         by_spec = grid.get("x_axis") == "degradation"  # an `eval --degrade SPEC ...` grid: each row its own spec
         for row in rows:
-            level = row.get("level")
+            level, scale = row.get("level"), None
+            if grid.get("x_axis") == "scale" and level is not None and float(level).is_integer():
+                level, scale = None, int(level)
             row_flags = " ".join(f for f in (flags, f"--degrade '{row['spec']}'" if by_spec else "") if f)
-            command = eval_command(model, dataset, task, level=level, flags=row_flags)
-            results.append(cls(dataset=dataset, task=task, level=level, strength=row.get("strength"),
+            command = eval_command(model, dataset, task, scale=scale, level=level, crop=protocol.get("crop_to"),
+                                   flags=row_flags)
+            results.append(cls(dataset=dataset, task=task, scale=scale, level=level, strength=row.get("strength"),
                                psnr=round(row["psnr"], 3),
                                ssim=round(row["ssim"], 4) if row.get("ssim") is not None else None,
                                psnr_b=round(row["psnr_b"], 3) if "psnr_b" in row else None,

@@ -13,7 +13,9 @@ were released in a form that could be had), so the cards' provenance is this rep
     python scripts/publish_rednet.py --model rednet_inpaint_scratch outputs/rednet/red30_inpaint_scratch_LIVE1.json
 
 The JPEG model starts from the denoiser's phase-2 weights (the zoo model up to git 95c426d; its configs
-say how to restore it). The blind SR attempt is not published (docs/BENCHMARKS.md: x2 is not above bicubic).
+say how to restore it). The blind SR model (phases 1-5 of configs/rednet/sr_blind_red30*.yaml):
+    python scripts/publish_rednet.py --model rednet_sr_blind outputs/rednet/red30_sr5_Set5.json \
+        outputs/rednet/red30_sr5_Set14.json outputs/rednet/red30_sr5_BSD100.json
 Results are the level grids' rows, each with its protocol and the `restorekit eval` command that reruns it.
 """
 
@@ -112,12 +114,31 @@ REDNET_INPAINT_SCRATCH = {
         "supervised MSE, batch 16, 50x50 patches, 1,200 steps at Adam 2e-4 x0.5 at 700 / 1,000 (CPU recipe)",
         "BSD200 colour, random scratches per patch (restorekit's `inpaint:kind=scratch`), flips/rot90", 1200),
 }
+REDNET_SR_BLIND = {
+    "family": "rednet", "task": "sr", "scales": (2, 3, 4), "blind": True, "grey": "y", "license": "MIT",
+    "description": f"{RED30}, Y channel: ONE blind SR network for x2, x3 and x4 on the MATLAB-bicubic-upscaled input "
+                   "(RED-Net Table 8's blind model; the model upscales the LR image itself, `--scale S`), "
+                   f"{DENOISER_START}. Colour photos: Y restored, Cb/Cr bicubic. A short CPU budget: below the paper "
+                   "and the released VDSR (docs/BENCHMARKS.md).",
+    "training": _train(
+        _phases("sr_blind_red30_from_denoise", "sr_blind_red30_phase2", "sr_blind_red30_phase3",
+                "sr_blind_red30_phase4", "sr_blind_red30_phase5"),
+        "configs/rednet/sr_blind_red30_phase5.yaml (init: phase 4; phases 1-4: configs/rednet/"
+        "sr_blind_red30_from_denoise.yaml, _phase2, _phase3, _phase4)",
+        "supervised MSE, batch 16, one scale per batch: phases 1-3 (3,700 steps, Adam 2e-4 .. 5e-5) on fixed 20-px "
+        "LR patches; phase 4 1,500 steps on the paper's fixed patch of the upscaled image (48 px at every scale), "
+        "Adam 1e-4 /2 at 1,100; phase 5 4,000 steps at 5e-5 keeping the weights' EMA (0.999); x2 drawn in 3 of 5 "
+        "steps from phase 3 on (CPU recipe)",
+        "T91 + BSD200 (the paper's 91 + 200 BSD images; BSD100 is a test set), MATLAB Y, MATLAB-bicubic downscale "
+        "rounded to 8 bits, flips/rot90", 9200),
+}
 MODELS = {
     "rednet_denoise_blind": (RUNS / "denoise_blind_red30_phase3", REDNET_DENOISE_BLIND),
     "rednet_jpeg": (RUNS / "jpeg_red30_q10_q20_phase2", REDNET_JPEG),
     "rednet_deblur_gaussian": (RUNS / "deblur_gaussian_blind_red30", REDNET_DEBLUR_GAUSSIAN),
     "rednet_inpaint_text": (RUNS / "inpaint_text_red30_from_denoise", REDNET_INPAINT_TEXT),
     "rednet_inpaint_scratch": (RUNS / "inpaint_scratch_red30_from_denoise", REDNET_INPAINT_SCRATCH),
+    "rednet_sr_blind": (RUNS / "sr_blind_red30_phase5", REDNET_SR_BLIND),
 }
 
 

@@ -159,6 +159,24 @@ def test_grid_rows_become_card_results_whose_commands_reproduce_them(tmp_path, f
     assert json.loads((tmp_path / "one.json").read_text())["psnr"] == pytest.approx(grid["results"]["mine"][1]["psnr"])
 
 
+def test_an_sr_scale_grid_becomes_card_results_at_each_scale_whose_commands_reproduce_them(tmp_path, folder):
+    """`eval --task sr --levels 2,3` (RED-Net's blind SR card): the x axis is the scale, so each card result is at
+    `--scale S` (for SR `--level` is DL-Net's blur width), and the grid's crop is in its command."""
+    from restorekit.card import Result
+
+    out = tmp_path / "grid.json"
+    assert main(["eval", "--model", "bicubic", "--dataset", str(folder), "--task", "sr", "--levels", "2,3",
+                 "--crop-to", "60x48", "--json", str(out)]) == 0
+    grid = json.loads(out.read_text())
+    results = Result.from_grid(grid, "bicubic")
+    assert [(r.scale, r.level) for r in results] == [(2, None), (3, None)]
+    args = results[1].command.split()[1:]
+    assert "--level" not in args and args[args.index("--scale") + 1] == "3" and "60x48" in args
+    args[4] = str(folder)
+    assert main([*args, "--json", str(tmp_path / "one.json")]) == 0
+    assert json.loads((tmp_path / "one.json").read_text())["psnr"] == pytest.approx(grid["results"]["bicubic"][1]["psnr"])
+
+
 def test_a_degrade_grid_becomes_card_results_whose_commands_name_each_rows_spec(tmp_path, folder, trained):
     """An `eval --degrade A --degrade B` grid (RED-Net's text removal at font 10 and 20): each card result's
     command carries its own --degrade, and reruns to the same PSNR."""

@@ -88,6 +88,19 @@ def test_the_lr_patch_is_fixed_the_target_is_lr_patch_times_scale_and_the_model_
         [({"scale": s}, s) for s in (2, 3, 4)]
 
 
+def test_without_lr_patch_the_target_patch_is_fixed_for_every_scale_and_the_input_is_patch_over_scale():
+    # RED-Net (spec 2.5): 50x50 patches of the upscaled image whatever the scale; here 24 for x2 / x3 / x4.
+    prepared = prepare(multiscale("train.steps=12", "data.train.lr_patch=null", "data.train.patch=24"), Dist())
+    seen = set()
+    for raw in make_loader(prepared, 0, 12, Dist()):
+        with prepared.training_batch(raw["level"]):
+            scale = prepared.conditions["scale"]
+        seen.add(scale)
+        assert raw["hq"].shape[-2:] == (24, 24)
+        assert raw["lq"].shape[-2:] == (24 // scale, 24 // scale)
+    assert seen == {2, 3, 4}
+
+
 def test_resume_is_bit_exact_across_a_change_of_scale(tmp_path):
     cfg = multiscale("train.steps=6", "train.checkpoint_every=1", "train.keep_checkpoints=100")
     plan = prepare(cfg, Dist()).plan
@@ -108,7 +121,7 @@ def test_resume_is_bit_exact_across_a_change_of_scale(tmp_path):
 
 @pytest.mark.parametrize(("changes", "message"), [
     (["data.train.scale=2"], "scales .* replaces scale"),
-    (["data.train.lr_patch=null"], "give lr_patch"),
+    (["data.train.lr_patch=null", "data.train.patch=50"], "give lr_patch .* or a patch that every scale divides"),
     (["data.train.patch=32"], "lr_patch .* replaces patch"),
 ])
 def test_contradicting_scale_and_patch_keys_are_refused(changes, message):

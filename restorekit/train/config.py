@@ -225,10 +225,13 @@ class TrainData(Section):
     levels: Levels = key(..., "Degradation levels: a list (or name -> value mapping) of degradation specs such as "
                          "'noise:sigma=0..20'; null for a paired folder; a mapping {spec, folder, patch} gives a "
                          "level its own images (MBN's per-factor data).")
-    patch: Int = key(48, "Side of the clean (target) patch; the degraded input is patch/scale.")
+    patch: Int = key(48, "Side of the clean (target) patch; the degraded input is patch/scale. With scales and no "
+                     "lr_patch, the target side fixed for every scale (a multiple of each; RED-Net's 50x50 "
+                     "patches of the upscaled image).")
     scale: Int = key(1, "Size factor between target and input (SR); patch must be a multiple.")
     scales: OptInts = key(None, "Multi-scale SR (CARN): one scale per batch, drawn from (seed, step), e.g. [2, 3, 4]; "
-                          "level specs write it as {scale} ('down:scale={scale}'); needs lr_patch; instead of scale.")
+                          "level specs write it as {scale} ('down:scale={scale}'); the patch from lr_patch (input "
+                          "side fixed) or else patch (target side fixed); instead of scale.")
     scale_weights: OptFloats = key(None, "How often each of `scales` is drawn, relative (e.g. [2, 1, 1]: x2 in half "
                                    "the steps; blind SR's x2 otherwise drowns in the larger x3/x4 errors). null: "
                                    "uniform (CARN).")
@@ -253,9 +256,10 @@ class TrainData(Section):
         if self.scales is not None and (self.scale != 1 or not self.scales):
             raise _fail("scales (multi-scale, non-empty) replaces scale: give one of them",
                         where="scales" if not self.scales else "scale")
-        if self.scales is not None and self.lr_patch is None:
-            raise _fail("multi-scale training fixes the LR patch: give lr_patch (the target is lr_patch x scale)",
-                        where="lr_patch")
+        if self.scales is not None and self.lr_patch is None and any(self.patch % s for s in self.scales):
+            raise _fail(f"multi-scale training fixes one side of the patch: give lr_patch (the target is lr_patch "
+                        f"x scale) or a patch that every scale divides ({self.patch} for {self.scales})",
+                        where="patch")
         if self.lr_patch is not None and self.patch != default_of(TrainData.model_fields["patch"]):
             raise _fail("lr_patch (input side) replaces patch (target side): give one of them", where="patch")
         if self.scale_weights is not None and (len(self.scale_weights) != len(self.scales or [])

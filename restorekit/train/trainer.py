@@ -334,7 +334,8 @@ def check_scales(cfg: Config, origin: str, info: ModelInfo) -> None:
             raise _fail(origin, f"data.train.levels[{missing[0]}]", "with several scales a level spec names the "
                         "factor as {scale}, e.g. 'down:scale={scale}'")
         if any(lv.patch for lv in train.levels):
-            raise _fail(origin, "data.train.levels", "multi-scale levels take their patch from lr_patch x scale")
+            raise _fail(origin, "data.train.levels", "multi-scale levels take their patch from lr_patch x scale "
+                        "or data.train.patch")
     if train.target_scale is not None:
         if len(scales) > 1 or train.target_scale <= 0 or scales[0] % train.target_scale:
             raise _fail(origin, "data.train.target_scale", f"{train.target_scale} must divide the one "
