@@ -27,7 +27,7 @@ import torch
 
 from restorekit import io, metrics, ops, paths, zoo
 from restorekit.distributed import Dist
-from restorekit.evaluation import EvalSetup, sr_pair
+from restorekit.evaluation import EvalSetup, setup_for_model, sr_pair
 from restorekit.infer import run_model, run_tiled
 from restorekit.train.config import load_config
 from restorekit.train.trainer import Prepared, make_loader, prepare
@@ -71,7 +71,7 @@ def context_gap(weights: Path, dataset: str, tile: int, scales: tuple[int, ...] 
     images = [io.read_image(path)[0] for path in io.list_images(paths.resolve_dataset(dataset))]
     table = {}
     for scale in scales:
-        setup = EvalSetup(task="sr", scale=scale, sr_input="y-float", grey="y")
+        setup = setup_for_model(EvalSetup(task="sr", scale=scale), model)  # a grey model: Y-float input
         scores: dict[str, list[float]] = {"bicubic": [], "whole": [], "tiles": []}
         for image in images:
             lr, hr = sr_pair(image, setup)
