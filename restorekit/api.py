@@ -76,9 +76,10 @@ def choose_zoo_model(task: str, level: float | None = None, scale: int | None = 
     before a multi-factor model's path for it); errors list candidates."""
     from restorekit.zoo import weights_dirs, zoo_cards
 
-    cards = zoo_cards()
-    installed = "; ".join(c.describe() for c in cards) or \
+    every = zoo_cards()
+    installed = "; ".join(c.describe() for c in every) or \
         f"none installed in {', '.join(str(d) for d in weights_dirs())}"
+    cards = [c for c in every if c.degradation is None]  # a one-degradation specialist runs only by name
     if task == AUTO:
         matching = [c for c in cards if is_blind(c)]
         if not matching:

@@ -109,7 +109,10 @@ class Result(_Strict):
             level, scale = row.get("level"), None
             if grid.get("x_axis") == "scale" and level is not None and float(level).is_integer():
                 level, scale = None, int(level)
-            row_flags = " ".join(f for f in (flags, f"--degrade '{row['spec']}'" if by_spec else "") if f)
+            # the single eval's seeding default is 'name' with --degrade, else 'fixed': say it where the grid's differs
+            seeding = protocol.get("seed_mode")
+            seed_flag = f"--seed-mode {seeding}" if seeding and seeding != ("name" if by_spec else "fixed") else ""
+            row_flags = " ".join(f for f in (flags, f"--degrade '{row['spec']}'" if by_spec else "", seed_flag) if f)
             command = eval_command(model, dataset, task, scale=scale, level=level, crop=protocol.get("crop_to"),
                                    flags=row_flags)
             results.append(cls(dataset=dataset, task=task, scale=scale, level=level, strength=row.get("strength"),
@@ -146,6 +149,9 @@ class ModelCard(_Strict):
     scales: list[int] | None = None
     grey: str | None = None  # how RGB test images become a 1-channel model's input ('y', 'luma')
     blind: bool = False
+    # A specialist's one fixed degradation (a spec, e.g. 'blur:kind=disk,radius=4'): `--task` never chooses it
+    # (a disk-blur model on Gaussian blur is no deblurrer); it runs by `--model NAME`, and `eval` degrades with it.
+    degradation: str | None = None
     strength_curve: dict[str, Any] | None = None  # modulation.StrengthCurve.to_dict()
     file: str | None = None
     sha256: str | None = None
@@ -164,6 +170,19 @@ class ModelCard(_Strict):
         if task not in MODEL_TASKS:
             raise ValueError(f"unknown task {task!r}; one of {', '.join(MODEL_TASKS)}")
         return task
+
+    @field_validator("degradation")
+    @classmethod
+    def _valid_spec(cls, spec: str | None) -> str | None:
+        if spec is not None:
+            from restorekit.degrade import parse_spec
+            from restorekit.errors import SpecError
+
+            try:
+                parse_spec(spec)  # a bad spec fails when the card is read, naming the field
+            except SpecError as error:
+                raise ValueError(str(error)) from None
+        return spec
 
     @field_validator("name", "file")
     @classmethod
@@ -231,6 +250,8 @@ class ModelCard(_Strict):
             parts.append(f"levels {span[0]:g}..{span[1]:g}")
         if self.card_scales():
             parts.append("x" + "/x".join(str(s) for s in self.card_scales()))
+        if self.degradation:
+            parts.append(f"only {self.degradation}, by --model")
         return f"{self.name} ({', '.join(parts)})"
 
     def to_json(self) -> dict[str, Any]:

@@ -169,12 +169,18 @@ def to_grey(image: torch.Tensor, how: str, rounding: bool = True) -> torch.Tenso
 def setup_for_model(setup: EvalSetup, model: Model) -> EvalSetup:
     """A grey model (1 input channel) on RGB images gets the conversion it was trained with (its card's
     `grey`, default 'y', the benchmarks' Y channel) unless the setup names one; a grey SR model gets the
-    Y-float SR input of the VDSR/IDN test scripts unless the setup names an SR input (which is a Y plane)."""
+    Y-float SR input of the VDSR/IDN test scripts unless the setup names an SR input (which is a Y plane).
+    A specialist's card degradation (one fixed blur kernel) is the input when the setup names neither a
+    degradation nor a level, seeded by image name as an explicit `eval --degrade` is."""
+    card = model.card
+    if card is not None and card.degradation and card.task == setup.task and not setup.degrade \
+            and setup.level is None and not setup.paired:
+        setup = replace(setup, degrade=card.degradation, seed_mode="name")
     if setup.sr_input == "y-float" and setup.grey is None:
         setup = replace(setup, grey="y")
     if model.info.in_channels != 1:
         return setup
-    grey = setup.grey or (model.card.grey if model.card is not None and model.card.grey else "y")
+    grey = setup.grey or (card.grey if card is not None and card.grey else "y")
     sr_input = setup.sr_input or ("y-float" if setup.sr_benchmark else None)
     return replace(setup, grey=grey, sr_input=sr_input)
 

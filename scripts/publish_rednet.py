@@ -16,6 +16,10 @@ The JPEG model starts from the denoiser's phase-2 weights (the zoo model up to g
 say how to restore it). The blind SR model (phases 1-5 of configs/rednet/sr_blind_red30*.yaml):
     python scripts/publish_rednet.py --model rednet_sr_blind outputs/rednet/red30_sr5_Set5.json \
         outputs/rednet/red30_sr5_Set14.json outputs/rednet/red30_sr5_BSD100.json
+The two one-kernel deblurring specialists (RED-Net Table 10; `--task deblur` never picks them, by their cards'
+`degradation`), from the grids of docs/BENCHMARKS.md's Table 10 rows:
+    python scripts/publish_rednet.py --model rednet_deblur_disk outputs/rednet/red30_deblur_disk_Set12.json
+    python scripts/publish_rednet.py --model rednet_deblur_motion outputs/rednet/red30_deblur_motion_Set12.json
 Results are the level grids' rows, each with its protocol and the `restorekit eval` command that reruns it.
 """
 
@@ -132,6 +136,30 @@ REDNET_SR_BLIND = {
         "T91 + BSD200 (the paper's 91 + 200 BSD images; BSD100 is a test set), MATLAB Y, MATLAB-bicubic downscale "
         "rounded to 8 bits, flips/rot90", 9200),
 }
+
+
+def _one_kernel(kernel: str, spec: str, config: str, gain: str) -> dict:
+    """A Table 10 specialist: one RED30 per blur kernel; its card's `degradation` keeps `--task deblur` off it."""
+    return {
+        "family": "rednet", "task": "deblur", "degradation": spec, "grey": "luma", "license": "MIT",
+        "description": f"{RED30}: grey NON-BLIND deblurring of ONE kernel, {kernel} (`{spec}`; RED-Net Table 10 "
+                       f"trains one model per kernel), {ZOO_DENOISER_START}. Trained on float blurred input (no "
+                       f"rounding, no noise: the paper's setting); {gain}. Not for photos of unknown blur: "
+                       "`--task deblur` never picks it (it runs `rednet_deblur_gaussian`); run it with "
+                       "`--model`. A short CPU budget (docs/BENCHMARKS.md).",
+        "training": _train(
+            _phases(config), f"configs/rednet/{config}.yaml (starts from weights/rednet_denoise_blind.safetensors)",
+            "supervised MSE, batch 16, 50x50 patches, 1,200 steps at Adam 2e-4 x0.5 at 700 / 1,000 (CPU recipe)",
+            f"BSD200 grey luma blurred by `{spec}` (replicate borders), flips/rot90", 1200),
+    }
+
+
+REDNET_DEBLUR_DISK = _one_kernel("a disk (pillbox) of radius 4", "blur:kind=disk,radius=4",
+                                 "deblur_disk_red30_from_denoise", "Set12 +6.96 dB over the blurred input")
+REDNET_DEBLUR_MOTION = _one_kernel(
+    "camera shake along a random trajectory of length 15 px, a new trajectory per patch and per image (the paper's "
+    "motion model has one fixed kernel)", "blur:kind=trajectory,length=15", "deblur_motion_red30_from_denoise",
+    "weak: Set12 only +1.07 dB over the blurred input, since every image has its own shake")
 MODELS = {
     "rednet_denoise_blind": (RUNS / "denoise_blind_red30_phase3", REDNET_DENOISE_BLIND),
     "rednet_jpeg": (RUNS / "jpeg_red30_q10_q20_phase2", REDNET_JPEG),
@@ -139,6 +167,8 @@ MODELS = {
     "rednet_inpaint_text": (RUNS / "inpaint_text_red30_from_denoise", REDNET_INPAINT_TEXT),
     "rednet_inpaint_scratch": (RUNS / "inpaint_scratch_red30_from_denoise", REDNET_INPAINT_SCRATCH),
     "rednet_sr_blind": (RUNS / "sr_blind_red30_phase5", REDNET_SR_BLIND),
+    "rednet_deblur_disk": (RUNS / "deblur_disk_red30_from_denoise", REDNET_DEBLUR_DISK),
+    "rednet_deblur_motion": (RUNS / "deblur_motion_red30_from_denoise", REDNET_DEBLUR_MOTION),
 }
 
 

@@ -195,3 +195,21 @@ def test_a_degrade_grid_becomes_card_results_whose_commands_name_each_rows_spec(
     args[2], args[4] = str(trained), str(folder)
     assert main([*args, "--json", str(tmp_path / "one.json")]) == 0
     assert json.loads((tmp_path / "one.json").read_text())["psnr"] == pytest.approx(grid["results"]["mine"][1]["psnr"])
+
+
+def test_a_grid_seeded_otherwise_than_the_single_default_says_so_in_its_card_commands(tmp_path, folder, trained):
+    """A level grid seeded by image name (`--seed-mode name`; a single `eval --level` seeds 'fixed'): each card
+    command carries the seeding, so it reruns to the same PSNR on random noise."""
+    import shlex
+
+    from restorekit.card import Result
+
+    out = tmp_path / "grid.json"
+    assert main(["eval", "--model", str(trained), "--dataset", str(folder), "--task", "denoise", "--levels", "40",
+                 "--seed-mode", "name", "--json", str(out)]) == 0
+    grid = json.loads(out.read_text())
+    args = shlex.split(Result.from_grid(grid, "mine_zoo")[0].command)[1:]
+    assert args[-2:] == ["--seed-mode", "name"]
+    args[2], args[4] = str(trained), str(folder)
+    assert main([*args, "--json", str(tmp_path / "one.json")]) == 0
+    assert json.loads((tmp_path / "one.json").read_text())["psnr"] == pytest.approx(grid["results"]["mine"][0]["psnr"])

@@ -25,6 +25,7 @@ from zoo_helpers import save_zoo_model
 import restorekit
 from restorekit import io
 from restorekit.api import Restorer, choose_zoo_model
+from restorekit.card import ModelCard
 from restorekit.cli import main
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny models run fastest on one thread
@@ -124,6 +125,37 @@ def test_task_auto_picks_the_blind_model(tiny_zoo):
     save_zoo_model(tiny_zoo, "tiny-mbn", "dncnn", {"in_channels": 3, "depth": 3, "features": 8},
                    task="restore", family="mbn", levels=None, blind=True)
     assert choose_zoo_model("auto") == "tiny-mbn"
+
+
+
+def test_a_one_kernel_specialist_runs_only_by_name_and_evaluates_on_its_kernel(tiny_zoo, tmp_path):
+    """RED-Net Table 10 trains one non-blind deblurring model per kernel (Gaussian / disk / motion): a disk-radius-4
+    model is no answer to `--task deblur` on unknown blur, so the task never picks it; named, it runs, and `eval`
+    without --degrade/--level degrades with the kernel of its card."""
+    from restorekit import evaluation
+    from restorekit.zoo import load_model
+
+    disk = "blur:kind=disk,radius=4"
+    save_zoo_model(tiny_zoo, "a-disk-deblur", "dncnn", {"in_channels": 3, "depth": 3, "features": 8}, task="deblur",
+                   family="dncnn", levels=None, curve=False, degradation=disk)
+    with pytest.raises(restorekit.errors.ModelError, match=r"no zoo model for task 'deblur'.*a-disk-deblur "
+                                                           r"\(deblur, only blur:kind=disk,radius=4, by --model\)"):
+        choose_zoo_model("deblur")
+    save_zoo_model(tiny_zoo, "z-gaussian-deblur", "dncnn", {"in_channels": 3, "depth": 3, "features": 8},
+                   task="deblur", family="dncnn", levels=(0.4, 2.6), curve=False)
+    assert choose_zoo_model("deblur") == choose_zoo_model("deblur", 1.6) == "z-gaussian-deblur"
+    assert Restorer("a-disk-deblur", device="cpu").restore(torch.rand(3, 24, 24)).shape == (3, 24, 24)
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (32, 40, 3), np.uint8)).save(folder / "a.png")
+    model = load_model("a-disk-deblur")
+    on_its_kernel = evaluation.evaluate(model, folder, evaluation.default_setup("deblur"))
+    assert on_its_kernel["protocol"]["degradation"] == disk and on_its_kernel["protocol"]["seed_mode"] == "name"
+    asked = evaluation.evaluate(model, folder, evaluation.default_setup("deblur", level=1.6))
+    assert "gauss" in asked["protocol"]["degradation"]  # an explicit level is the user's: the task's Gaussian blur
+    with pytest.raises(ValueError, match="degradation"):
+        ModelCard.model_validate({"name": "x", "architecture": "dncnn", "task": "deblur", "degradation": "blur:kind=?"})
 
 
 def test_bad_inputs_give_one_line_and_no_output(tiny_zoo, photos, tmp_path):

@@ -25,6 +25,7 @@ def save_zoo_model(
     curve: bool = True,
     seed: int = 0,
     blind: bool = False,
+    degradation: str | None = None,
 ) -> Path:
     """A small model saved as the zoo stores them (fp16 safetensors + JSON card with sha256).
 
@@ -47,6 +48,8 @@ def save_zoo_model(
         "training": {"command": "tests: random weights", "steps": 0},
         "results": [{"dataset": "none", "task": task, "level": 25, "psnr": 20.0, "ssim": 0.5, "protocol": {}}],
     }
+    if degradation is not None:
+        card["degradation"] = degradation
     if levels is not None:
         card["levels"] = list(levels)
         if curve:
