@@ -39,6 +39,16 @@ def test_zoo_list_table_and_show(tiny_zoo, capsys):
     assert "adafm_net" in shown and "weights: ok" in shown and "tests: random weights" in shown
 
 
+def test_zoo_list_names_a_specialists_one_degradation(tiny_zoo, capsys):
+    """RED-Net Table 10's one-kernel models have no level range: the list says which degradation they are for."""
+    from zoo_helpers import save_zoo_model
+
+    save_zoo_model(tiny_zoo, "a-disk", "dncnn", {"in_channels": 1, "depth": 3, "features": 8}, task="deblur",
+                   family="dncnn", levels=None, curve=False, degradation="blur:kind=disk,radius=4")
+    assert main(["zoo", "list"]) == 0
+    assert "only blur:kind=disk,radius=4" in capsys.readouterr().out.replace("\n", "")
+
+
 def test_zoo_show_reports_a_changed_weights_file(tiny_zoo, capsys):
     weights = tiny_zoo / "tiny-dncnn.safetensors"
     weights.write_bytes(weights.read_bytes()[:-4] + b"\0\0\0\0")

@@ -46,7 +46,9 @@ def _range_text(card: ModelCard) -> str:
     if span is not None:
         return f"{span[0]:g}..{span[1]:g}"
     scales = card.card_scales()
-    return "x" + "/x".join(map(str, scales)) if scales else "-"
+    if scales:
+        return "x" + "/x".join(map(str, scales))
+    return f"only {card.degradation}" if card.degradation else "-"
 
 
 def _best_result(card: ModelCard) -> str:
