@@ -251,7 +251,7 @@ class ModelCard(_Strict):
         if self.card_scales():
             parts.append("x" + "/x".join(str(s) for s in self.card_scales()))
         if self.degradation:
-            parts.append(f"only {self.degradation}, by --model")
+            parts.append(f"only {self.degradation}")
         return f"{self.name} ({', '.join(parts)})"
 
     def to_json(self) -> dict[str, Any]:

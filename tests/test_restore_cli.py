@@ -139,7 +139,7 @@ def test_a_one_kernel_specialist_runs_only_by_name_and_evaluates_on_its_kernel(t
     save_zoo_model(tiny_zoo, "a-disk-deblur", "dncnn", {"in_channels": 3, "depth": 3, "features": 8}, task="deblur",
                    family="dncnn", levels=None, curve=False, degradation=disk)
     with pytest.raises(restorekit.errors.ModelError, match=r"no zoo model for task 'deblur'.*a-disk-deblur "
-                                                           r"\(deblur, only blur:kind=disk,radius=4, by --model\)"):
+                                                           r"\(deblur, only blur:kind=disk,radius=4\)"):
         choose_zoo_model("deblur")
     save_zoo_model(tiny_zoo, "z-gaussian-deblur", "dncnn", {"in_channels": 3, "depth": 3, "features": 8},
                    task="deblur", family="dncnn", levels=(0.4, 2.6), curve=False)
