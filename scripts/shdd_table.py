@@ -36,6 +36,7 @@ from restorekit.zoo import find, load_model  # noqa: E402
 RUNS = REPO / "runs" / "mepsnet"
 LEVELS = ("easy", "moderate", "difficult")
 NO_WEIGHT_DECAY = "--set train.optimizer.weight_decay=0"  # Adam without weight decay (the baselines' reference code)
+SIX_THOUSAND = "--set train.steps=6000"
 
 
 def _config(model: str) -> str:
@@ -53,9 +54,16 @@ ROWS = {  # row -> (run folder, config, --set overrides); Input: the distorted i
     "VDSR (deeper; no weight decay)": ("baseline_vdsr_he_wd0", _config("baseline_vdsr"), NO_WEIGHT_DECAY),
     "RIDNet (no weight decay)": ("baseline_ridnet_he_wd0", _config("baseline_ridnet"), NO_WEIGHT_DECAY),
     "MEPSNet (no weight decay)": ("moderate_cpu_wd0", _config("mepsnet"), NO_WEIGHT_DECAY),
+    # twice the budget (6,000 steps; the schedule's milestones stay at 300 / 750): does MEPSNet overtake RIDNet?
+    "DnCNN (no weight decay; 6000 steps)": ("baseline_dncnn_he_wd0_steps6000", _config("baseline_dncnn"),
+                                             f"{NO_WEIGHT_DECAY} {SIX_THOUSAND}"),
+    "RIDNet (no weight decay; 6000 steps)": ("baseline_ridnet_he_wd0_steps6000", _config("baseline_ridnet"),
+                                              f"{NO_WEIGHT_DECAY} {SIX_THOUSAND}"),
+    "MEPSNet (6000 steps)": ("moderate_cpu_steps6000", _config("mepsnet"), SIX_THOUSAND),
 }
 ZOO_ROWS = {  # row -> (zoo model, factor): what `restorekit restore --task auto` could run instead (issue 18 item 7)
     "R-MBN (zoo rmbn; every path)": ("rmbn", "auto"),
+    "MEPSNet (zoo mepsnet_shdd; 3000 steps)": ("mepsnet_shdd", None),
 }
 THESIS = {  # Table 7.1, PSNR / SSIM at easy, moderate, difficult (DIV2K, full models, 1.2M iterations; VDSR 4x deeper)
     "DnCNN": ((25.29, 0.7110), (25.54, 0.7354), (26.70, 0.7723)),
