@@ -63,7 +63,7 @@ ROWS = {  # row -> (run folder, config, --set overrides); Input: the distorted i
 }
 ZOO_ROWS = {  # row -> (zoo model, factor): what `restorekit restore --task auto` could run instead (issue 18 item 7)
     "R-MBN (zoo rmbn; every path)": ("rmbn", "auto"),
-    "MEPSNet (zoo mepsnet_shdd; 3000 steps)": ("mepsnet_shdd", None),
+    "MEPSNet (zoo mepsnet_shdd)": ("mepsnet_shdd", None),
 }
 THESIS = {  # Table 7.1, PSNR / SSIM at easy, moderate, difficult (DIV2K, full models, 1.2M iterations; VDSR 4x deeper)
     "DnCNN": ((25.29, 0.7110), (25.54, 0.7354), (26.70, 0.7723)),
