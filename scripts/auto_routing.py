@@ -2,9 +2,10 @@
 every path in turn), MEPSNet (spatially mixed Gaussian noise / Gaussian blur / pink noise / contrast), or one of
 them chosen per image by `restorekit analyze`'s recogniser. Measured on both models' test families.
 
-    .venv/bin/python scripts/shdd_table.py --rows "Input,MEPSNet,R-MBN (zoo rmbn; every path)" --limit 10 \\
-        --out runs/mepsnet/tables_auto10
-    .venv/bin/python scripts/mbn_tables.py --rmbn-run rmbn_step2_long --out runs/mbn/tables_step2_long --only single
+    .venv/bin/python scripts/shdd_table.py --rows "Input,MEPSNet (zoo mepsnet_shdd),R-MBN (zoo rmbn; every path)" \\
+        --limit 10 --out runs/mepsnet/tables_auto10
+    .venv/bin/python scripts/mbn_tables.py --rmbn-run weights/rmbn.safetensors --out runs/mbn/tables_step2_long \\
+        --only single --rows "Input,R-MBN,MEPSNet (zoo mepsnet_shdd)"
     .venv/bin/python scripts/auto_routing.py          # reads those per-image results; runs only the recogniser
 
 Sets: the SHDD test from BSD100 (first 10 images, easy / moderate / difficult; RGB PSNR) and MBN's single-factor
@@ -39,17 +40,18 @@ from restorekit.zoo import load_model  # noqa: E402
 
 MEPSNET_TYPES = frozenset({"gaussian_noise", "gaussian_blur", "f_noise"})  # SHDD's types in the recogniser's words
 RMBN, MEPSNET = "R-MBN", "MEPSNet"
+SHDD_ROWS = {RMBN: "R-MBN (zoo rmbn; every path)", MEPSNET: "MEPSNet (zoo mepsnet_shdd)"}  # scripts/shdd_table.py rows
 
 
 def per_image(result_file: Path) -> dict[str, float]:
     return {image["name"]: image["psnr"] for image in json.loads(result_file.read_text())["images"]}
 
 
-def shdd_sets(cache: Path, limit: int):
+def shdd_sets(tables: Path, limit: int):
     """(set label, setup, dataset, {model: cache file}) of the SHDD test levels."""
     for level in shdd_table.LEVELS:
         yield (f"SHDD {level}", shdd_table.setup(level), paths.resolve_dataset("BSD100"),
-               {RMBN: cache / f"r-mbn_{level}.json", MEPSNET: cache / f"mepsnet_{level}.json"})
+               {model: shdd_table.cache_file(tables, row, level) for model, row in SHDD_ROWS.items()})
 
 
 def mbn_sets(cache: Path, crop: int):
@@ -97,14 +99,15 @@ def markdown(rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--shdd-cache", default=str(REPO / "runs" / "mepsnet" / "tables_auto10" / "cache"))
+    parser.add_argument("--shdd-tables", default=str(REPO / "runs" / "mepsnet" / "tables_auto10"),
+                        help="scripts/shdd_table.py's --out of the two models' rows")
     parser.add_argument("--mbn-cache", default=str(REPO / "runs" / "mbn" / "tables_step2_long" / "cache" / "CBSD68"))
     parser.add_argument("--limit", type=int, default=10)
     parser.add_argument("--crop", type=int, default=192)
     parser.add_argument("--out", default=str(REPO / "runs" / "auto_routing"))
     args = parser.parse_args(argv)
     recogniser = load_model("distortion_recognizer_fd")
-    sets = [*shdd_sets(Path(args.shdd_cache), args.limit), *mbn_sets(Path(args.mbn_cache), args.crop)]
+    sets = [*shdd_sets(Path(args.shdd_tables), args.limit), *mbn_sets(Path(args.mbn_cache), args.crop)]
     rows = [measure(*one, recogniser, args.limit) for one in sets]
     out = Path(args.out)
     write_json(out / "auto_routing.json", {"rows": rows, "rule": sorted(MEPSNET_TYPES), "min_score": REPORT_SCORE})

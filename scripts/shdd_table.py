@@ -96,9 +96,14 @@ def score(row: str, level: str, limit: int, out: Path) -> dict | None:
     model, weights, factor = found
     dataset = paths.resolve_dataset("BSD100")
     key = {"model": str(weights or model), "stamp": evaluation.file_stamp(weights) if weights else None}
-    slug = re.sub(r"[^a-z0-9]+", "_", row.lower()).strip("_")  # one cache file per row
-    return evaluation.evaluate_cached(out / "cache" / f"{slug}_{level}.json", key, lambda: load_model(model),
+    return evaluation.evaluate_cached(cache_file(out, row, level), key, lambda: load_model(model),
                                       dataset, setup(level, factor), limit)
+
+
+def cache_file(out: Path, row: str, level: str) -> Path:
+    """Where `score` keeps a row's per-image results at one level (scripts/auto_routing.py reads them)."""
+    slug = re.sub(r"[^a-z0-9]+", "_", row.lower()).strip("_")
+    return out / "cache" / f"{slug}_{level}.json"
 
 
 def finite_mean(result: dict, metric: str) -> tuple[float, int]:
