@@ -55,7 +55,7 @@ def _multi_factor(card: ModelCard) -> bool:
 def auto_rank(card: ModelCard) -> int:
     """`--task auto`'s order among blind models (then by name). Measured by scripts/auto_routing.py on MEPSNet's
     SHDD test and MBN's rain / motion blur / haze / JPEG sets (docs/BENCHMARKS.md "--task auto"): a one-pass
-    model trained on unknown mixtures (MEPSNet) leads R-MBN's every-path run by 1.4 dB on average and harms far
+    model trained on unknown mixtures (MEPSNet) leads R-MBN's every-path run by 1.7 dB on average and harms far
     less where its training did not reach; so: 0 such a model (card task `restore`, one path), 1 a multi-factor
     model run on every path (R-MBN; `--task derain` etc. run one of its paths), 2 a blind model of one task."""
     if _multi_factor(card):

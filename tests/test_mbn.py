@@ -399,7 +399,7 @@ def test_task_auto_prefers_a_multi_factor_model_over_a_blind_single_task_one(tmp
 
 def test_task_auto_prefers_a_one_pass_mixture_model_and_named_factors_reach_the_multi_branch_one(tmp_path, monkeypatch):
     """Issue 18 item 7: `--task auto` runs a one-pass blind model of unknown mixtures (MEPSNet) before R-MBN's
-    every-path run (scripts/auto_routing.py: +1.4 dB on average over the two models' test families); `--task
+    every-path run (scripts/auto_routing.py: +1.7 dB on average over the two models' test families); `--task
     derain` / `deblur` / `dehaze` still find the multi-branch model's path, and a model made for a task wins."""
     from zoo_helpers import save_zoo_model
 
