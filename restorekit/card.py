@@ -101,6 +101,8 @@ class Result(_Strict):
         """A `restorekit eval --levels --json` grid's rows for one model (`key`, default the only one) as card
         results, each with the single-level command that reproduces it for the zoo name `model`. An SR grid's
         x axis is the scale (`--levels 2,3,4`): its whole-number values are results at `--scale S`."""
+        from restorekit.degrade.seeding import default_seed_mode
+
         rows = grid["results"][key] if key else next(iter(grid["results"].values()))
         dataset, task, protocol = Path(grid["dataset"]).name, grid["task"], grid.get("protocol") or {}
         results = []
@@ -109,9 +111,9 @@ class Result(_Strict):
             level, scale = row.get("level"), None
             if grid.get("x_axis") == "scale" and level is not None and float(level).is_integer():
                 level, scale = None, int(level)
-            # the single eval's seeding default is 'name' with --degrade, else 'fixed': say it where the grid's differs
-            seeding = protocol.get("seed_mode")
-            seed_flag = f"--seed-mode {seeding}" if seeding and seeding != ("name" if by_spec else "fixed") else ""
+            seeding = protocol.get("seed_mode")  # named in the command where the single eval would seed otherwise
+            seed_flag = f"--seed-mode {seeding}" if seeding and seeding != default_seed_mode(
+                row["spec"] if by_spec else None) else ""
             row_flags = " ".join(f for f in (flags, f"--degrade '{row['spec']}'" if by_spec else "", seed_flag) if f)
             command = eval_command(model, dataset, task, scale=scale, level=level, crop=protocol.get("crop_to"),
                                    flags=row_flags)

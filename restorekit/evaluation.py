@@ -172,10 +172,12 @@ def setup_for_model(setup: EvalSetup, model: Model) -> EvalSetup:
     Y-float SR input of the VDSR/IDN test scripts unless the setup names an SR input (which is a Y plane).
     A specialist's card degradation (one fixed blur kernel) is the input when the setup names neither a
     degradation nor a level, seeded by image name as an explicit `eval --degrade` is."""
+    from restorekit.degrade.seeding import default_seed_mode
+
     card = model.card
     if card is not None and card.degradation and card.task == setup.task and not setup.degrade \
             and setup.level is None and not setup.paired:
-        setup = replace(setup, degrade=card.degradation, seed_mode="name")
+        setup = replace(setup, degrade=card.degradation, seed_mode=default_seed_mode(card.degradation))
     if setup.sr_input == "y-float" and setup.grey is None:
         setup = replace(setup, grey="y")
     if model.info.in_channels != 1:

@@ -15,7 +15,7 @@ from restorekit.atomic import write_bytes, write_json
 from restorekit.card import card_path
 from restorekit.cli.common import results_table
 from restorekit.data.pairs import is_paired_folder
-from restorekit.degrade.seeding import SEED_MODES
+from restorekit.degrade.seeding import SEED_MODES, default_seed_mode
 from restorekit.degrade.spec import NOISE_PROTOCOLS
 from restorekit.models import Model
 from restorekit.tasks import EVAL_TASKS
@@ -107,7 +107,7 @@ def setup_from_args(args: argparse.Namespace) -> evaluation.EvalSetup:
     setup = evaluation.default_setup(
         args.task, scale=args.scale, level=args.level, degrade=degrade,
         crop_to=evaluation.parse_crop(args.crop_to), seed=args.seed,
-        seed_mode=args.seed_mode or ("name" if degrade else "fixed"), grey=args.grey, sr_input=args.sr_input,
+        seed_mode=args.seed_mode or default_seed_mode(degrade), grey=args.grey, sr_input=args.sr_input,
         ensemble=args.ensemble or None, factor=args.factor, noise=args.noise,
     )
     changes = {}

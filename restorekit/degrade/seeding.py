@@ -26,6 +26,12 @@ SEED_LIMIT = 2**32  # numpy's legacy RandomState (the KAIR/DnCNN protocol) takes
 SEED_MODES = ("name", "fixed")
 
 
+def default_seed_mode(spec: str | None) -> str:
+    """`restorekit eval`'s seeding when none is named: a degradation named by its spec gives each image its own
+    draw ('name'); the task's canonical level seeds every image alike ('fixed', the KAIR protocol)."""
+    return "name" if spec else "fixed"
+
+
 def seed_for(mode: str, seed: int, name: str) -> int:
     """The seed of one image under a seed mode."""
     if mode not in SEED_MODES:
