@@ -244,9 +244,10 @@ class ModelCard(_Strict):
         span = self.level_range()
         return level is None or span is None or span[0] - 1e-9 <= level <= span[1] + 1e-9
 
-    def describe(self) -> str:
-        """'name (task, levels 15..75, x2/x4)': enough to choose between candidates in an error message."""
-        parts = [self.task]
+    def coverage(self) -> list[str]:
+        """What the weights were made for, in one style for every listing: ['levels 15..75', 'x2/x4',
+        'only SPEC'] (any may be absent); `describe` and `zoo list` / `zoo show` print it."""
+        parts = []
         span = self.level_range()
         if span is not None:
             parts.append(f"levels {span[0]:g}..{span[1]:g}")
@@ -254,7 +255,11 @@ class ModelCard(_Strict):
             parts.append("x" + "/x".join(str(s) for s in self.card_scales()))
         if self.degradation:
             parts.append(f"only {self.degradation}")
-        return f"{self.name} ({', '.join(parts)})"
+        return parts
+
+    def describe(self) -> str:
+        """'name (task, levels 15..75, x2/x4)': enough to choose between candidates in an error message."""
+        return f"{self.name} ({', '.join([self.task, *self.coverage()])})"
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude_none=True)

@@ -41,14 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(run=lambda args: p.print_help() or 2)
 
 
-def _range_text(card: ModelCard) -> str:
-    span = card.level_range()
-    if span is not None:
-        return f"{span[0]:g}..{span[1]:g}"
-    scales = card.card_scales()
-    if scales:
-        return "x" + "/x".join(map(str, scales))
-    return f"only {card.degradation}" if card.degradation else "-"
+def _coverage_text(card: ModelCard) -> str:
+    return ", ".join(card.coverage()) or "-"
 
 
 def _best_result(card: ModelCard) -> str:
@@ -84,11 +78,11 @@ def run_list(args: argparse.Namespace) -> int:
         console.print(f"no models installed in {folders} (set RESTOREKIT_WEIGHTS to another folder)")
         return 0
     table = Table(title=f"model zoo: {folders}")
-    for column in ("name", "family", "task", "levels/scales", "strength", "source", "weights", "result"):
+    for column in ("name", "family", "task", "made for", "strength", "source", "weights", "result"):
         table.add_column(column)
     for entry, state in zip(found, states, strict=True):
         card = entry.card
-        table.add_row(card.name, str(card.family), card.task, _range_text(card),
+        table.add_row(card.name, str(card.family), card.task, _coverage_text(card),
                       "lambda(level)" if card.strength_curve else "-", entry.source,
                       state.label if state.ok else f"[red]{state.label}[/red]", _best_result(card))
     console.print(table)
@@ -111,7 +105,7 @@ def run_show(args: argparse.Namespace) -> int:
         return 0 if state.ok else 1
     console = Console(soft_wrap=True)
     console.print(f"[bold]{card.name}[/bold]  family {card.family}, task {card.task}, "
-                  f"levels/scales {_range_text(card)}")
+                  f"made for {_coverage_text(card)}")
     console.print(f"architecture: {card.architecture} {json.dumps(card.arguments)}", markup=False)
     if card.strength_curve:
         console.print(f"strength curve: {json.dumps(card.strength_curve)}", markup=False)
