@@ -121,6 +121,9 @@ VDSR_SR_STAGES = {
     "sr_dlnet_vdsr_x3": (3, 600, 480, "sr_dlnet_vdsr_x2"),
     "sr_dlnet_vdsr_x4": (4, 150, 120, "sr_dlnet_vdsr_x2"),
 }
+# DL-Net on IDN: each scale from the released IDN of that scale (IDN has one network per scale), 1,000 steps with
+# the lr /10 at 800 (the config's 1,500 cut to the budget of VDSR's x2 stages).
+IDN_SR_BUDGET = (1000, 800)
 DLNET_SR_RUNS = {"vdsr": {2: "sr_dlnet_vdsr_x2_cont", 3: "sr_dlnet_vdsr_x3", 4: "sr_dlnet_vdsr_x4"},
                  "idn": {s: f"sr_dlnet_idn_x{s}" for s in SR_SCALES}}
 
@@ -163,7 +166,8 @@ def train_commands(runs: Path) -> list[str]:
         out.append(sr_train_command("vdsr", runs / run, scale, init=init, steps=steps, milestone=milestone))
     for scale, run in DLNET_SR_RUNS["idn"].items():
         init = None if scale == 2 else f"../shared/reference-weights/idn_x{scale}.safetensors"
-        out.append(sr_train_command("idn", runs / run, scale, init=init))
+        out.append(sr_train_command("idn", runs / run, scale, init=init, steps=IDN_SR_BUDGET[0],
+                                    milestone=IDN_SR_BUDGET[1]))
     return out
 
 
