@@ -1,5 +1,3 @@
-import sys
+from restorekit.cli import entry
 
-from restorekit.cli import main
-
-sys.exit(main())
+entry()

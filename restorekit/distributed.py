@@ -101,7 +101,8 @@ def shard(items: Sequence[T], dist: Dist) -> list[T]:
 
 def teardown(dist: Dist) -> None:
     """Leave the group together: a rank destroying it while a peer still talks to it can abort at exit
-    ("terminate called without an active exception", seen once in CI after a sharded restore finished)."""
+    ("terminate called without an active exception", seen once in CI after a sharded restore finished; a
+    worker that still aborts in the interpreter's teardown is what `cli.entry` skips)."""
     if dist.active and tdist.is_initialized():
         try:
             tdist.barrier()
