@@ -39,13 +39,18 @@ class Dist:
         return self.world > 1
 
 
+def launched_world() -> int:
+    """How many processes torchrun started this one with (WORLD_SIZE); 1 outside torchrun."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def setup(device: str = "auto", timeout: timedelta | None = None) -> Dist:
     """Join the process group when launched by torchrun (WORLD_SIZE > 1); otherwise a single process.
 
     timeout: how long a collective waits for the slowest rank (torch's default, 30 min, when None).
     A group that cannot be joined is one line (RestorekitError) naming the rank and torch's reason.
     """
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    world = launched_world()
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     dev = pick_device(device, local_rank)

@@ -63,8 +63,10 @@ def entry() -> None:
     worker there ("terminate called without an active exception", SIGABRT) after it had finished and written
     everything, seen twice under load (a sharded restore, a restarted training), and torchrun then fails the job.
     """
+    from restorekit import distributed
+
     code = main()
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    if distributed.launched_world() > 1:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)

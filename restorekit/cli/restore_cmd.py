@@ -17,7 +17,6 @@ rerun does the rest.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -329,15 +328,11 @@ def _check_folder(folder: Path, what: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    dist = distributed.setup(args.device, timeout=SLOWEST_RANK_WAIT) if _under_torchrun() else Dist()
+    dist = distributed.setup(args.device, timeout=SLOWEST_RANK_WAIT) if distributed.launched_world() > 1 else Dist()
     try:
         return _run(args, dist)
     finally:
         distributed.teardown(dist)
-
-
-def _under_torchrun() -> bool:
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
 def prepare(args: argparse.Namespace, dist: Dist) -> tuple[list[Job], list[Path], LoadedModel]:
