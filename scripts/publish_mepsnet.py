@@ -15,16 +15,22 @@ runs/mepsnet/tables_s16), each with the `restorekit eval` command that reproduce
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
-from restorekit.card import Result, this_machine
-from restorekit.zoo import publish
-
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import shdd_table  # noqa: E402
+
+from restorekit.card import Result, this_machine  # noqa: E402
+from restorekit.zoo import publish  # noqa: E402
+
 NAME = "mepsnet_shdd"
 LEVELS = ("easy", "moderate", "difficult")
-RUN = "moderate_cpu_steps6000"  # twice the first zoo model's 3,000 steps (the schedule's milestones unchanged)
-TABLES = ROOT / "runs" / "mepsnet" / "tables_s16" / "cache"  # scripts/shdd_table.py's row "MEPSNet (6000 steps)"
+ROW = "MEPSNet (6000 steps)"  # twice the first zoo model's 3,000 steps (the schedule's milestones unchanged)
+RUN = shdd_table.ROWS[ROW][0]
+TABLES = ROOT / "runs" / "mepsnet" / "tables_s16"  # scripts/shdd_table.py's --out for that row
 CARD = {
     "family": "mepsnet", "task": "restore", "blind": True, "license": "MIT",
     "description": "MEPSNet (thesis ch. 7): mixture of 3 experts sharing one bank of 16 convolution templates, "
@@ -48,7 +54,7 @@ CARD = {
 def results() -> list[dict]:
     out = []
     for level in LEVELS:
-        path = TABLES / f"mepsnet_6000_steps_{level}.json"
+        path = shdd_table.cache_file(TABLES, ROW, level)
         if path.is_file():
             data = json.loads(path.read_text())
             flags = f"--degrade 'shdd:level={level}' --seed-mode name --limit 50"
