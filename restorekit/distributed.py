@@ -7,6 +7,7 @@ A plain `restorekit train` or `restore` (no torchrun) is world size 1 and never 
 
 from __future__ import annotations
 
+import ctypes
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -105,15 +106,30 @@ def shard(items: Sequence[T], dist: Dist) -> list[T]:
 
 
 def teardown(dist: Dist) -> None:
-    """Leave the group together: a rank destroying it while a peer still talks to it can abort at exit
-    ("terminate called without an active exception", seen once in CI after a sharded restore finished; a
-    worker that still aborts in the interpreter's teardown is what `cli.entry` skips)."""
+    """Leave the group together, and leave nothing for gloo's worker threads to free once Python is exiting.
+
+    A gloo barrier keeps (weak) references to every collective still in its worker threads' hands, and the
+    worker that finishes a barrier frees that chain; freeing a collective's tensors takes the GIL. When the
+    last barrier before exit was freed by a worker after the interpreter had begun finalising, the worker
+    could not take the GIL, was made to exit inside a C++ destructor, and the finished process aborted
+    ("terminate called without an active exception", SIGABRT; torchrun then fails the job: seen in CI after a
+    sharded restore and after DDP training, about 1 run in 80 under load; docs/RELIABILITY.md section 3).
+    So the final barrier is kept for the life of the process: what it references is never freed by a worker,
+    and everything gloo held before it is in it or was freed before it was queued.
+    """
     if dist.active and tdist.is_initialized():
         try:
-            tdist.barrier()
+            final = tdist.barrier(async_op=True)
+            final.wait()
+            keep_until_exit(final)
         except RuntimeError:  # a peer died: nothing to wait for
             pass
         tdist.destroy_process_group()
+
+
+def keep_until_exit(obj: object) -> None:
+    """Never free `obj`, not even in the interpreter's finalisation (one extra reference, never returned)."""
+    ctypes.pythonapi.Py_IncRef(ctypes.py_object(obj))
 
 
 def all_reduce_mean(value: torch.Tensor, dist: Dist) -> torch.Tensor:

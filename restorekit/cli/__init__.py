@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 import warnings
 
@@ -56,21 +55,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def entry() -> None:
-    """The program (`restorekit`, `python -m restorekit`): `main`, then exit with its status.
-
-    A torchrun worker (WORLD_SIZE > 1) leaves without the interpreter's teardown, once its work is done, its
-    process group destroyed (distributed.teardown) and its output flushed: torch's C++ threads could abort a
-    worker there ("terminate called without an active exception", SIGABRT) after it had finished and written
-    everything, seen twice under load (a sharded restore, a restarted training), and torchrun then fails the job.
-    """
-    from restorekit import distributed
-
-    code = main()
-    if distributed.launched_world() > 1:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    sys.exit(code)
+    """The program (`restorekit`, `python -m restorekit`): `main`, then exit with its status."""
+    sys.exit(main())
 
 
 if __name__ == "__main__":

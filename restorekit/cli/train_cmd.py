@@ -9,7 +9,6 @@ process runs this command; the configured batch is the global batch, split acros
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 
@@ -42,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, overrides)
     out = Path(args.out) if args.out else Path("outputs") / "train" / Path(args.config).stem
     summary = run_training(cfg, out, resume=args.resume, progress=args.progress)
-    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports
+    if summary["rank"] != 0:  # under torchrun only rank 0 reports
         return 0
     if summary.get("val_psnr"):
         psnr = ", ".join(f"{k} {v:.2f} dB" for k, v in summary["val_psnr"].items())

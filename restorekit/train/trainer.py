@@ -629,7 +629,7 @@ def elastic_restart_count() -> int:
 
 
 def train(cfg: Config, out: Path, dist: Dist, resume: str | None = None, progress_mode: str | None = None) -> dict:
-    """Run (or continue) training; returns a summary. Only rank 0 writes files."""
+    """Run (or continue) training; -> out, steps, val_psnr and this process's rank. Only rank 0 writes files."""
     saved = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark, torch.get_num_threads())
     try:
         if cfg.deterministic:
@@ -767,7 +767,7 @@ class Session:
             self.board.close()
             if self.log is not None:
                 self.log.close()
-        return {"out": str(self.out), "steps": self.total, "val_psnr": last_val}
+        return {"out": str(self.out), "steps": self.total, "val_psnr": last_val, "rank": self.dist.rank}
 
     def _restore(self, state: dict, recipe: Recipe) -> int:
         """Load a checkpoint into the recipe, strategy and RNGs; -> the global step it was taken at."""
