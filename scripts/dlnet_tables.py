@@ -126,6 +126,9 @@ VDSR_SR_STAGES = {
 IDN_SR_BUDGET = (1000, 800)
 DLNET_SR_RUNS = {"vdsr": {2: "sr_dlnet_vdsr_x2_cont", 3: "sr_dlnet_vdsr_x3", 4: "sr_dlnet_vdsr_x4"},
                  "idn": {s: f"sr_dlnet_idn_x{s}" for s in SR_SCALES}}
+# DRRN has no released weights: a small one (32 features) trained here from scratch at x2, plain on bicubic (its
+# reference) and in the module over u ~ U[0, 3], each by its own config at the same budget.
+DRRN_SMALL_RUNS = {"DRRN-32": "sr_drrn_small_reference_x2", "DRRN-32 (DL-Net)": "sr_dlnet_drrn_small_x2"}
 
 
 def sr_train_command(backbone: str, out: Path | str, scale: int, *, init: str | None = None, steps: int | None = None,
@@ -151,6 +154,7 @@ def sr_models(runs: Path) -> dict[str, dict[int, tuple[str, dict]]]:
         "VDSR (DL-Net)": {s: (str(runs / run / "final.safetensors"), {}) for s, run in DLNET_SR_RUNS["vdsr"].items()},
         "IDN": {s: (str(REFERENCE_WEIGHTS / f"idn_x{s}.safetensors"), {"scale": s}) for s in SR_SCALES},
         "IDN (DL-Net)": {s: (str(runs / run / "final.safetensors"), {}) for s, run in DLNET_SR_RUNS["idn"].items()},
+        **{label: {2: (str(runs / run / "final.safetensors"), {})} for label, run in DRRN_SMALL_RUNS.items()},
     }
 
 
@@ -168,6 +172,8 @@ def train_commands(runs: Path) -> list[str]:
         init = None if scale == 2 else f"../shared/reference-weights/idn_x{scale}.safetensors"
         out.append(sr_train_command("idn", runs / run, scale, init=init, steps=IDN_SR_BUDGET[0],
                                     milestone=IDN_SR_BUDGET[1]))
+    for run in DRRN_SMALL_RUNS.values():
+        out.append(f"restorekit train configs/dlnet/{run}.yaml --out {runs / run} --resume")
     return out
 
 
@@ -255,7 +261,7 @@ def score_sr(runs: Path, datasets: list[str], limit: int | None, scales: tuple[i
             for u in SR_WIDTHS:
                 out[dataset][label][u] = {}
                 for s in SR_SCALES:
-                    source, arguments = per_scale[s]
+                    source, arguments = per_scale.get(s, ("", {}))  # a scale the row has no model for: '—'
                     if s not in scales or (source != "bicubic" and not Path(source).is_file()):
                         out[dataset][label][u][s] = None
                         continue
@@ -288,7 +294,7 @@ def sr_tables(results: dict) -> str:
         lines.append("")
     set5 = results.get("Set5")
     if set5:
-        for backbone in ("VDSR", "IDN"):
+        for backbone in ("VDSR", "IDN", "DRRN-32"):
             if f"{backbone} (DL-Net)" not in set5 or backbone not in set5:
                 continue
             ours, ref = set5[f"{backbone} (DL-Net)"], set5[backbone]
