@@ -214,7 +214,7 @@ def test_the_tables_script_lists_every_run_and_writes_the_papers_layout(tmp_path
     for command in commands:
         config = REPO / command.split()[2]
         assert config.is_file(), command
-    assert len(commands) == 12 + 7 and any("idn_x4.safetensors" in c for c in commands)
+    assert len(commands) == 12 + 7 + 2 and any("idn_x4.safetensors" in c for c in commands)  # + the small DRRN pair
     # DL-Net on VDSR: a second x2 stage, x3 and x4 all start from the first x2 run (VDSR serves every scale)
     chained = [c for c in commands if "model.init=runs/dlnet/sr_dlnet_vdsr_x2/final.safetensors" in c]
     assert [c.split("--out ")[1].split()[0] for c in chained] == [
