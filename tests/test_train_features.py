@@ -189,6 +189,19 @@ def test_a_config_with_a_base_lists_only_its_changes_mappings_merge_lists_replac
     assert [lv.spec for lv in cfg.data.train.levels] == ["noise:sigma=50"]  # a list replaces, never appends
 
 
+def test_a_mapping_marked_delete_replaces_the_bases_whole(tmp_path):
+    """mmengine's `_delete_: true`: a new model type's args must not inherit the old model's keys (the small
+    DRRN configs over VDSR's, configs/dlnet/sr_*drrn_small*_x2.yaml)."""
+    (tmp_path / "vdsr.yaml").write_text("name: vdsr\nmodel: {type: vdsr, args: {depth: 20, features: 64, channels: 1}}\n"
+                                        "data: {train: {levels: ['noise:sigma=10']}}\ntrain: {steps: 5}\n")
+    (tmp_path / "drrn.yaml").write_text("base: vdsr.yaml\nmodel: {type: drrn, args: {_delete_: true, units: 2, features: 8}}\n")
+    (tmp_path / "merged.yaml").write_text("base: vdsr.yaml\nmodel: {args: {features: 16}}\n")
+    assert load_config(tmp_path / "drrn.yaml").model.args == {"units": 2, "features": 8}
+    assert load_config(tmp_path / "merged.yaml").model.args == {"depth": 20, "features": 16, "channels": 1}
+    (tmp_path / "fresh.yaml").write_text("base: vdsr.yaml\nstrategy: {_delete_: true, type: single}\n")
+    assert load_config(tmp_path / "fresh.yaml").strategy.type == "single"  # no base mapping under it: mark dropped
+
+
 def test_a_missing_or_circular_base_is_one_line_naming_the_file(tmp_path):
     (tmp_path / "orphan.yaml").write_text("base: gone.yaml\nname: orphan\n")
     with pytest.raises(ConfigError, match=r"gone.yaml: no such config file \(the base of .*orphan.yaml\)"):

@@ -630,15 +630,31 @@ def read_config_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict:
     return merge_config(inherited, raw)
 
 
+REPLACE_KEY = "_delete_"
+
+
 def merge_config(base: dict, changes: dict) -> dict:
-    """`base` with `changes` on top: nested mappings merged key by key, other values (lists too) replaced."""
+    """`base` with `changes` on top: nested mappings merged key by key, other values (lists too) replaced.
+
+    A mapping in `changes` holding `_delete_: true` (mmengine's spelling) replaces the base's mapping whole
+    instead, e.g. a new model type's `args` that must not inherit the old model's keys."""
     merged = copy.deepcopy(base)
     for key, value in changes.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+        replace_whole = isinstance(value, dict) and value.get(REPLACE_KEY) is True
+        if replace_whole:
+            value = {k: v for k, v in value.items() if k != REPLACE_KEY}
+        if isinstance(value, dict) and isinstance(merged.get(key), dict) and not replace_whole:
             merged[key] = merge_config(merged[key], value)
         else:
-            merged[key] = copy.deepcopy(value)
+            merged[key] = strip_replace_marks(copy.deepcopy(value))
     return merged
+
+
+def strip_replace_marks(value: Any) -> Any:
+    """A value with every `_delete_` key removed (a mark with no base mapping under it replaces nothing)."""
+    if isinstance(value, dict):
+        return {k: strip_replace_marks(v) for k, v in value.items() if k != REPLACE_KEY}
+    return value
 
 
 def validate_config(raw: Any, origin: str = "<config>", overrides: list[str] | tuple = ()) -> Config:
