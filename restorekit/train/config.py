@@ -640,10 +640,7 @@ def merge_config(base: dict, changes: dict) -> dict:
     instead, e.g. a new model type's `args` that must not inherit the old model's keys."""
     merged = copy.deepcopy(base)
     for key, value in changes.items():
-        replace_whole = isinstance(value, dict) and value.get(REPLACE_KEY) is True
-        if replace_whole:
-            value = {k: v for k, v in value.items() if k != REPLACE_KEY}
-        if isinstance(value, dict) and isinstance(merged.get(key), dict) and not replace_whole:
+        if isinstance(value, dict) and value.get(REPLACE_KEY) is not True and isinstance(merged.get(key), dict):
             merged[key] = merge_config(merged[key], value)
         else:
             merged[key] = strip_replace_marks(copy.deepcopy(value))
@@ -651,7 +648,7 @@ def merge_config(base: dict, changes: dict) -> dict:
 
 
 def strip_replace_marks(value: Any) -> Any:
-    """A value with every `_delete_` key removed (a mark with no base mapping under it replaces nothing)."""
+    """A value with every `_delete_` key removed: it has done its work (or had no base mapping to replace)."""
     if isinstance(value, dict):
         return {k: strip_replace_marks(v) for k, v in value.items() if k != REPLACE_KEY}
     return value
