@@ -158,13 +158,15 @@ def sr_models(runs: Path) -> dict[str, dict[int, tuple[str, dict]]]:
     }
 
 
+def config_train_command(run: str, runs: Path) -> str:
+    """`restorekit train` of configs/dlnet/<run>.yaml as it stands, into runs/<run> (resumable)."""
+    return f"restorekit train configs/dlnet/{run}.yaml --out {runs / run} --resume"
+
+
 def train_commands(runs: Path) -> list[str]:
     """Every training run the tables read, in dependency order (references first)."""
     runs = runs.relative_to(REPO) if runs.is_absolute() and runs.is_relative_to(REPO) else runs
-    out = []
-    for task in TASKS:
-        for suffix in METHODS.values():
-            out.append(f"restorekit train configs/dlnet/{task}_{suffix}.yaml --out {runs / f'{task}_{suffix}'} --resume")
+    out = [config_train_command(f"{task}_{suffix}", runs) for task in TASKS for suffix in METHODS.values()]
     for run, (scale, steps, milestone, start) in VDSR_SR_STAGES.items():
         init = str(runs / start / "final.safetensors") if start else None
         out.append(sr_train_command("vdsr", runs / run, scale, init=init, steps=steps, milestone=milestone))
@@ -172,8 +174,7 @@ def train_commands(runs: Path) -> list[str]:
         init = None if scale == 2 else f"../shared/reference-weights/idn_x{scale}.safetensors"
         out.append(sr_train_command("idn", runs / run, scale, init=init, steps=IDN_SR_BUDGET[0],
                                     milestone=IDN_SR_BUDGET[1]))
-    for run in DRRN_SMALL_RUNS.values():
-        out.append(f"restorekit train configs/dlnet/{run}.yaml --out {runs / run} --resume")
+    out += [config_train_command(run, runs) for run in DRRN_SMALL_RUNS.values()]
     return out
 
 
