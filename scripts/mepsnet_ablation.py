@@ -7,6 +7,7 @@ thesis's ablation) with the expert count and the template bank switched, at equa
     .venv/bin/python scripts/mepsnet_ablation.py experts --steps 1000 --variant "1 expert, no sharing" \
         --variant "1 expert, shared"                                     # the short study (~20 min each here)
     .venv/bin/python scripts/mepsnet_ablation.py experts --plot-only
+    .venv/bin/python scripts/mepsnet_ablation.py sharing --steps 1000   # one expert at the thesis's depth (~20 min each)
 
 Rows (Table 7.3: # experts, PS, params -> PSNR / SSIM): 1, no PS, 3.9M -> 29.36 / 0.8835; 1, PS, 1.9M -> 33.55 /
 0.9322; 3, PS, 2.2M -> 34.29 / 0.9353; 5, PS, 2.6M -> 34.39 / 0.9362 (the thesis's full widths; ours are the CPU
@@ -26,12 +27,19 @@ from ablation import REPO, Ablation, mean
 
 CONFIG = REPO / "configs" / "mepsnet" / "mepsnet_shdd_moderate_cpu.yaml"
 RUNS = REPO / "runs" / "mepsnet" / "ablation"
+THESIS_DEPTH = ["model.args.srir=3", "model.args.blocks=12"]
 STUDIES = {
     "experts": {
         "1 expert, no sharing": ["model.args.experts=1", "model.args.share=false"],
         "1 expert, shared": ["model.args.experts=1"],
         "3 experts, shared (MEPSNet)": ["model.args.experts=3"],
         "5 experts, shared": ["model.args.experts=5"],
+    },
+    # Table 7.3's sharing rows at the thesis's expert depth (3 SRIR x 12 blocks = 72 convolutions for 16 templates):
+    # at the recipe's 2 x 4 an expert has as many convolutions as the bank has templates, so sharing saves nothing
+    "sharing": {
+        "1 expert 3x12, no sharing": [*THESIS_DEPTH, "model.args.experts=1", "model.args.share=false"],
+        "1 expert 3x12, shared": [*THESIS_DEPTH, "model.args.experts=1"],
     },
 }
 
@@ -52,7 +60,17 @@ def experts_verdict(last: dict[str, dict[str, float]]) -> str:
     return "; ".join(claims) + " at this budget." if claims else "Not enough runs for the claims."
 
 
-MEPSNET = Ablation("mepsnet", CONFIG, RUNS, STUDIES, verdicts={"experts": experts_verdict},
+def sharing_verdict(last: dict[str, dict[str, float]]) -> str:
+    """Table 7.3's parameter-sharing claim at the thesis's depth: one shared expert beats one unshared expert."""
+    psnr = {label: mean(values) for label, values in last.items()}
+    if len(psnr) < 2:
+        return "Not enough runs for the claim."
+    gain = psnr["1 expert 3x12, shared"] - psnr["1 expert 3x12, no sharing"]
+    return f"sharing at one expert of the thesis's depth {gain:+.2f} dB (thesis +4.19): " \
+           f"{'holds' if gain > 0 else 'does NOT hold'} at this budget."
+
+
+MEPSNET = Ablation("mepsnet", CONFIG, RUNS, STUDIES, verdicts={"experts": experts_verdict, "sharing": sharing_verdict},
                    reuse={"3 experts, shared (MEPSNet)": REPO / "runs" / "mepsnet" / "moderate_cpu"},
                    loss_label="MSE (running average)", val_label="PSNR (dB), BSD100 crops, SHDD-moderate")
 

@@ -101,3 +101,15 @@ def test_mepsnet_expert_study_states_both_table_7_3_claims(tmp_path):
     short = dataclasses.replace(study, steps=1000)
     assert short.run_folder("experts", "1 expert, shared").name == "experts_1_train_steps_1000"
     assert "train.steps=1000" in short.train_command("experts", "1 expert, shared")
+
+
+def test_mepsnet_sharing_study_tests_table_7_3_at_the_thesis_expert_depth(tmp_path):
+    """Table 7.3's sharing row (+4.19 dB) needs an expert deeper than its bank: 3 SRIR x 12 blocks, 16 templates."""
+    module = _script("mepsnet_ablation")
+    study = dataclasses.replace(module.MEPSNET, runs=tmp_path / "runs", figures=tmp_path / "img")
+    for label, value in {"1 expert 3x12, no sharing": 26.0, "1 expert 3x12, shared": 25.75}.items():
+        _fake_run(study.run_folder("sharing", label), {"shdd:level=moderate": value})
+    summary = study.run_study("sharing", plot_only=True)
+    assert "sharing at one expert of the thesis's depth -0.25 dB (thesis +4.19): does NOT hold" in summary
+    command = study.train_command("sharing", "1 expert 3x12, shared")
+    assert {"model.args.srir=3", "model.args.blocks=12", "model.args.experts=1"} <= set(command)
