@@ -7,7 +7,7 @@ thesis's ablation) with the expert count and the template bank switched, at equa
     .venv/bin/python scripts/mepsnet_ablation.py experts --steps 1000 --variant "1 expert, no sharing" \
         --variant "1 expert, shared"                                     # the short study (~20 min each here)
     .venv/bin/python scripts/mepsnet_ablation.py experts --plot-only
-    .venv/bin/python scripts/mepsnet_ablation.py sharing --steps 1000   # one expert at the thesis's depth (~20 min each)
+    .venv/bin/python scripts/mepsnet_ablation.py sharing --steps 1000   # one expert at the thesis's depth (~16 min each)
 
 Rows (Table 7.3: # experts, PS, params -> PSNR / SSIM): 1, no PS, 3.9M -> 29.36 / 0.8835; 1, PS, 1.9M -> 33.55 /
 0.9322; 3, PS, 2.2M -> 34.29 / 0.9353; 5, PS, 2.6M -> 34.39 / 0.9362 (the thesis's full widths; ours are the CPU
